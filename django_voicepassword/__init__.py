@@ -1,0 +1,5 @@
+"""Phone verification and phone login for Django through VoicePassword."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0.dev0"
