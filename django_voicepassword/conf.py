@@ -1,0 +1,237 @@
+"""The app's settings: one object over the site's ``VOICEPASSWORD`` dict.
+
+Every setting has its default here and nowhere else. Values are read from
+``django.conf.settings`` on first access and cached until Django's
+``setting_changed`` signal says ``VOICEPASSWORD`` changed (as
+``override_settings`` does in tests), so nothing captures a setting at import
+time. A key the app does not know, a value of the wrong type or a dotted path
+that cannot be imported raises :class:`ConfigurationError` naming the key; the
+system checks (``checks.py``) report the same problems at start-up with stable
+ids, from :meth:`VoicePasswordSettings.problems`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.module_loading import import_string
+
+__all__ = ["DEFAULTS", "ConfigurationError", "Problem", "VoicePasswordSettings", "settings"]
+
+
+class ConfigurationError(ImproperlyConfigured):
+    """The ``VOICEPASSWORD`` setting is wrong.
+
+    A subclass of Django's ``ImproperlyConfigured`` and deliberately not of
+    :class:`~django_voicepassword.exceptions.VoicePasswordError`: code that
+    tolerates provider failures must not swallow a broken configuration.
+    """
+
+
+#: Every setting and its default. ``docs/`` lists them with their meaning.
+DEFAULTS: dict[str, Any] = {
+    # The provider account's API key; required by the HTTP gateway.
+    "API_KEY": None,
+    # Base URL of the API; send/ and get/ are appended. Point it at the
+    # emulator (http://127.0.0.1:8765/api/voice-password/) in development.
+    "API_URL": "https://vp.voicepassword.ru/api/voice-password/",
+    # Where the API key travels: "header" (Authorization) or "body" (security.apiKey).
+    "AUTH_MODE": "header",
+    # Seconds to wait for a connection, and for an answer once connected.
+    "CONNECT_TIMEOUT": 3.05,
+    "READ_TIMEOUT": 10.0,
+    # How often a read-only get/ request is retried (with back-off); send/ never is.
+    "GET_RETRIES": 3,
+    # Dotted path of the gateway class: HttpGateway, ConsoleGateway or LocmemGateway.
+    "GATEWAY": "django_voicepassword.gateways.HttpGateway",
+    # Region used to read numbers typed without a country code.
+    "PHONE_REGION": "RU",
+    # Regions (ISO 3166 codes) whose numbers are accepted; empty: any.
+    "ALLOWED_REGIONS": ("RU",),
+    # libphonenumber number types accepted (MOBILE, FIXED_LINE, ...); empty: any.
+    "ALLOWED_NUMBER_TYPES": ("MOBILE",),
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with the settings, as the system checks report it."""
+
+    key: str
+    message: str
+    check_id: str = "voicepassword.E002"
+
+
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_optional_str(value: Any) -> bool:
+    return value is None or isinstance(value, str)
+
+
+def _is_positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_str_sequence(value: Any) -> bool:
+    return isinstance(value, list | tuple | frozenset | set) and all(
+        isinstance(item, str) for item in value
+    )
+
+
+def _is_auth_mode(value: Any) -> bool:
+    return value in ("header", "body")
+
+
+# key -> (test, what the test expects, in words for the error message)
+_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "API_KEY": (_is_optional_str, "a string or None"),
+    "API_URL": (_is_str, "a string"),
+    "AUTH_MODE": (_is_auth_mode, '"header" or "body"'),
+    "CONNECT_TIMEOUT": (_is_positive_number, "a positive number of seconds"),
+    "READ_TIMEOUT": (_is_positive_number, "a positive number of seconds"),
+    "GET_RETRIES": (_is_count, "a whole number, 0 or more"),
+    "GATEWAY": (_is_str, "a dotted path to a gateway class"),
+    "PHONE_REGION": (_is_str, "a region code such as 'RU'"),
+    "ALLOWED_REGIONS": (_is_str_sequence, "a list of region codes"),
+    "ALLOWED_NUMBER_TYPES": (_is_str_sequence, "a list of number type names"),
+}
+
+# Settings holding dotted paths: imported once, here, with errors that name them.
+_IMPORT_STRINGS = frozenset({"GATEWAY"})
+# Settings normalized to tuples, so that callers may rely on immutability.
+_TUPLES = frozenset({"ALLOWED_REGIONS", "ALLOWED_NUMBER_TYPES"})
+
+
+class VoicePasswordSettings:
+    """Attribute access to the ``VOICEPASSWORD`` dict, with defaults and checks.
+
+    ``settings.API_KEY`` returns the site's value or the default;
+    ``settings.GATEWAY`` returns the imported class, not the string.
+    """
+
+    API_KEY: str | None
+    API_URL: str
+    AUTH_MODE: str
+    CONNECT_TIMEOUT: float
+    READ_TIMEOUT: float
+    GET_RETRIES: int
+    GATEWAY: type[Any]
+    PHONE_REGION: str
+    ALLOWED_REGIONS: tuple[str, ...]
+    ALLOWED_NUMBER_TYPES: tuple[str, ...]
+
+    def __init__(self, user_settings: Mapping[str, Any] | None = None) -> None:
+        # Given explicitly (tests), the dict is used as is; otherwise it is read
+        # from django.conf.settings on first access.
+        self._explicit = user_settings
+        self._lock = threading.Lock()
+        self._cached: set[str] = set()
+
+    @property
+    def user_settings(self) -> Mapping[str, Any]:
+        """The site's ``VOICEPASSWORD`` dict (empty when the site has none)."""
+        if self._explicit is not None:
+            return self._explicit
+        value = getattr(django_settings, "VOICEPASSWORD", None)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigurationError(
+                f"The VOICEPASSWORD setting must be a dict, not {type(value).__name__}."
+            )
+        return value
+
+    def __getattr__(self, key: str) -> Any:
+        if key.startswith("_") or key not in DEFAULTS:
+            raise AttributeError(f"Invalid VoicePassword setting: {key!r}")
+        user = self.user_settings
+        self._reject_unknown(user)
+        value = user.get(key, DEFAULTS[key])
+        test, expected = _TYPES[key]
+        if not test(value):
+            raise ConfigurationError(
+                f"VOICEPASSWORD[{key!r}] must be {expected}, not {value!r}."
+            )
+        if key in _TUPLES:
+            value = tuple(value)
+        if key in _IMPORT_STRINGS:
+            value = self._import(key, value)
+        with self._lock:
+            setattr(self, key, value)
+            self._cached.add(key)
+        return value
+
+    @staticmethod
+    def _reject_unknown(user: Mapping[str, Any]) -> None:
+        unknown = sorted(str(key) for key in user if key not in DEFAULTS)
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown VOICEPASSWORD setting(s): {', '.join(unknown)}. "
+                f"Known settings: {', '.join(sorted(DEFAULTS))}."
+            )
+
+    @staticmethod
+    def _import(key: str, path: str) -> Any:
+        try:
+            return import_string(path)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"VOICEPASSWORD[{key!r}] = {path!r} could not be imported: {exc}"
+            ) from exc
+
+    def reload(self) -> None:
+        """Forget cached values; the next access reads the settings again."""
+        with self._lock:
+            for key in self._cached:
+                self.__dict__.pop(key, None)
+            self._cached.clear()
+
+    def problems(self) -> list[Problem]:
+        """Every problem with the settings, without raising (for the system checks)."""
+        try:
+            user = self.user_settings
+        except ConfigurationError as exc:
+            return [Problem("VOICEPASSWORD", str(exc), "voicepassword.E001")]
+        found: list[Problem] = []
+        unknown = sorted(str(key) for key in user if key not in DEFAULTS)
+        if unknown:
+            found.append(
+                Problem(
+                    "VOICEPASSWORD",
+                    f"Unknown VOICEPASSWORD setting(s): {', '.join(unknown)}.",
+                    "voicepassword.E001",
+                )
+            )
+        for key, (test, expected) in _TYPES.items():
+            value = user.get(key, DEFAULTS[key])
+            if not test(value):
+                found.append(Problem(key, f"VOICEPASSWORD[{key!r}] must be {expected}."))
+            elif key in _IMPORT_STRINGS:
+                try:
+                    self._import(key, value)
+                except ConfigurationError as exc:
+                    found.append(Problem(key, str(exc), "voicepassword.E005"))
+        return found
+
+
+#: The settings object the whole app reads.
+settings = VoicePasswordSettings()
+
+
+@receiver(setting_changed)
+def _reload_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == "VOICEPASSWORD":
+        settings.reload()
