@@ -1,0 +1,85 @@
+"""The gateway that talks to the provider over HTTP."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from django_voicepassword.client import Balance, CallRecord, SendResult, VoicePasswordClient
+from django_voicepassword.conf import ConfigurationError, settings
+from django_voicepassword.gateways.base import BaseGateway
+
+__all__ = ["HttpGateway"]
+
+
+class HttpGateway(BaseGateway):
+    """Sends every request through :class:`VoicePasswordClient`, configured from settings.
+
+    A ``client`` may be passed in (for a second account, or tests); otherwise
+    one is built from ``API_KEY``, ``API_URL``, ``AUTH_MODE``, the timeouts and
+    ``GET_RETRIES``.
+    """
+
+    def __init__(self, client: VoicePasswordClient | None = None) -> None:
+        if client is None:
+            if not settings.API_KEY:
+                raise ConfigurationError(
+                    "VOICEPASSWORD['API_KEY'] is not set, but the HTTP gateway needs it."
+                )
+            client = VoicePasswordClient(
+                settings.API_KEY,
+                base_url=settings.API_URL,
+                timeout=(settings.CONNECT_TIMEOUT, settings.READ_TIMEOUT),
+                auth_mode="body" if settings.AUTH_MODE == "body" else "header",
+                get_retries=settings.GET_RETRIES,
+            )
+        self.client = client
+
+    def __repr__(self) -> str:
+        return f"<HttpGateway {self.client!r}>"
+
+    def flash_call(
+        self,
+        number: str,
+        *,
+        code: str | None = None,
+        capacity: int | None = None,
+        callback_url: str | None = None,
+    ) -> SendResult:
+        """Place a flash call through the provider."""
+        return self.client.flash_call(
+            number, code=code, capacity=capacity, callback_url=callback_url
+        )
+
+    def voice_call(
+        self,
+        number: str,
+        *,
+        code: str | None = None,
+        repeat: bool = False,
+        ani: str | None = None,
+        callback_url: str | None = None,
+    ) -> SendResult:
+        """Place a voice call through the provider."""
+        return self.client.voice_call(
+            number, code=code, repeat=repeat, ani=ani, callback_url=callback_url
+        )
+
+    def sms(self, request_id: str) -> SendResult:
+        """Send the SMS fallback through the provider."""
+        return self.client.sms(request_id)
+
+    def balance(self) -> Balance:
+        """Ask the provider for the balance."""
+        return self.client.balance()
+
+    def state(self, request_id: str) -> CallRecord:
+        """Ask the provider for one request's record."""
+        return self.client.state(request_id)
+
+    def daily(self, day: date) -> list[CallRecord]:
+        """Ask the provider for one day's records."""
+        return self.client.daily(day)
+
+    def close(self) -> None:
+        """Close the client's connection pool."""
+        self.client.close()

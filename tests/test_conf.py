@@ -1,0 +1,118 @@
+"""The settings object: defaults, unknown keys, types, imports, reload."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from django_voicepassword.conf import (
+    DEFAULTS,
+    ConfigurationError,
+    VoicePasswordSettings,
+    settings,
+)
+from django_voicepassword.gateways import ConsoleGateway, HttpGateway
+
+
+def test_defaults_apply_when_the_site_sets_nothing():
+    vp = VoicePasswordSettings({})
+    for key, default in DEFAULTS.items():
+        if key == "GATEWAY":
+            assert vp.GATEWAY is HttpGateway
+        elif key in ("ALLOWED_REGIONS", "ALLOWED_NUMBER_TYPES"):
+            assert getattr(vp, key) == tuple(default)
+        else:
+            assert getattr(vp, key) == default
+
+
+def test_the_default_api_url_is_the_clients():
+    from django_voicepassword.client import DEFAULT_BASE_URL
+
+    assert DEFAULTS["API_URL"] == DEFAULT_BASE_URL
+
+
+def test_site_values_override_defaults():
+    vp = VoicePasswordSettings({"READ_TIMEOUT": 2.5, "ALLOWED_REGIONS": ["RU", "BY"]})
+    assert vp.READ_TIMEOUT == 2.5
+    assert vp.ALLOWED_REGIONS == ("RU", "BY")
+
+
+def test_unknown_key_is_rejected_by_name():
+    vp = VoicePasswordSettings({"API_KEYS": "x", "TIMEOUT": 3})
+    with pytest.raises(ConfigurationError, match="API_KEYS, TIMEOUT"):
+        _ = vp.API_URL
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="NOPE"):
+        _ = VoicePasswordSettings({}).NOPE
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("API_KEY", 123),
+        ("API_URL", None),
+        ("AUTH_MODE", "query"),
+        ("CONNECT_TIMEOUT", 0),
+        ("READ_TIMEOUT", "10"),
+        ("READ_TIMEOUT", True),
+        ("GET_RETRIES", -1),
+        ("GET_RETRIES", 1.5),
+        ("GATEWAY", HttpGateway),
+        ("ALLOWED_REGIONS", "RU"),
+        ("ALLOWED_NUMBER_TYPES", [1]),
+    ],
+)
+def test_wrong_type_names_the_key(key, value):
+    vp = VoicePasswordSettings({key: value})
+    with pytest.raises(ConfigurationError, match=key):
+        getattr(vp, key)
+    assert [p.key for p in vp.problems()] == [key]
+
+
+def test_dotted_path_is_imported_once_with_an_error_naming_the_setting():
+    assert (
+        VoicePasswordSettings({"GATEWAY": "django_voicepassword.gateways.ConsoleGateway"}).GATEWAY
+        is ConsoleGateway
+    )
+    vp = VoicePasswordSettings({"GATEWAY": "django_voicepassword.gateways.Nope"})
+    with pytest.raises(ConfigurationError, match="GATEWAY"):
+        _ = vp.GATEWAY
+    assert [p.check_id for p in vp.problems()] == ["voicepassword.E005"]
+
+
+def test_values_are_cached_and_reloaded_on_setting_changed():
+    with override_settings(VOICEPASSWORD={"READ_TIMEOUT": 1.0}):
+        assert settings.READ_TIMEOUT == 1.0
+        assert "READ_TIMEOUT" in vars(settings)  # cached, no second lookup
+        with override_settings(VOICEPASSWORD={"READ_TIMEOUT": 2.0}):
+            assert settings.READ_TIMEOUT == 2.0
+        assert settings.READ_TIMEOUT == 1.0
+
+
+def test_a_site_without_the_setting_gets_defaults():
+    with override_settings():
+        from django.conf import settings as django_settings
+
+        del django_settings.VOICEPASSWORD
+        assert settings.API_KEY is None
+        assert settings.problems() == []
+
+
+def test_a_setting_that_is_not_a_dict():
+    with override_settings(VOICEPASSWORD=["API_KEY"]):
+        with pytest.raises(ConfigurationError, match="must be a dict"):
+            _ = settings.API_KEY
+        assert [p.check_id for p in settings.problems()] == ["voicepassword.E001"]
+
+
+def test_problems_lists_unknown_keys_and_every_bad_type():
+    vp = VoicePasswordSettings({"FOO": 1, "AUTH_MODE": "x", "GET_RETRIES": "3"})
+    found = vp.problems()
+    assert [(p.key, p.check_id) for p in found] == [
+        ("VOICEPASSWORD", "voicepassword.E001"),
+        ("AUTH_MODE", "voicepassword.E002"),
+        ("GET_RETRIES", "voicepassword.E002"),
+    ]
+    assert "FOO" in found[0].message
