@@ -162,8 +162,9 @@ class VoicePasswordSettings:
         value = user.get(key, DEFAULTS[key])
         test, expected = _TYPES[key]
         if not test(value):
+            # The type, not the value: the value may be the API key.
             raise ConfigurationError(
-                f"VOICEPASSWORD[{key!r}] must be {expected}, not {value!r}."
+                f"VOICEPASSWORD[{key!r}] must be {expected}, not {type(value).__name__}."
             )
         if key in _TUPLES:
             value = tuple(value)

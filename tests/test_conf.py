@@ -116,3 +116,11 @@ def test_problems_lists_unknown_keys_and_every_bad_type():
         ("GET_RETRIES", "voicepassword.E002"),
     ]
     assert "FOO" in found[0].message
+
+
+def test_a_wrong_api_key_value_is_not_repeated_in_the_error():
+    vp = VoicePasswordSettings({"API_KEY": b"vp-secret-bytes"})
+    with pytest.raises(ConfigurationError) as error:
+        _ = vp.API_KEY
+    assert "vp-secret-bytes" not in str(error.value)
+    assert "bytes" in str(error.value)

@@ -97,7 +97,9 @@ def test_http_gateway_speaks_to_the_provider(voicepassword_emulator):
     assert gateway.voice_call("79990000001", code="4321", repeat=True).code == "4321"
     assert gateway.sms(sent.id).number == "79990000001"
     assert gateway.state(sent.id).id == sent.id
-    assert {r.id for r in gateway.daily(gateway.state(sent.id).date.date())} >= {sent.id}
+    placed = gateway.state(sent.id).date
+    assert placed is not None
+    assert {r.id for r in gateway.daily(placed.date())} >= {sent.id}
     assert gateway.balance().currency == "Rub"
     assert [e.kind for e in voicepassword_emulator.sends()] == ["flash_call", "voice_call", "sms"]
     gateway.close()
@@ -118,6 +120,7 @@ def test_locmem_records_what_would_be_sent_with_the_code():
     first, second, third = django_voicepassword.outbox
     assert first.payload == {"number": "79990000001", "capacity": "4"}
     assert first.code == flash.code
+    assert flash.code is not None
     assert len(flash.code) == 4
     assert flash.code.isdigit()
     assert second.payload == {"number": "79990000002", "voice": {"code": "0042", "repeat": "1"}}
@@ -134,6 +137,7 @@ def test_locmem_answers_get_requests_from_its_emulator():
     assert gateway.balance().amount == start - sent.price
     record = gateway.state(sent.id)
     assert record.state is CallState.BUSY
+    assert record.date is not None
     assert [r.id for r in gateway.daily(record.date.date())] == [sent.id]
     assert gateway.daily(date(2000, 1, 1)) == []
 

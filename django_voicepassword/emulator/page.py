@@ -58,7 +58,7 @@ def _table() -> str:
     for line in markdown_table().splitlines():
         if line.startswith("| ---"):
             continue
-        cells = [cell.strip().strip("`") for cell in line.strip("|").split("|")]
+        cells = [cell.strip().replace("`", "") for cell in line.strip("|").split("|")]
         tag = "th" if not rows else "td"
         rows.append("<tr>" + "".join(f"<{tag}>{escape(c)}</{tag}>" for c in cells) + "</tr>")
     return "<table>" + "".join(rows) + "</table>"
@@ -82,7 +82,7 @@ def render_page(emulator: Emulator, number: str | None = None) -> str:
             for call in received
         )
         link = f'<a href="/?number={escape(phone)}">{escape(phone)}</a>'
-        sections.append(f"<section><h2>📱 {link}</h2><ol>{items}</ol></section>")
+        sections.append(f"<section><h2>{link}</h2><ol>{items}</ol></section>")
     if not sections:
         sections.append("<p>No calls yet · Звонков пока нет.</p>")
     shown = escape(number or "")

@@ -1,0 +1,81 @@
+# django-voicepassword: `make demo` runs the example site on the emulator,
+# `make test` runs every gate and test. Both set up what they need in .venv.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# The interpreter of a version: pyenv's when pyenv has it, else the PATH's.
+python_for = $(shell p=$$(pyenv prefix $(1) 2>/dev/null) && [ -x "$$p/bin/python$(1)" ] \
+	&& echo "$$p/bin/python$(1)" || command -v python$(1) 2>/dev/null || true)
+PY313 := $(call python_for,3.13)
+PY311 := $(call python_for,3.11)
+# The development environment uses the newest interpreter there is.
+PYTHON ?= $(or $(PY313),$(call python_for,3.12),$(PY311),python3)
+# nox finds the matrix's interpreters on PATH.
+export PATH := $(if $(PY313),$(dir $(PY313)):)$(if $(PY311),$(dir $(PY311)):)$(PATH)
+
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MANAGE := $(BIN)/python example_project/manage.py
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+EMULATOR_PORT ?= 8765
+
+# SERVICES=1 switches on the service tier: PostgreSQL, Redis and Chromium.
+SERVICES ?= $(VOICEPASSWORD_TEST_SERVICES)
+export VOICEPASSWORD_TEST_SERVICES := $(SERVICES)
+
+.PHONY: help demo test lint types migrations-check matrix browser clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
+
+$(STAMP): pyproject.toml
+	@[ -n "$(PYTHON)" ] || { echo "No Python 3.11+ found: install one (pyenv works)." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
+	$(BIN)/python -m pip install --quiet -e . --group dev
+	touch $@
+
+demo: $(STAMP)  ## Set up and run the example site on the local emulator
+	$(MANAGE) migrate --noinput
+	$(MANAGE) demo_admin
+	@echo
+	@echo "  Site:      http://$(HOST):$(PORT)/"
+	@echo "  Admin:     http://$(HOST):$(PORT)/admin/"
+	@echo "  Emulator:  http://$(HOST):$(EMULATOR_PORT)/   (the phone: calls show up here)"
+	@echo "  Stop both with Ctrl-C."
+	@echo
+	@trap 'kill 0' EXIT INT TERM; \
+	$(BIN)/python -m django_voicepassword.emulator --host $(HOST) --port $(EMULATOR_PORT) \
+		--callback-delay 3 & \
+	VOICEPASSWORD_API_URL=http://$(HOST):$(EMULATOR_PORT)/api/voice-password/ \
+		$(MANAGE) runserver $(HOST):$(PORT)
+
+test: lint types migrations-check browser matrix  ## Run every gate and the test suite on both ends of the version matrix
+
+lint: $(STAMP)  ## ruff: lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)  ## mypy with django-stubs
+	$(BIN)/mypy django_voicepassword tests example_project bench noxfile.py
+
+migrations-check: $(STAMP)  ## Fail when a model change has no migration
+	$(MANAGE) makemigrations --check --dry-run
+
+# Browser tests need Debian's Chromium; the service tier installs it.
+browser:
+	@if [ -n "$(SERVICES)" ] && [ "$(SERVICES)" != 0 ] && ! command -v chromium >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+		else echo "Browser tests need Chromium: sudo apt-get install chromium" >&2; fi; \
+	fi
+
+matrix: $(STAMP)  ## The test suite on Python 3.11 + Django 5.2 and Python 3.13 + Django 6.1
+	$(BIN)/nox --reuse-existing-virtualenvs --no-error-on-missing-interpreters
+
+clean:  ## Remove the environments and caches
+	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage test-output

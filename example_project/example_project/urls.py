@@ -1,0 +1,12 @@
+"""URLs of the example site."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path
+from django.views.generic import TemplateView
+
+urlpatterns = [
+    path("", TemplateView.as_view(template_name="example_project/home.html"), name="home"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,30 @@
+"""Shared fixtures and the service-tier markers."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import services
+
+pytest_plugins = ["django_voicepassword.emulator.pytest_plugin"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the tests whose service is missing (under CI, sessionstart fails first)."""
+    for item in items:
+        for service in ("postgres", "redis", "browser"):
+            if item.get_closest_marker(service) is None:
+                continue
+            ok, why = services.available(service)
+            if not ok:
+                item.add_marker(pytest.mark.skip(reason=why))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under CI the service tier is required: a missing service fails at once."""
+    if not services.required():
+        return
+    checked = map(services.available, ("postgres", "redis", "browser"))
+    missing = [why for ok, why in checked if not ok]
+    if missing:
+        raise pytest.UsageError("service tier required but: " + "; ".join(missing))

@@ -1,0 +1,75 @@
+"""The example site that ``make demo`` runs: it starts, checks clean and serves its pages."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MANAGE = Path(__file__).resolve().parent.parent / "example_project" / "manage.py"
+
+
+def manage(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VOICEPASSWORD_"))
+    }
+    environment["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    environment.update(env)
+    return subprocess.run(
+        [sys.executable, str(MANAGE), *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_example_site_passes_its_checks_on_the_emulator_defaults(tmp_path):
+    result = manage("check", "--fail-level", "WARNING", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_missing_api_key_is_reported_at_start(tmp_path):
+    result = manage("check", tmp_path=tmp_path, VOICEPASSWORD_API_KEY="")
+    assert result.returncode != 0
+    assert "voicepassword.E003" in result.stderr
+
+
+def test_demo_admin_creates_then_resets_the_administrator(tmp_path):
+    assert manage("migrate", "--noinput", tmp_path=tmp_path).returncode == 0
+    first = manage("demo_admin", tmp_path=tmp_path, DEMO_ADMIN_PASSWORD="first-pass")
+    assert first.returncode == 0, first.stderr
+    assert "Created the demo admin: username 'admin', password 'first-pass'" in first.stdout
+    again = manage("demo_admin", tmp_path=tmp_path, DEMO_ADMIN_PASSWORD="second-pass")
+    assert "Reset the demo admin" in again.stdout
+    login = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.contrib.auth import authenticate;"
+        "print(authenticate(username='admin', password='second-pass').is_superuser)",
+        tmp_path=tmp_path,
+    )
+    assert login.stdout.strip() == "True", login.stderr
+
+
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_the_home_page_links_the_admin_and_the_emulator(tmp_path, language):
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.test import Client; r = Client().get('/');"
+        "print(r.status_code); print(r.content.decode())",
+        tmp_path=tmp_path,
+        DJANGO_LANGUAGE_CODE=language,
+        DJANGO_ALLOWED_HOSTS="testserver",
+    )
+    status, _, body = result.stdout.partition("\n")
+    assert status == "200", result.stderr
+    assert 'href="/admin/"' in body
+    assert "http://127.0.0.1:8765/" in body
