@@ -12,9 +12,11 @@ ids, from :meth:`VoicePasswordSettings.problems`.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -57,6 +59,22 @@ DEFAULTS: dict[str, Any] = {
     "ALLOWED_REGIONS": ("RU",),
     # libphonenumber number types accepted (MOBILE, FIXED_LINE, ...); empty: any.
     "ALLOWED_NUMBER_TYPES": ("MOBILE",),
+    # Absolute URL of the site as the provider reaches it (https://example.com);
+    # when set, every call carries a callback URL with a per-call signed token.
+    "CALLBACK_BASE_URL": None,
+    # Callback bodies larger than this many bytes are refused with 413.
+    "CALLBACK_MAX_BODY": 4096,
+    # Addresses or networks (CIDR) callbacks may come from; empty: any.
+    "CALLBACK_ALLOWED_IPS": (),
+    # A header set by the site's own proxy with the client address (X-Forwarded-For);
+    # None: the connection's address. Only name a header your proxy overwrites.
+    "CALLBACK_PROXY_HEADER": None,
+    # voicepassword_balance exits non-zero below this amount; None: no threshold.
+    "LOW_BALANCE": None,
+    # Days to keep calls, callback events and balance snapshots (voicepassword_purge).
+    "CALL_RETENTION_DAYS": 180,
+    "CALLBACK_RETENTION_DAYS": 30,
+    "BALANCE_RETENTION_DAYS": 365,
 }
 
 
@@ -91,6 +109,32 @@ def _is_str_sequence(value: Any) -> bool:
     )
 
 
+def _is_optional_amount(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        return False
+    try:
+        return Decimal(str(value)).is_finite()
+    except ArithmeticError:
+        return False
+
+
+def _is_days(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _is_networks(value: Any) -> bool:
+    if not _is_str_sequence(value):
+        return False
+    try:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_auth_mode(value: Any) -> bool:
     return value in ("header", "body")
 
@@ -107,12 +151,23 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "PHONE_REGION": (_is_str, "a region code such as 'RU'"),
     "ALLOWED_REGIONS": (_is_str_sequence, "a list of region codes"),
     "ALLOWED_NUMBER_TYPES": (_is_str_sequence, "a list of number type names"),
+    "CALLBACK_BASE_URL": (_is_optional_str, "an absolute URL or None"),
+    "CALLBACK_MAX_BODY": (_is_days, "a positive whole number of bytes"),
+    "CALLBACK_ALLOWED_IPS": (_is_networks, "a list of IP addresses or networks (CIDR)"),
+    "CALLBACK_PROXY_HEADER": (_is_optional_str, "a header name or None"),
+    "LOW_BALANCE": (_is_optional_amount, "an amount (number, string or Decimal) or None"),
+    "CALL_RETENTION_DAYS": (_is_days, "a positive whole number of days"),
+    "CALLBACK_RETENTION_DAYS": (_is_days, "a positive whole number of days"),
+    "BALANCE_RETENTION_DAYS": (_is_days, "a positive whole number of days"),
 }
 
 # Settings holding dotted paths: imported once, here, with errors that name them.
 _IMPORT_STRINGS = frozenset({"GATEWAY"})
 # Settings normalized to tuples, so that callers may rely on immutability.
 _TUPLES = frozenset({"ALLOWED_REGIONS", "ALLOWED_NUMBER_TYPES"})
+# Settings read as networks and amounts, so that callers get parsed values.
+_NETWORKS = frozenset({"CALLBACK_ALLOWED_IPS"})
+_AMOUNTS = frozenset({"LOW_BALANCE"})
 
 
 class VoicePasswordSettings:
@@ -132,6 +187,14 @@ class VoicePasswordSettings:
     PHONE_REGION: str
     ALLOWED_REGIONS: tuple[str, ...]
     ALLOWED_NUMBER_TYPES: tuple[str, ...]
+    CALLBACK_BASE_URL: str | None
+    CALLBACK_MAX_BODY: int
+    CALLBACK_ALLOWED_IPS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    CALLBACK_PROXY_HEADER: str | None
+    LOW_BALANCE: Decimal | None
+    CALL_RETENTION_DAYS: int
+    CALLBACK_RETENTION_DAYS: int
+    BALANCE_RETENTION_DAYS: int
 
     def __init__(self, user_settings: Mapping[str, Any] | None = None) -> None:
         # Given explicitly (tests), the dict is used as is; otherwise it is read
@@ -168,6 +231,10 @@ class VoicePasswordSettings:
             )
         if key in _TUPLES:
             value = tuple(value)
+        elif key in _NETWORKS:
+            value = tuple(ipaddress.ip_network(item, strict=False) for item in value)
+        elif key in _AMOUNTS and value is not None:
+            value = Decimal(str(value))
         if key in _IMPORT_STRINGS:
             value = self._import(key, value)
         with self._lock:

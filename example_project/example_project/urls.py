@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import TemplateView
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="example_project/home.html"), name="home"),
     path("admin/", admin.site.urls),
+    path("voicepassword/", include("django_voicepassword.urls")),
 ]

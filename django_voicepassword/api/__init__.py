@@ -1,0 +1,1 @@
+"""The HTTP API (Django REST framework): the provider's status callbacks."""

@@ -1,0 +1,80 @@
+"""The status-callback endpoint the provider POSTs to."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.http import Http404
+from django.utils.decorators import method_decorator
+from rest_framework import status
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from django_voicepassword.api.parsers import BoundedJSONParser
+from django_voicepassword.api.serializers import CallbackSerializer
+from django_voicepassword.callbacks import apply_callback, call_id_from_token
+from django_voicepassword.conf import settings
+
+__all__ = ["CallbackView", "client_address"]
+
+logger = logging.getLogger(__name__)
+
+
+def client_address(request: Request) -> str | None:
+    """The address the request came from, as the site's own proxy reports it.
+
+    With ``CALLBACK_PROXY_HEADER`` set, the last address in that header (the
+    one the site's proxy added; earlier ones are whatever the sender wrote);
+    otherwise the connection's address. ``None`` when it is not an address.
+    """
+    header = settings.CALLBACK_PROXY_HEADER
+    raw = request.headers.get(header, "") if header else request.META.get("REMOTE_ADDR", "")
+    candidate = raw.rsplit(",", 1)[-1].strip()
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
+
+
+@method_decorator(transaction.non_atomic_requests, name="dispatch")
+class CallbackView(APIView):
+    """``POST <token>/``: one status callback from the provider.
+
+    No login and no CSRF (the provider has neither); the signed token in the
+    URL is the authentication, checked before the body is read: a bad one is
+    404 and writes nothing. Then the optional address allowlist (403), the
+    body (JSON only: 415; at most ``CALLBACK_MAX_BODY`` bytes: 413; strict
+    fields: 400), and the callback is stored and applied in one transaction.
+    Any input gets a 2xx or a 4xx, never a 5xx.
+    """
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[Any] = []
+    parser_classes = [BoundedJSONParser]
+    renderer_classes = [JSONRenderer]
+
+    def post(self, request: Request, token: str) -> Response:
+        """Verify, validate, store and apply one callback."""
+        call_id = call_id_from_token(token)
+        if call_id is None:
+            raise Http404
+        address = client_address(request)
+        allowed = settings.CALLBACK_ALLOWED_IPS
+        if allowed and (
+            address is None or not any(ipaddress.ip_address(address) in net for net in allowed)
+        ):
+            logger.warning("VoicePassword callback refused from %s", address)
+            raise PermissionDenied
+        serializer = CallbackSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = request.data
+        event = apply_callback(call_id, serializer.validated_data["record"], dict(data), address)
+        return Response({"result": "ok", "outcome": event.outcome}, status=status.HTTP_200_OK)

@@ -1,0 +1,411 @@
+"""Placing calls and keeping their history: the services every interface goes through.
+
+Each service writes the :class:`~django_voicepassword.models.Call` row before
+the provider is asked, so a crash in the middle of a request leaves a trace,
+and records what the provider said on that row: the request id and price, or
+the error code (and re-raises the typed exception). A call whose outcome cannot
+be known stays ``unknown`` until :func:`reconcile_day` settles it.
+
+Status changes from every source (the ``send/`` answer, a callback, ``state``,
+``daily``) go through one rule, :func:`apply_record`: a call never moves back
+in its lifecycle, and only the provider's own records (``state``, ``daily``)
+may correct one final status into another.
+
+Call these outside a database transaction (not under ``ATOMIC_REQUESTS``):
+the row must be committed before the provider is asked to be a trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+from django_voicepassword.client import PROVIDER_TZ, CallRecord, SendResult
+from django_voicepassword.conf import settings
+from django_voicepassword.exceptions import APIError, OutcomeUnknownError, TransportError
+from django_voicepassword.gateways import get_gateway
+from django_voicepassword.models import (
+    FINAL_STATUSES,
+    BalanceSnapshot,
+    Call,
+    status_for_state,
+    status_rank,
+)
+from django_voicepassword.phone import normalize
+from django_voicepassword.signals import balance_fetched, call_placed, call_status_changed
+
+__all__ = [
+    "ReconcileReport",
+    "SmsFallbackError",
+    "apply_record",
+    "fetch_balance",
+    "place_flash_call",
+    "place_voice_call",
+    "reconcile_day",
+    "refresh_call",
+    "send_sms",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class SmsFallbackError(Exception):
+    """An SMS fallback that this package refuses to pay for, and why.
+
+    ``code`` is ``"not_placed"`` (the call has no provider id), ``"sms"`` (the
+    call is itself an SMS), ``"not_final"`` (the provider says the call is
+    still going on) or ``"already_sent"`` (the call has an SMS fallback).
+    """
+
+    messages: dict[str, Promise] = {
+        "not_placed": _("The call was never placed, so there is no code to send."),
+        "sms": _("An SMS cannot have an SMS fallback."),
+        "not_final": _("The call is still going on; send the SMS once it has ended."),
+        "already_sent": _("This call already has an SMS fallback."),
+    }
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.message = self.messages[code]
+        super().__init__(code)
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
+def _callback_url(call: Call) -> str | None:
+    # Imported here: callbacks.py imports this module's apply_record.
+    from django_voicepassword.callbacks import callback_url
+
+    return callback_url(call)
+
+
+def _announce(call: Call, old_status: str, source: str) -> None:
+    """Send the signals of a status change once the transaction commits."""
+    new_status = call.status
+
+    def send() -> None:
+        if source == "send" and new_status == Call.Status.PLACED:
+            call_placed.send(sender=Call, call=call)
+        call_status_changed.send(
+            sender=Call, call=call, old_status=old_status, new_status=new_status, source=source
+        )
+
+    transaction.on_commit(send)
+
+
+def _not_placed(call: Call, status: str, error_code: str) -> None:
+    call.status = status
+    call.error_code = error_code[:64]
+    call.save(update_fields=["status", "error_code", "updated_at"])
+    _announce(call, Call.Status.PENDING, "send")
+
+
+def _place(call: Call, send: Any) -> SendResult:
+    """Ask the provider through ``send(callback_url)`` and record the answer on ``call``."""
+    try:
+        result: SendResult = send(_callback_url(call))
+    except OutcomeUnknownError:
+        _not_placed(call, Call.Status.UNKNOWN, "outcome_unknown")
+        raise
+    except APIError as error:
+        _not_placed(call, Call.Status.NOT_PLACED, error.error_code or "api_error")
+        raise
+    except TransportError:
+        _not_placed(call, Call.Status.NOT_PLACED, "transport_error")
+        raise
+    call.provider_id = result.id
+    call.price = result.price
+    call.status = Call.Status.PLACED
+    try:
+        call.save(update_fields=["provider_id", "price", "status", "updated_at"])
+    except IntegrityError:
+        # The provider answered with an id another row already has: keep the
+        # trace, leave the outcome to reconciliation.
+        logger.error("VoicePassword returned request id %s twice", result.id)
+        Call.objects.filter(pk=call.pk).update(
+            status=Call.Status.UNKNOWN, error_code="duplicate_provider_id", provider_id=None
+        )
+        raise
+    _announce(call, Call.Status.PENDING, "send")
+    return result
+
+
+def place_flash_call(
+    number: str,
+    *,
+    code: str | None = None,
+    capacity: int | None = None,
+    user: Any = None,
+) -> Call:
+    """Place a flash call to ``number``; the caller number ends in the code.
+
+    ``code`` is a 4-digit code of the site's own; without it the provider picks
+    one of ``capacity`` digits (default 4). Returns the call, status ``placed``.
+    Raises :class:`~django_voicepassword.phone.InvalidPhoneNumber` for a number
+    the site does not accept (nothing is written), or the provider's typed
+    exception (the call is stored with its error code).
+    """
+    call, _result = place(Call.Channel.FLASH_CALL, number, code=code, capacity=capacity, user=user)
+    return call
+
+
+def place_voice_call(
+    number: str,
+    *,
+    code: str | None = None,
+    repeat: bool = False,
+    ani: str | None = None,
+    user: Any = None,
+) -> Call:
+    """Place a call in which a robot speaks ``code`` (or a code the provider picks).
+
+    ``repeat`` speaks it twice; ``ani`` is a caller number registered in the
+    account. Errors as :func:`place_flash_call`.
+    """
+    call, _result = place(
+        Call.Channel.VOICE_CALL, number, code=code, repeat=repeat, ani=ani, user=user
+    )
+    return call
+
+
+def place(
+    channel: str,
+    number: str,
+    *,
+    code: str | None = None,
+    capacity: int | None = None,
+    repeat: bool = False,
+    ani: str | None = None,
+    user: Any = None,
+) -> tuple[Call, SendResult]:
+    """Place a flash or voice call; return the call and the provider's answer.
+
+    For code that needs the code the provider picked (``result.code``), such as
+    phone verification; everything else uses :func:`place_flash_call` or
+    :func:`place_voice_call`. The code is never stored or signalled.
+    """
+    normalized = normalize(number)
+    call = Call.objects.create(channel=channel, number=normalized, user=user)
+    gateway = get_gateway()
+    if channel == Call.Channel.FLASH_CALL:
+        result = _place(
+            call,
+            lambda url: gateway.flash_call(
+                normalized, code=code, capacity=capacity, callback_url=url
+            ),
+        )
+    elif channel == Call.Channel.VOICE_CALL:
+        result = _place(
+            call,
+            lambda url: gateway.voice_call(
+                normalized, code=code, repeat=repeat, ani=ani, callback_url=url
+            ),
+        )
+    else:
+        raise ValueError(f"place() places flash and voice calls, not {channel!r}")
+    return call, result
+
+
+def send_sms(call: Call, *, user: Any = None) -> Call:
+    """Send the code of ``call`` by SMS, once, after the call has ended.
+
+    Costs money, so it trusts no callback: it first asks the provider for the
+    call's state (:func:`refresh_call`) and refuses (:class:`SmsFallbackError`)
+    unless the call has ended. A call gets one SMS fallback at most, enforced by
+    a database constraint. Returns the SMS, a :class:`Call` whose ``parent`` is
+    ``call``; provider errors as :func:`place_flash_call`.
+    """
+    if call.channel == Call.Channel.SMS:
+        raise SmsFallbackError("sms")
+    if not call.provider_id:
+        raise SmsFallbackError("not_placed")
+    refresh_call(call)
+    if call.status not in FINAL_STATUSES:
+        raise SmsFallbackError("not_final")
+    try:
+        sms = Call.objects.create(
+            channel=Call.Channel.SMS, number=call.number, parent=call, user=user
+        )
+    except IntegrityError:
+        raise SmsFallbackError("already_sent") from None
+    provider_id = call.provider_id
+    _place(sms, lambda _url: get_gateway().sms(provider_id))
+    return sms
+
+
+def apply_record(call: Call, record: CallRecord, *, source: str) -> bool:
+    """Apply the provider's report of ``call`` to the row; return whether the status moved.
+
+    ``source`` is ``"callback"``, ``"state"`` or ``"daily"``. The status only
+    moves forward (:func:`~django_voicepassword.models.status_rank`); the
+    provider's own records (``state``, ``daily``) may also correct one final
+    status into another and fill in the price, duration and date. An unknown
+    label is kept in ``state_label`` without moving the status. Saves only
+    what changed.
+    """
+    authoritative = source in ("state", "daily")
+    old_status = call.status
+    new_status = status_for_state(record.state)
+    changed: list[str] = []
+    moved = False
+    if new_status is not None and new_status != old_status:
+        forward = status_rank(new_status) > status_rank(old_status)
+        corrected = authoritative and old_status in FINAL_STATUSES and new_status in FINAL_STATUSES
+        if forward or corrected:
+            call.status = new_status
+            changed.append("status")
+            moved = True
+            if old_status in (Call.Status.UNKNOWN, Call.Status.NOT_PLACED):
+                call.error_code = ""
+                changed.append("error_code")
+    if moved or authoritative or new_status is None:
+        for field, value in (
+            ("state_label", record.state_label[:64]),
+            ("price", record.price),
+            ("duration", record.duration),
+            ("provider_date", record.date),
+        ):
+            if value is not None and getattr(call, field) != value:
+                setattr(call, field, value)
+                changed.append(field)
+    if changed:
+        call.save(update_fields=[*changed, "updated_at"])
+    if moved:
+        _announce(call, old_status, source)
+    return moved
+
+
+def refresh_call(call: Call) -> Call:
+    """Ask the provider for ``call``'s state and record it (``get/`` ``state``).
+
+    A call without a provider id (never placed, or outcome unknown) is returned
+    as it is: only :func:`reconcile_day` can settle it.
+    """
+    if call.provider_id:
+        record = get_gateway().state(call.provider_id)
+        apply_record(call, record, source="state")
+    return call
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What :func:`reconcile_day` did."""
+
+    day: date
+    provider_rows: int
+    created: int
+    updated: int
+    settled: int
+    not_placed: int
+
+
+def _moscow_day(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, tzinfo=PROVIDER_TZ)
+    return start, start + timedelta(days=1)
+
+
+def _channel_of(record: CallRecord) -> str:
+    service = (record.service or "").lower()
+    if "sms" in service:
+        return Call.Channel.SMS
+    if "flash" in service:
+        return Call.Channel.FLASH_CALL
+    return Call.Channel.VOICE_CALL
+
+
+#: How far from a local row's creation time a provider record may be dated and
+#: still be taken for that row's unknown outcome.
+SETTLE_BEFORE = timedelta(minutes=1)
+SETTLE_AFTER = timedelta(minutes=10)
+
+
+def reconcile_day(day: date) -> ReconcileReport:
+    """Bring the history of ``day`` (Moscow) in line with the provider's ``daily`` report.
+
+    In bulk: creates rows for calls placed outside this site, corrects states,
+    prices, durations and dates, settles ``unknown`` rows by number and time,
+    and, once the day is over, marks the ``unknown`` rows the provider has no
+    record of as not placed.
+    """
+    records = get_gateway().daily(day)
+    start, end = _moscow_day(day)
+    # Rows created around the day: every call this site placed on it, and the
+    # unknown outcomes that may be among the provider's records.
+    local = list(
+        Call.objects.filter(
+            created_at__gte=start - timedelta(days=1), created_at__lt=end + timedelta(days=1)
+        )
+    )
+    by_id = {call.provider_id: call for call in local if call.provider_id}
+    unknown = [
+        call for call in local if call.status == Call.Status.UNKNOWN and not call.provider_id
+    ]
+    created: list[Call] = []
+    updated = settled = 0
+    for record in records:
+        call = by_id.get(record.id)
+        if call is None:
+            call = _match_unknown(unknown, record)
+            if call is not None:
+                unknown.remove(call)
+                call.provider_id = record.id
+                call.save(update_fields=["provider_id", "updated_at"])
+                settled += 1
+        if call is not None:
+            if apply_record(call, record, source="daily"):
+                updated += 1
+            continue
+        status = status_for_state(record.state) or Call.Status.PLACED
+        created.append(
+            Call(
+                provider_id=record.id,
+                channel=_channel_of(record),
+                number=record.number,
+                status=status,
+                state_label=record.state_label[:64],
+                price=record.price,
+                duration=record.duration,
+                provider_date=record.date,
+                created_at=record.date or start,
+            )
+        )
+    Call.objects.bulk_create(created, batch_size=1000, ignore_conflicts=True)
+    not_placed = 0
+    if timezone.now() >= end + SETTLE_AFTER:
+        for call in unknown:
+            if start <= call.created_at < end:
+                _not_placed(call, Call.Status.NOT_PLACED, "not_in_daily")
+                not_placed += 1
+    return ReconcileReport(day, len(records), len(created), updated, settled, not_placed)
+
+
+def _match_unknown(unknown: list[Call], record: CallRecord) -> Call | None:
+    if record.date is None:
+        return None
+    for call in unknown:
+        if (
+            call.number == record.number
+            and call.created_at - SETTLE_BEFORE <= record.date <= call.created_at + SETTLE_AFTER
+        ):
+            return call
+    return None
+
+
+def fetch_balance() -> BalanceSnapshot:
+    """Ask the provider for the balance, store it and send ``balance_fetched``."""
+    balance = get_gateway().balance()
+    snapshot = BalanceSnapshot.objects.create(balance=balance.amount, currency=balance.currency)
+    threshold = settings.LOW_BALANCE
+    low = threshold is not None and snapshot.balance < threshold
+    transaction.on_commit(
+        lambda: balance_fetched.send(sender=BalanceSnapshot, snapshot=snapshot, low=low)
+    )
+    return snapshot

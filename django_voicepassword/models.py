@@ -1,0 +1,259 @@
+"""What the app records: every call placed, every callback received, the balance.
+
+A :class:`Call` row is written before the provider is asked, so a crash in the
+middle of a request leaves a trace; its status then only moves forward (see
+:attr:`Call.Status` and :func:`status_rank`), whoever reports the change: a
+callback, ``state`` or the ``daily`` reconciliation.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from django_voicepassword.client import CallState
+from django_voicepassword.phone import mask
+
+__all__ = [
+    "FINAL_STATUSES",
+    "BalanceSnapshot",
+    "Call",
+    "CallbackEvent",
+    "status_for_state",
+    "status_rank",
+]
+
+
+class Call(models.Model):
+    """One request to ``send/``: a flash call, a voice call or an SMS fallback."""
+
+    class Channel(models.TextChoices):
+        """How the code reaches the subscriber."""
+
+        FLASH_CALL = "flash_call", _("flash call")
+        VOICE_CALL = "voice_call", _("voice call")
+        SMS = "sms", _("SMS")
+
+    class Status(models.TextChoices):
+        """Where the call is; the order of the lifecycle is :func:`status_rank`."""
+
+        PENDING = "pending", _("pending")
+        UNKNOWN = "unknown", _("outcome unknown")
+        NOT_PLACED = "not_placed", _("not placed")
+        PLACED = "placed", _("placed")
+        DIALLING = "dialling", _("dialling")
+        QUEUED = "queued", _("queued")
+        SENT = "sent", _("sent")
+        ANSWERED = "answered", _("answered")
+        BUSY = "busy", _("busy")
+        NO_ANSWER = "no_answer", _("no answer")
+        FAILED = "failed", _("failed")
+        CANCELLED = "cancelled", _("cancelled")
+        DELIVERED = "delivered", _("delivered")
+        NOT_DELIVERED = "not_delivered", _("not delivered")
+
+    provider_id = models.CharField(
+        _("provider id"),
+        max_length=32,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text=_("The request id the provider gave; empty until it answered."),
+    )
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    number = models.CharField(
+        _("number"), max_length=16, help_text=_("The subscriber, in the provider's form.")
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    state_label = models.CharField(
+        _("provider state"),
+        max_length=64,
+        blank=True,
+        help_text=_("The provider's own word for the state, verbatim."),
+    )
+    error_code = models.CharField(
+        _("error code"),
+        max_length=64,
+        blank=True,
+        help_text=_("The provider's error_code, or why the call was not placed."),
+    )
+    price = models.DecimalField(_("price"), max_digits=12, decimal_places=4, null=True, blank=True)
+    duration = models.DurationField(_("duration"), null=True, blank=True)
+    provider_date = models.DateTimeField(_("provider date"), null=True, blank=True)
+    parent = models.ForeignKey(
+        "self",
+        verbose_name=_("parent call"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="fallbacks",
+        help_text=_("For an SMS fallback: the call whose code it sends."),
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("call")
+        verbose_name_plural = _("calls")
+        ordering: ClassVar = ["-created_at", "-id"]
+        indexes: ClassVar = [
+            models.Index(fields=["-created_at", "-id"], name="voicepassword_call_created"),
+            models.Index(fields=["status", "-created_at"], name="voicepassword_call_status"),
+            models.Index(fields=["number", "-created_at"], name="voicepassword_call_number"),
+        ]
+        constraints: ClassVar = [
+            # One SMS fallback per call: it costs money. A fallback that was not
+            # placed does not count, so it can be tried again.
+            models.UniqueConstraint(
+                fields=["parent"],
+                condition=models.Q(channel="sms") & ~models.Q(status="not_placed"),
+                name="voicepassword_one_sms_per_call",
+            )
+        ]
+        permissions: ClassVar = [
+            ("view_full_number", _("Can see full phone numbers")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()} {mask(self.number)} ({self.get_status_display()})"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the status can no longer change but through reconciliation."""
+        return self.status in FINAL_STATUSES
+
+
+#: Statuses after which nothing but the provider's own records may change a call.
+FINAL_STATUSES = frozenset(
+    {
+        Call.Status.NOT_PLACED,
+        Call.Status.ANSWERED,
+        Call.Status.BUSY,
+        Call.Status.NO_ANSWER,
+        Call.Status.FAILED,
+        Call.Status.CANCELLED,
+        Call.Status.DELIVERED,
+        Call.Status.NOT_DELIVERED,
+    }
+)
+
+_RANKS = {
+    Call.Status.PENDING: 0,
+    Call.Status.UNKNOWN: 0,
+    Call.Status.PLACED: 1,
+    Call.Status.DIALLING: 2,
+    Call.Status.QUEUED: 2,
+    Call.Status.SENT: 3,
+}
+
+_FROM_STATE = {
+    CallState.ANSWERED: Call.Status.ANSWERED,
+    CallState.BUSY: Call.Status.BUSY,
+    CallState.NO_ANSWER: Call.Status.NO_ANSWER,
+    CallState.FAIL: Call.Status.FAILED,
+    CallState.CANCEL: Call.Status.CANCELLED,
+    CallState.DIALLING: Call.Status.DIALLING,
+    CallState.QUEUED: Call.Status.QUEUED,
+    CallState.SEND: Call.Status.SENT,
+    CallState.DELIVERED: Call.Status.DELIVERED,
+    CallState.NOT_DELIVERED: Call.Status.NOT_DELIVERED,
+}
+
+
+def status_rank(status: str) -> int:
+    """How far along the lifecycle ``status`` is: a call never moves to a lower rank.
+
+    Pending and unknown are 0, placed 1, dialling and queued 2, sent 3, every
+    final status 9. Two statuses of equal rank do not replace each other.
+    """
+    return _RANKS.get(Call.Status(status), 9)
+
+
+def status_for_state(state: CallState | None) -> Call.Status | None:
+    """The :class:`Call.Status` a provider state means (``None`` for an unknown label)."""
+    return None if state is None else _FROM_STATE[state]
+
+
+class CallbackEvent(models.Model):
+    """A status callback as received, and what became of it.
+
+    Written for every callback whose URL token was valid and whose body was
+    well formed; a forged or malformed request writes nothing. The unique
+    constraint makes "applied" happen at most once per request id and state,
+    whatever the concurrency.
+    """
+
+    class Outcome(models.TextChoices):
+        """What the callback did to its call."""
+
+        APPLIED = "applied", _("applied")
+        DUPLICATE = "duplicate", _("duplicate")
+        STALE = "stale", _("stale")
+        ORPHAN = "orphan", _("orphan")
+
+    call = models.ForeignKey(
+        Call,
+        verbose_name=_("call"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="callback_events",
+    )
+    provider_id = models.CharField(_("provider id"), max_length=32)
+    state = models.CharField(_("state"), max_length=64)
+    payload = models.JSONField(_("payload"))
+    remote_addr = models.GenericIPAddressField(_("remote address"), null=True, blank=True)
+    received_at = models.DateTimeField(_("received"), default=timezone.now, editable=False)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+
+    class Meta:
+        verbose_name = _("callback event")
+        verbose_name_plural = _("callback events")
+        ordering: ClassVar = ["-received_at", "-id"]
+        indexes: ClassVar = [
+            models.Index(fields=["-received_at"], name="voicepassword_cb_received"),
+        ]
+        constraints: ClassVar = [
+            models.UniqueConstraint(
+                fields=["provider_id", "state"],
+                condition=models.Q(outcome="applied"),
+                name="voicepassword_callback_applied_once",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_id} {self.state} ({self.get_outcome_display()})"
+
+
+class BalanceSnapshot(models.Model):
+    """The account balance at one moment."""
+
+    balance = models.DecimalField(_("balance"), max_digits=14, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=8)
+    taken_at = models.DateTimeField(_("taken"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("balance snapshot")
+        verbose_name_plural = _("balance snapshots")
+        ordering: ClassVar = ["-taken_at", "-id"]
+        get_latest_by = "taken_at"
+        indexes: ClassVar = [
+            models.Index(fields=["-taken_at"], name="voicepassword_balance_taken"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.balance} {self.currency}"

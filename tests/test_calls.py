@@ -1,0 +1,127 @@
+"""Call history services: rows before requests, errors on rows, monotonic states."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+
+from django_voicepassword import calls
+from django_voicepassword.exceptions import (
+    NumberNotValidError,
+    OutcomeUnknownError,
+    TransportError,
+)
+from django_voicepassword.gateways.base import reset_gateway
+from django_voicepassword.models import Call, CallbackEvent
+from django_voicepassword.phone import InvalidPhoneNumber
+from django_voicepassword.signals import call_placed, call_status_changed
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+EMULATED = {
+    "API_KEY": "emulator-key",
+    "CALLBACK_BASE_URL": "https://site.example",
+}
+
+
+@pytest.fixture(autouse=True)
+def emulated(voicepassword_emulator):
+    with override_settings(VOICEPASSWORD=EMULATED):
+        reset_gateway()
+        yield voicepassword_emulator
+    reset_gateway()
+
+
+@pytest.fixture
+def signals():
+    received = []
+
+    def on_placed(sender, call, **kwargs):
+        received.append(("placed", call.pk))
+
+    def on_changed(sender, call, old_status, new_status, source, **kwargs):
+        received.append((source, old_status, new_status))
+
+    call_placed.connect(on_placed)
+    call_status_changed.connect(on_changed)
+    yield received
+    call_placed.disconnect(on_placed)
+    call_status_changed.disconnect(on_changed)
+
+
+def test_a_placed_call_is_recorded_with_the_providers_answer(signals, emulated):
+    call = calls.place_flash_call("+7 999 000-00-01")
+    call.refresh_from_db()
+    assert call.status == Call.Status.PLACED
+    assert call.number == "79990000001"
+    assert call.provider_id == emulated.sends()[0].call_id
+    assert call.price == Decimal("0.35")
+    assert signals == [("placed", call.pk), ("send", "pending", "placed")]
+    sent = emulated.sends()[0]
+    assert sent.callback_url.startswith("https://site.example/voicepassword/callback/")
+
+
+def test_the_full_loop_through_the_callback(client, emulated):
+    call = calls.place_voice_call("79990000002", code="1234")
+    [delivery] = emulated.deliver_callbacks(client)
+    assert delivery.status == 200
+    call.refresh_from_db()
+    assert call.status == Call.Status.BUSY
+    assert call.state_label == "BUSY"
+    event = CallbackEvent.objects.get()
+    assert event.outcome == CallbackEvent.Outcome.APPLIED
+    assert event.call == call
+
+
+def test_an_invalid_number_writes_nothing():
+    with pytest.raises(InvalidPhoneNumber):
+        calls.place_flash_call("+7 800 555-35-35")
+    assert not Call.objects.exists()
+
+
+def test_a_provider_error_is_stored_on_the_row_and_raised(signals):
+    with pytest.raises(NumberNotValidError):
+        calls.place_flash_call("79990000020")
+    call = Call.objects.get()
+    assert call.status == Call.Status.NOT_PLACED
+    assert call.error_code == "number_not_valid"
+    assert call.provider_id is None
+    assert signals == [("send", "pending", "not_placed")]
+
+
+def test_an_unknown_outcome_is_left_for_reconciliation(emulated):
+    with pytest.raises(OutcomeUnknownError):
+        calls.place_flash_call("79990000034")
+    call = Call.objects.get()
+    assert call.status == Call.Status.UNKNOWN
+    assert len(emulated.sends("79990000034")) == 1
+
+
+def test_a_transport_error_is_not_placed():
+    with pytest.raises(TransportError):
+        calls.place_flash_call("79990000031")
+    assert Call.objects.get().status == Call.Status.NOT_PLACED
+
+
+def test_refresh_reads_the_providers_state(emulated):
+    call = calls.place_flash_call("79990000003")
+    emulated.advance(5)
+    calls.refresh_call(call)
+    call.refresh_from_db()
+    assert call.status == Call.Status.NO_ANSWER
+    assert call.state_label == "Нет ответа"
+
+
+def test_sms_fallback_confirms_the_state_and_is_sent_once(emulated):
+    call = calls.place_flash_call("79990000003")
+    emulated.advance(5)
+    sms = calls.send_sms(call)
+    assert sms.parent == call
+    assert sms.channel == Call.Channel.SMS
+    assert sms.status == Call.Status.PLACED
+    with pytest.raises(calls.SmsFallbackError) as refused:
+        calls.send_sms(call)
+    assert refused.value.code == "already_sent"
+    assert [e.kind for e in emulated.sends()] == ["flash_call", "sms"]
