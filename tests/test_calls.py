@@ -36,7 +36,7 @@ def emulated(voicepassword_emulator):
 
 @pytest.fixture
 def signals():
-    received = []
+    received: list[tuple[str, ...]] = []
 
     def on_placed(sender, call, **kwargs):
         received.append(("placed", call.pk))

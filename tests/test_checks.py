@@ -77,6 +77,7 @@ def test_w001_key_over_plain_http_to_another_host():
     ]
 
 
+@pytest.mark.django_db
 def test_checks_run_with_manage_py_check():
     with override_settings(VOICEPASSWORD={}), pytest.raises(SystemCheckError, match="E003"):
         call_command("check")
