@@ -33,7 +33,8 @@ export VOICEPASSWORD_TEST_SERVICES := $(SERVICES)
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
-$(STAMP): pyproject.toml
+# The install compiles the translations too, so a changed catalog reinstalls.
+$(STAMP): pyproject.toml hatch_build.py $(wildcard django_voicepassword/locale/*/LC_MESSAGES/*.po)
 	@[ -n "$(PYTHON)" ] || { echo "No Python 3.11+ found: install one (pyenv works)." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
@@ -41,6 +42,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)  ## Set up and run the example site on the local emulator
+	$(BIN)/pybabel --quiet compile --domain django --directory example_project/example_project/locale
 	$(MANAGE) migrate --noinput
 	$(MANAGE) demo_admin
 	@echo
@@ -53,6 +55,7 @@ demo: $(STAMP)  ## Set up and run the example site on the local emulator
 	$(BIN)/python -m django_voicepassword.emulator --host $(HOST) --port $(EMULATOR_PORT) \
 		--callback-delay 3 & \
 	VOICEPASSWORD_API_URL=http://$(HOST):$(EMULATOR_PORT)/api/voice-password/ \
+	VOICEPASSWORD_CALLBACK_BASE_URL=http://$(HOST):$(PORT) \
 		$(MANAGE) runserver $(HOST):$(PORT)
 
 test: lint types migrations-check browser matrix  ## Run every gate and the test suite on both ends of the version matrix
@@ -62,7 +65,7 @@ lint: $(STAMP)  ## ruff: lint and format check
 	$(BIN)/ruff format --check .
 
 types: $(STAMP)  ## mypy with django-stubs
-	$(BIN)/mypy django_voicepassword tests example_project bench noxfile.py
+	$(BIN)/mypy django_voicepassword tests example_project bench noxfile.py hatch_build.py
 
 migrations-check: $(STAMP)  ## Fail when a model change has no migration
 	$(MANAGE) makemigrations --check --dry-run

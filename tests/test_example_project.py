@@ -10,6 +10,20 @@ from pathlib import Path
 import pytest
 
 MANAGE = Path(__file__).resolve().parent.parent / "example_project" / "manage.py"
+LOCALE = MANAGE.parent / "example_project" / "locale"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compiled_catalog():
+    """Compile the example site's catalog, as make demo does."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    for po in LOCALE.glob("*/LC_MESSAGES/django.po"):
+        with po.open("rb") as source:
+            catalog = read_po(source)
+        with po.with_suffix(".mo").open("wb") as target:
+            write_mo(target, catalog)
 
 
 def manage(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -57,8 +71,10 @@ def test_demo_admin_creates_then_resets_the_administrator(tmp_path):
     assert login.stdout.strip() == "True", login.stderr
 
 
-@pytest.mark.parametrize("language", ["en", "ru"])
-def test_the_home_page_links_the_admin_and_the_emulator(tmp_path, language):
+@pytest.mark.parametrize(
+    ("language", "admin_label"), [("en", "Administration"), ("ru", "Администрирование")]
+)
+def test_the_home_page_links_the_admin_and_the_emulator(tmp_path, language, admin_label):
     result = manage(
         "shell",
         "--no-imports",
@@ -73,3 +89,4 @@ def test_the_home_page_links_the_admin_and_the_emulator(tmp_path, language):
     assert status == "200", result.stderr
     assert 'href="/admin/"' in body
     assert "http://127.0.0.1:8765/" in body
+    assert admin_label in body

@@ -85,6 +85,11 @@ VOICEPASSWORD = {
     "GATEWAY": env.str(
         "VOICEPASSWORD_GATEWAY", default="django_voicepassword.gateways.HttpGateway"
     ),
+    # The emulator (or the provider) posts call states back to the site here.
+    "CALLBACK_BASE_URL": env.str(
+        "VOICEPASSWORD_CALLBACK_BASE_URL", default="http://127.0.0.1:8000"
+    ),
+    "LOW_BALANCE": env.str("VOICEPASSWORD_LOW_BALANCE", default="100"),
 }
 
 DEMO_ADMIN_USERNAME = env.str("DEMO_ADMIN_USERNAME", default="admin")
