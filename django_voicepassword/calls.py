@@ -18,27 +18,19 @@ the row must be committed before the provider is asked to be a trace.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from django_voicepassword.client import PROVIDER_TZ, CallRecord, SendResult
+from django_voicepassword.client import CallRecord, SendResult
 from django_voicepassword.conf import settings
 from django_voicepassword.exceptions import APIError, OutcomeUnknownError, TransportError
 from django_voicepassword.gateways import get_gateway
-from django_voicepassword.models import (
-    FINAL_STATUSES,
-    BalanceSnapshot,
-    Call,
-    status_for_state,
-    status_rank,
-)
+from django_voicepassword.models import FINAL_STATUSES, BalanceSnapshot, Call
 from django_voicepassword.phone import normalize
+from django_voicepassword.reconcile import ReconcileReport, reconcile_day, record_changes
 from django_voicepassword.signals import balance_fetched, call_placed, call_status_changed
 
 __all__ = [
@@ -193,8 +185,9 @@ def place(
     :func:`place_voice_call`. The code is never stored or signalled.
     """
     normalized = normalize(number)
-    call = Call.objects.create(channel=channel, number=normalized, user=user)
+    # Before the row: a broken configuration must not leave a pending call behind.
     gateway = get_gateway()
+    call = Call.objects.create(channel=channel, number=normalized, user=user)
     if channel == Call.Channel.FLASH_CALL:
         result = _place(
             call,
@@ -244,40 +237,22 @@ def send_sms(call: Call, *, user: Any = None) -> Call:
 def apply_record(call: Call, record: CallRecord, *, source: str) -> bool:
     """Apply the provider's report of ``call`` to the row; return whether the status moved.
 
-    ``source`` is ``"callback"``, ``"state"`` or ``"daily"``. The status only
+    ``source`` is ``"callback"``, ``"state"`` or ``"daily"``. The rule is
+    :func:`~django_voicepassword.reconcile.record_changes`: the status only
     moves forward (:func:`~django_voicepassword.models.status_rank`); the
     provider's own records (``state``, ``daily``) may also correct one final
     status into another and fill in the price, duration and date. An unknown
     label is kept in ``state_label`` without moving the status. Saves only
     what changed.
     """
-    authoritative = source in ("state", "daily")
+    changes = record_changes(call, record, authoritative=source in ("state", "daily"))
+    if not changes:
+        return False
     old_status = call.status
-    new_status = status_for_state(record.state)
-    changed: list[str] = []
-    moved = False
-    if new_status is not None and new_status != old_status:
-        forward = status_rank(new_status) > status_rank(old_status)
-        corrected = authoritative and old_status in FINAL_STATUSES and new_status in FINAL_STATUSES
-        if forward or corrected:
-            call.status = new_status
-            changed.append("status")
-            moved = True
-            if old_status in (Call.Status.UNKNOWN, Call.Status.NOT_PLACED):
-                call.error_code = ""
-                changed.append("error_code")
-    if moved or authoritative or new_status is None:
-        for field, value in (
-            ("state_label", record.state_label[:64]),
-            ("price", record.price),
-            ("duration", record.duration),
-            ("provider_date", record.date),
-        ):
-            if value is not None and getattr(call, field) != value:
-                setattr(call, field, value)
-                changed.append(field)
-    if changed:
-        call.save(update_fields=[*changed, "updated_at"])
+    for field, value in changes.items():
+        setattr(call, field, value)
+    call.save(update_fields=[*changes, "updated_at"])
+    moved = "status" in changes
     if moved:
         _announce(call, old_status, source)
     return moved
@@ -293,110 +268,6 @@ def refresh_call(call: Call) -> Call:
         record = get_gateway().state(call.provider_id)
         apply_record(call, record, source="state")
     return call
-
-
-@dataclass(frozen=True)
-class ReconcileReport:
-    """What :func:`reconcile_day` did."""
-
-    day: date
-    provider_rows: int
-    created: int
-    updated: int
-    settled: int
-    not_placed: int
-
-
-def _moscow_day(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time.min, tzinfo=PROVIDER_TZ)
-    return start, start + timedelta(days=1)
-
-
-def _channel_of(record: CallRecord) -> str:
-    service = (record.service or "").lower()
-    if "sms" in service:
-        return Call.Channel.SMS
-    if "flash" in service:
-        return Call.Channel.FLASH_CALL
-    return Call.Channel.VOICE_CALL
-
-
-#: How far from a local row's creation time a provider record may be dated and
-#: still be taken for that row's unknown outcome.
-SETTLE_BEFORE = timedelta(minutes=1)
-SETTLE_AFTER = timedelta(minutes=10)
-
-
-def reconcile_day(day: date) -> ReconcileReport:
-    """Bring the history of ``day`` (Moscow) in line with the provider's ``daily`` report.
-
-    In bulk: creates rows for calls placed outside this site, corrects states,
-    prices, durations and dates, settles ``unknown`` rows by number and time,
-    and, once the day is over, marks the ``unknown`` rows the provider has no
-    record of as not placed.
-    """
-    records = get_gateway().daily(day)
-    start, end = _moscow_day(day)
-    # Rows created around the day: every call this site placed on it, and the
-    # unknown outcomes that may be among the provider's records.
-    local = list(
-        Call.objects.filter(
-            created_at__gte=start - timedelta(days=1), created_at__lt=end + timedelta(days=1)
-        )
-    )
-    by_id = {call.provider_id: call for call in local if call.provider_id}
-    unknown = [
-        call for call in local if call.status == Call.Status.UNKNOWN and not call.provider_id
-    ]
-    created: list[Call] = []
-    updated = settled = 0
-    for record in records:
-        call = by_id.get(record.id)
-        if call is None:
-            call = _match_unknown(unknown, record)
-            if call is not None:
-                unknown.remove(call)
-                call.provider_id = record.id
-                call.save(update_fields=["provider_id", "updated_at"])
-                settled += 1
-        if call is not None:
-            if apply_record(call, record, source="daily"):
-                updated += 1
-            continue
-        status = status_for_state(record.state) or Call.Status.PLACED
-        created.append(
-            Call(
-                provider_id=record.id,
-                channel=_channel_of(record),
-                number=record.number,
-                status=status,
-                state_label=record.state_label[:64],
-                price=record.price,
-                duration=record.duration,
-                provider_date=record.date,
-                created_at=record.date or start,
-            )
-        )
-    Call.objects.bulk_create(created, batch_size=1000, ignore_conflicts=True)
-    not_placed = 0
-    if timezone.now() >= end + SETTLE_AFTER:
-        for call in unknown:
-            if start <= call.created_at < end:
-                _not_placed(call, Call.Status.NOT_PLACED, "not_in_daily")
-                not_placed += 1
-    return ReconcileReport(day, len(records), len(created), updated, settled, not_placed)
-
-
-def _match_unknown(unknown: list[Call], record: CallRecord) -> Call | None:
-    if record.date is None:
-        return None
-    for call in unknown:
-        if (
-            call.number == record.number
-            and call.created_at - SETTLE_BEFORE <= record.date <= call.created_at + SETTLE_AFTER
-        ):
-            return call
-    return None
 
 
 def fetch_balance() -> BalanceSnapshot:

@@ -56,6 +56,8 @@ TEMPLATES = [
 DATABASES = services.databases()
 CACHES = services.caches()
 
+STATIC_URL = "static/"
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 VOICEPASSWORD = {

@@ -125,3 +125,11 @@ def test_sms_fallback_confirms_the_state_and_is_sent_once(emulated):
         calls.send_sms(call)
     assert refused.value.code == "already_sent"
     assert [e.kind for e in emulated.sends()] == ["flash_call", "sms"]
+
+
+def test_a_broken_configuration_writes_nothing():
+    from django_voicepassword.conf import ConfigurationError
+
+    with override_settings(VOICEPASSWORD={}), pytest.raises(ConfigurationError):
+        calls.place_flash_call("79990000001")
+    assert not Call.objects.exists()
