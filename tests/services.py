@@ -72,7 +72,9 @@ def databases() -> dict[str, Any]:
                 "PORT": POSTGRES[1],
                 "NAME": "voicepassword",
                 "USER": "postgres",
-                "TEST": {"NAME": "test_voicepassword"},
+                # One test database per run, so that two runs on one machine
+                # (two nox sessions, two developers' terminals) never collide.
+                "TEST": {"NAME": f"test_voicepassword_{os.getpid()}"},
             }
         }
     return {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
@@ -85,7 +87,7 @@ def caches() -> dict[str, Any]:
             "default": {
                 "BACKEND": "django.core.cache.backends.redis.RedisCache",
                 "LOCATION": f"redis://{REDIS[0]}:{REDIS[1]}/15",
-                "KEY_PREFIX": "voicepassword-tests",
+                "KEY_PREFIX": f"voicepassword-tests-{os.getpid()}",
             }
         }
     return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
