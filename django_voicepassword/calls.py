@@ -6,10 +6,11 @@ and records what the provider said on that row: the request id and price, or
 the error code (and re-raises the typed exception). A call whose outcome cannot
 be known stays ``unknown`` until :func:`reconcile_day` settles it.
 
-Status changes from every source (the ``send/`` answer, a callback, ``state``,
-``daily``) go through one rule, :func:`apply_record`: a call never moves back
-in its lifecycle, and only the provider's own records (``state``, ``daily``)
-may correct one final status into another.
+Status changes from every source (a callback, ``state``, ``daily``) go through
+one rule, :func:`~django_voicepassword.reconcile.record_changes`, which
+:func:`apply_record` applies to one row and :func:`reconcile_day` to a whole
+day in bulk: a call never moves back in its lifecycle, and only the provider's
+own records (``state``, ``daily``) may correct one final status into another.
 
 Call these outside a database transaction (not under ``ATOMIC_REQUESTS``):
 the row must be committed before the provider is asked to be a trace.

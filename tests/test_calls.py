@@ -133,3 +133,36 @@ def test_a_broken_configuration_writes_nothing():
     with override_settings(VOICEPASSWORD={}), pytest.raises(ConfigurationError):
         calls.place_flash_call("79990000001")
     assert not Call.objects.exists()
+
+
+def test_a_record_behind_the_call_changes_nothing(emulated):
+    from datetime import timedelta
+
+    from django_voicepassword.client import CallRecord, CallState
+
+    call = calls.place_flash_call("79990000001")
+    Call.objects.filter(pk=call.pk).update(
+        status=Call.Status.ANSWERED, state_label="ANSWERED", duration=timedelta(seconds=1)
+    )
+    call.refresh_from_db()
+    for state, label in ((CallState.DIALLING, "Дозвон"), (None, "Перезвон")):
+        for source in ("callback", "state", "daily"):
+            record = CallRecord(
+                id=call.provider_id or "",
+                number=call.number,
+                date=None,
+                duration=timedelta(0),
+                price=Decimal("9.99"),
+                state=state,
+                state_label=label,
+                service=None,
+                raw={},
+            )
+            assert not calls.apply_record(call, record, source=source)
+    call.refresh_from_db()
+    assert (call.status, call.state_label, call.duration, call.price) == (
+        Call.Status.ANSWERED,
+        "ANSWERED",
+        timedelta(seconds=1),
+        Decimal("0.35"),
+    )

@@ -1,0 +1,382 @@
+"""What reconcile_day costs: a day of N provider records against a bare bulk_create of them.
+
+Run ``python bench/reconcile.py [--rows N] [--rounds R]`` (default 100,000 rows,
+3 rounds).
+
+The script creates its own PostgreSQL database (``voicepassword_bench`` on
+127.0.0.1:5432, dropped at the end), migrates it and generates one day of N
+provider records, a realistic mix:
+
+* half are calls this site placed: their rows exist, most of them stale (still
+  ``placed`` or ``dialling``, no price or an old one), a fifth already right;
+* 1% are calls whose outcome was unknown here (rows without a request id,
+  settled by number and time), and a further 0.1% of unknown rows have no
+  record at all (marked not placed);
+* the rest were placed elsewhere: reconcile creates their rows.
+
+The gateway returns the prepared records, so only the database work and the
+Python around it are measured. Each round times, in alternating order:
+
+* ``reconcile``: ``reconcile_day(day)`` on a table holding the local rows
+  (loaded and analysed before the clock starts, as a production table is);
+* ``bulk_create``: turning the same N records into ``Call`` objects and one
+  ``Call.objects.bulk_create()`` into an empty table: the floor for writing N
+  rows through the ORM. (The time of the ``bulk_create()`` call alone is
+  printed too, the stricter floor.)
+
+The target is reconcile/bulk_create <= 2.0 (medians over the rounds). The
+statements reconcile executes are counted in separate runs at N and N/10:
+they must be the same. The script reports and always exits 0: a timing is not
+a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import random
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+HOST, PORT = "127.0.0.1", 5432
+DATABASE = "voicepassword_bench"
+DAY = date(2025, 3, 14)
+
+#: The provider's labels and their share of the records, with the service.
+STATES = (
+    ("Успешно", "ANSWERED", "Voice Password", 0.45),
+    ("Успешно", "ANSWERED", "Flash Call", 0.15),
+    ("Нет ответа", "NO ANSWER", "Flash Call", 0.18),
+    ("Занято", "BUSY", "Voice Password", 0.10),
+    ("Ошибка", "FAIL", "Flash Call", 0.05),
+    ("Доставлено", "DELIVERED", "SMS", 0.07),
+)
+
+
+def reachable() -> bool:
+    """Whether something accepts connections where PostgreSQL should be."""
+    try:
+        with socket.create_connection((HOST, PORT), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def bench_database() -> Iterator[None]:
+    """Create the bench's database, set Django up on it, drop it at the end."""
+    import psycopg
+
+    def admin(sql: str) -> None:
+        with psycopg.connect(host=HOST, port=PORT, user="postgres", dbname="postgres") as conn:
+            conn.autocommit = True
+            conn.execute(sql)
+
+    admin(f"DROP DATABASE IF EXISTS {DATABASE}")
+    admin(f"CREATE DATABASE {DATABASE}")
+    try:
+        import django
+        from django.conf import settings
+        from django.core.management import call_command
+
+        settings.configure(
+            DEBUG=False,  # no query log: a production-like timing
+            USE_TZ=True,
+            TIME_ZONE="UTC",
+            SECRET_KEY="bench-only-secret-key-not-for-production",  # noqa: S106 (not a secret)
+            DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
+            INSTALLED_APPS=[
+                "django.contrib.auth",
+                "django.contrib.contenttypes",
+                "django_voicepassword",
+            ],
+            DATABASES={
+                "default": {
+                    "ENGINE": "django.db.backends.postgresql",
+                    "HOST": HOST,
+                    "PORT": PORT,
+                    "NAME": DATABASE,
+                    "USER": "postgres",
+                }
+            },
+            VOICEPASSWORD={"GATEWAY": f"{__name__}.PreparedGateway"},
+        )
+        django.setup()
+        call_command("migrate", verbosity=0)
+        yield
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        admin(f"DROP DATABASE IF EXISTS {DATABASE}")
+
+
+# --------------------------------------------------------------------------- the day
+
+
+@dataclass
+class Day:
+    """The provider's records of one day and the rows this site already has."""
+
+    records: list[Any]  # CallRecord
+    local: list[dict[str, Any]]  # Call fields
+
+
+def generate(rows: int, seed: int = 20250314) -> Day:
+    """N records and the local rows of the realistic mix described above."""
+    from django_voicepassword.client import PROVIDER_TZ, CallRecord, CallState
+    from django_voicepassword.models import Call, status_for_state
+
+    rng = random.Random(seed)
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=PROVIDER_TZ)
+    weights = [share for *_rest, share in STATES]
+    records: list[CallRecord] = []
+    local: list[dict[str, Any]] = []
+    for index in range(rows):
+        # Spread over the day, whole seconds as the provider reports them.
+        when = start + timedelta(seconds=index * 86_000 // rows + 60)
+        label, state_name, service, _share = rng.choices(STATES, weights)[0]
+        state = CallState(state_name)
+        number = f"7999{index:07d}"
+        price = Decimal("3.30") if service == "SMS" else Decimal("0.35")
+        duration = timedelta(seconds=rng.randint(0, 40)) if service != "SMS" else None
+        record = CallRecord(
+            id=str(1_000_000 + index),
+            number=number,
+            date=when,
+            duration=duration,
+            price=price,
+            state=state,
+            state_label=label,
+            service=service,
+            raw={},
+        )
+        records.append(record)
+        channel = {"SMS": "sms", "Flash Call": "flash_call"}.get(service, "voice_call")
+        created_at = when - timedelta(seconds=2)
+        roll = rng.random()
+        if roll < 0.5:
+            fresh = rng.random() < 0.2
+            final = status_for_state(state)
+            local.append(
+                {
+                    "provider_id": record.id,
+                    "channel": channel,
+                    "number": number,
+                    "status": final if fresh else rng.choice(["placed", "dialling"]),
+                    "state_label": label if fresh else "",
+                    "price": price if fresh else rng.choice([None, Decimal("0.30")]),
+                    "duration": duration if fresh else None,
+                    "provider_date": when if fresh else None,
+                    "created_at": created_at,
+                }
+            )
+        elif roll < 0.51:
+            local.append(
+                {
+                    "channel": channel,
+                    "number": number,
+                    "status": Call.Status.UNKNOWN,
+                    "error_code": "outcome_unknown",
+                    "created_at": created_at,
+                }
+            )
+    for index in range(rows // 1000):
+        local.append(
+            {
+                "channel": "flash_call",
+                "number": f"7998{index:07d}",
+                "status": Call.Status.UNKNOWN,
+                "error_code": "outcome_unknown",
+                "created_at": start + timedelta(hours=12, seconds=index),
+            }
+        )
+    return Day(records, local)
+
+
+_PREPARED: dict[date, list[Any]] = {}
+
+
+def _make_gateway() -> type:
+    from django_voicepassword.gateways import BaseGateway
+
+    class PreparedGateway(BaseGateway):
+        """Answers ``daily`` with the prepared records: no HTTP, no parsing."""
+
+        def daily(self, day: date) -> list[Any]:
+            return _PREPARED.get(day, [])
+
+        def flash_call(self, *args: Any, **kwargs: Any) -> Any:
+            raise NotImplementedError
+
+        voice_call = sms = balance = state = flash_call
+
+    return PreparedGateway
+
+
+def __getattr__(name: str) -> Any:
+    # The GATEWAY setting imports "<this module>.PreparedGateway"; it is built
+    # lazily because BaseGateway can only be imported once Django is set up.
+    if name == "PreparedGateway":
+        gateway = _make_gateway()
+        globals()[name] = gateway
+        return gateway
+    raise AttributeError(name)
+
+
+# --------------------------------------------------------------------------- the sides
+
+
+def reset(local: list[dict[str, Any]]) -> None:
+    """An empty table, then the local rows, analysed: a table in use, not a fresh one."""
+    from django.db import connection
+
+    from django_voicepassword.models import Call
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {Call._meta.db_table} RESTART IDENTITY CASCADE")
+    if local:
+        Call.objects.bulk_create([Call(**fields) for fields in local])
+    with connection.cursor() as cursor:
+        cursor.execute(f"VACUUM ANALYZE {Call._meta.db_table}")
+    gc.collect()
+
+
+def run_reconcile(day: Day) -> tuple[float, Any]:
+    from django_voicepassword import calls
+
+    reset(day.local)
+    _PREPARED[DAY] = day.records
+    started = time.perf_counter()
+    report = calls.reconcile_day(DAY)
+    return time.perf_counter() - started, report
+
+
+def run_bulk_create(day: Day) -> tuple[float, float]:
+    """The whole floor (objects built and inserted) and the bulk_create() call alone."""
+    from django_voicepassword.client import PROVIDER_TZ
+    from django_voicepassword.models import Call, status_for_state
+
+    reset([])
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=PROVIDER_TZ)
+    started = time.perf_counter()
+    rows = [
+        Call(
+            provider_id=record.id,
+            channel="voice_call",
+            number=record.number,
+            status=status_for_state(record.state) or "placed",
+            state_label=record.state_label,
+            price=record.price,
+            duration=record.duration,
+            provider_date=record.date,
+            created_at=record.date or start,
+        )
+        for record in day.records
+    ]
+    inserting = time.perf_counter()
+    Call.objects.bulk_create(rows)
+    done = time.perf_counter()
+    return done - started, done - inserting
+
+
+def count_statements(day: Day) -> int:
+    """The statements one reconcile_day executes (transaction control aside)."""
+    from django.db import connection
+
+    from django_voicepassword import calls
+
+    reset(day.local)
+    _PREPARED[DAY] = day.records
+    executed = 0
+
+    def counter(
+        execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any
+    ) -> Any:
+        nonlocal executed
+        executed += 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(counter):
+        calls.reconcile_day(DAY)
+    return executed
+
+
+def run(rows: int, rounds: int) -> None:
+    day = generate(rows)
+    print(
+        f"{rows} provider records; {len(day.local)} local rows "
+        f"({sum('provider_id' in r for r in day.local)} with a request id)"
+    )
+    run_reconcile(day)  # warm-up: imports, caches, the first plan
+    run_bulk_create(day)
+
+    reconcile_s: list[float] = []
+    floor_s: list[float] = []
+    insert_s: list[float] = []
+    report = None
+
+    def reconcile_side() -> None:
+        nonlocal report
+        seconds, report = run_reconcile(day)
+        reconcile_s.append(seconds)
+
+    def floor_side() -> None:
+        whole, insert = run_bulk_create(day)
+        floor_s.append(whole)
+        insert_s.append(insert)
+
+    # Alternating which side goes first, so that drift in the machine's speed
+    # (other work on it, the disk's cache) falls on both alike.
+    for index in range(rounds):
+        sides = [reconcile_side, floor_side] if index % 2 == 0 else [floor_side, reconcile_side]
+        for side in sides:
+            side()
+
+    reconcile_med = statistics.median(reconcile_s)
+    floor_med = statistics.median(floor_s)
+    insert_med = statistics.median(insert_s)
+    print(f"report: {report}")
+    print(f"rounds: {rounds} (medians)")
+    print(f"reconcile_day():                       {reconcile_med:7.3f} s")
+    print(f"bulk_create (objects built + insert):  {floor_med:7.3f} s")
+    print(f"bulk_create() call alone:              {insert_med:7.3f} s")
+    ratios = [r / f for r, f in zip(reconcile_s, floor_s, strict=True)]
+    print(
+        f"ratio reconcile/bulk_create: {reconcile_med / floor_med:.2f} "
+        f"(median of the rounds' ratios {statistics.median(ratios):.2f}; target <= 2.0)"
+    )
+    print(f"ratio reconcile/bulk_create() call alone: {reconcile_med / insert_med:.2f}")
+
+    small = generate(max(1, rows // 10))
+    at_n, at_tenth = count_statements(day), count_statements(small)
+    verdict = "equal" if at_n == at_tenth else "NOT equal"
+    print(f"statements: {at_n} at {rows} rows, {at_tenth} at {rows // 10} rows ({verdict})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=100_000, help="provider records (100000)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds per side (3)")
+    args = parser.parse_args()
+    if not reachable():
+        print(f"PostgreSQL is not reachable at {HOST}:{PORT}: nothing measured.")
+        return
+    try:
+        with bench_database():
+            run(max(10, args.rows), max(1, args.rounds))
+    except Exception as error:  # it reports, it does not judge
+        print(f"the bench could not run: {type(error).__name__}: {error}")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,663 @@
+"""Bringing the call history in line with the provider's own records.
+
+Two things live here, both about how a provider record changes a
+:class:`~django_voicepassword.models.Call`:
+
+- :func:`record_changes`, the one rule every report goes through (a callback,
+  ``get/`` ``state``, a ``daily`` row): the status only moves forward, and only
+  the provider's own records may correct one final status into another.
+  :func:`~django_voicepassword.calls.apply_record` applies it to one row,
+  :func:`reconcile_day` to a whole day at once.
+- :func:`reconcile_day`, the ``daily`` reconciliation, in bulk: a constant
+  number of queries on PostgreSQL whatever the number of rows.
+
+Both are re-exported by :mod:`django_voicepassword.calls`, the services module.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django.db import connections, models, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from django_voicepassword.client import PROVIDER_TZ, CallRecord, CallState
+from django_voicepassword.exceptions import VoicePasswordError
+from django_voicepassword.gateways import get_gateway
+from django_voicepassword.models import FINAL_STATUSES, Call, status_for_state, status_rank
+from django_voicepassword.signals import call_status_changed
+
+__all__ = [
+    "NOT_IN_DAILY",
+    "SETTLE_AFTER",
+    "SETTLE_BEFORE",
+    "ReconcileReport",
+    "channel_of",
+    "moscow_day",
+    "reconcile_day",
+    "record_changes",
+]
+
+logger = logging.getLogger(__name__)
+
+#: How far from a local row's creation time a provider record may be dated and
+#: still be taken for that row's unknown outcome: the provider stamps a request
+#: when it accepts it, a moment after the row was written, give or take the
+#: difference between the two clocks.
+SETTLE_BEFORE = timedelta(minutes=1)
+SETTLE_AFTER = timedelta(minutes=10)
+
+#: The error code of a call marked ``not_placed`` because the provider's daily
+#: report of its day has no record of it.
+NOT_IN_DAILY = "not_in_daily"
+
+#: The fields a provider record may change on an existing row, in the order
+#: :func:`record_changes` considers them.
+_RECORD_FIELDS = ("state_label", "price", "duration", "provider_date")
+
+#: Every field reconcile_day may write on an existing row (``updated_at`` aside).
+_WRITTEN = ("provider_id", "status", "state_label", "error_code", *_RECORD_FIELDS[1:])
+
+#: First key of the PostgreSQL advisory lock that serialises the runs of one
+#: day (the second key is the day): "vpRc", so that it is recognisable in
+#: ``pg_locks`` and unlikely to collide with a lock of the site's own.
+_LOCK_NAMESPACE = int.from_bytes(b"vpRc", "big")
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+def record_changes(call: Call, record: CallRecord, *, authoritative: bool) -> dict[str, Any]:
+    """What the provider's ``record`` changes on ``call``: field name → new value.
+
+    Pure: ``call`` is only read. ``authoritative`` is true for the provider's
+    own records (``get/`` ``state`` and ``daily``), false for a callback.
+
+    The status only moves forward (:func:`~django_voicepassword.models.status_rank`);
+    an authoritative record may also correct one final status into another,
+    never a final status into an intermediate one. A call that leaves
+    ``unknown`` or ``not_placed`` loses its error code. Price, duration, date
+    and the provider's label are taken when the status moved, from an
+    authoritative record of the call's current status, or from a record with
+    an unknown label while the call has not ended (the label is kept verbatim
+    and moves nothing); never from a record that is behind the call. An empty
+    dict means nothing changes; ``"status" in`` the result means the status moved.
+    """
+    old_status = call.status
+    new_status = status_for_state(record.state)
+    changes: dict[str, Any] = {}
+    if new_status is not None and new_status != old_status:
+        forward = status_rank(new_status) > status_rank(old_status)
+        corrected = authoritative and old_status in FINAL_STATUSES and new_status in FINAL_STATUSES
+        if forward or corrected:
+            changes["status"] = new_status
+            if old_status in (Call.Status.UNKNOWN, Call.Status.NOT_PLACED):
+                changes["error_code"] = ""
+    # Fields come only from a record that is not behind the call: one that moved
+    # it, one of the provider's own records of the same status (filling in the
+    # price or date), or an unknown label on a call that has not ended. A late
+    # "Дозвон" must not zero the duration of an answered call.
+    same = authoritative and new_status == old_status
+    unrecognised = new_status is None and old_status not in FINAL_STATUSES
+    if "status" in changes or same or unrecognised:
+        for field, value in zip(
+            _RECORD_FIELDS,
+            (record.state_label[:64], record.price, record.duration, record.date),
+            strict=True,
+        ):
+            if value is not None and getattr(call, field) != value:
+                changes[field] = value
+    return changes
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    """What :func:`reconcile_day` did.
+
+    ``provider_rows`` is the number of records in the provider's report;
+    ``created`` the rows added for calls placed outside this site; ``updated``
+    the existing rows whose state, label, price, duration or date was
+    corrected; ``settled`` the rows whose unknown outcome a record settled;
+    ``not_placed`` the unknown rows the provider has no record of, marked
+    ``not_placed``. A row counts in one of the last four at most.
+    """
+
+    day: date
+    provider_rows: int
+    created: int
+    updated: int
+    settled: int
+    not_placed: int
+
+
+def moscow_day(day: date) -> tuple[datetime, datetime]:
+    """The start and end (exclusive) of the provider's ``day``: days are Moscow days."""
+    start = datetime.combine(day, time.min, tzinfo=PROVIDER_TZ)
+    return start, start + timedelta(days=1)
+
+
+#: States only an SMS has: the channel of a record whose service is missing.
+_SMS_ONLY = frozenset(
+    {CallState.QUEUED, CallState.SEND, CallState.DELIVERED, CallState.NOT_DELIVERED}
+)
+
+
+def channel_of(record: CallRecord) -> str:
+    """Guess the channel of a call placed outside this site from its record.
+
+    The provider's ``service`` names the product, not the channel, and the
+    reference shows a single value, ``"Voice Password"`` (a voice call); the
+    dashboard and the emulator also show ``"Flash Call"`` and ``"SMS"``. So: a
+    service that mentions SMS is an SMS, one that mentions flash a flash call;
+    without a service, a state only an SMS can be in (queued, sent, delivered,
+    not delivered) means an SMS; anything else is taken for a voice call, the
+    provider's original product.
+    """
+    service = (record.service or "").casefold()
+    if "sms" in service or "смс" in service:
+        return Call.Channel.SMS
+    if "flash" in service:
+        return Call.Channel.FLASH_CALL
+    if not service and record.state in _SMS_ONLY:
+        return Call.Channel.SMS
+    return Call.Channel.VOICE_CALL
+
+
+def _window(call: Call) -> tuple[datetime, datetime]:
+    """The provider dates that may be ``call``'s record, both ends included."""
+    return call.created_at - SETTLE_BEFORE, call.created_at + SETTLE_AFTER
+
+
+def _match(
+    candidates: Sequence[Call], records: Iterable[CallRecord]
+) -> list[tuple[Call, CallRecord]]:
+    """Pair local rows of unknown outcome with provider records, closest in time first.
+
+    A record matches a row with the same number when it is dated within the
+    row's window (:data:`SETTLE_BEFORE`, :data:`SETTLE_AFTER`). Each row takes
+    one record at most and each record settles one row at most: every
+    possible pair is ranked by the time between the two, and a pair is taken
+    unless its row or its record was taken by a closer pair (ties go to the
+    older row, then the lower request id, so the result does not depend on the
+    order of the provider's report).
+    """
+    by_number: dict[str, list[Call]] = {}
+    for call in candidates:
+        by_number.setdefault(call.number, []).append(call)
+    pairs: list[tuple[timedelta, int, str, Call, CallRecord]] = []
+    for record in records:
+        rows = by_number.get(record.number)
+        if not rows or record.date is None:
+            continue
+        for call in rows:
+            low, high = _window(call)
+            if low <= record.date <= high:
+                pairs.append(
+                    (abs(record.date - call.created_at), call.pk, record.id, call, record)
+                )
+    pairs.sort(key=lambda pair: pair[:3])
+    taken_calls: set[int] = set()
+    taken_records: set[str] = set()
+    matched = []
+    for _distance, pk, record_id, call, record in pairs:
+        if pk in taken_calls or record_id in taken_records:
+            continue
+        taken_calls.add(pk)
+        taken_records.add(record_id)
+        matched.append((call, record))
+    return matched
+
+
+def _settle_candidate(call: Call) -> bool:
+    """Whether a row without a request id may still be given one by a record.
+
+    Unknown outcomes, and the rows an earlier run marked not placed for want of
+    a record (the provider's report may have been late): a record that turns
+    up after all revives them rather than becoming a second row for the same
+    call.
+    """
+    return call.provider_id is None and (
+        call.status == Call.Status.UNKNOWN
+        or (call.status == Call.Status.NOT_PLACED and call.error_code == NOT_IN_DAILY)
+    )
+
+
+@dataclass(slots=True)
+class _Change:
+    """One existing row to write: its status when read, and what happened to it."""
+
+    call: Call
+    old_status: str
+    kind: str  # "updated", "settled" or "not_placed": the report's counter
+
+
+class _Plan:
+    """What one run does to the database, decided in Python from what was read."""
+
+    def __init__(self) -> None:
+        self.new: list[Call] = []
+        self.changes: list[_Change] = []
+        self.fields: set[str] = set()
+
+    def change(self, call: Call, changes: dict[str, Any], kind: str) -> None:
+        """Apply ``changes`` to the instance and queue the row for writing."""
+        old_status = call.status
+        for field, value in changes.items():
+            setattr(call, field, value)
+        self.fields.update(changes)
+        self.changes.append(_Change(call, old_status, kind))
+
+    def settle(self, call: Call, record: CallRecord) -> None:
+        """Give ``call`` the request id of ``record`` and the state the record reports."""
+        old_status = call.status
+        # Decided as for a call whose outcome was never known, which is what
+        # it is even when an earlier run marked it not placed for want of a
+        # record: the record proves the provider accepted it.
+        call.status = Call.Status.UNKNOWN
+        changes = record_changes(call, record, authoritative=True)
+        call.status = old_status
+        # A label nobody knows moves nothing, but the call was placed.
+        changes.setdefault("status", Call.Status.PLACED)
+        changes["error_code"] = ""
+        changes["provider_id"] = record.id
+        self.change(call, changes, "settled")
+
+    def not_placed(self, call: Call) -> None:
+        """Mark ``call`` as never placed: the provider's report has no record of it."""
+        self.change(
+            call, {"status": Call.Status.NOT_PLACED, "error_code": NOT_IN_DAILY}, "not_placed"
+        )
+
+
+# --------------------------------------------------------------------------- the day
+
+
+def reconcile_day(day: date) -> ReconcileReport:
+    """Bring the history of ``day`` (a Moscow day) in line with the provider's ``daily`` report.
+
+    Creates rows for the calls placed outside this site (channel guessed by
+    :func:`channel_of`, ``created_at`` the provider's date); corrects states,
+    labels, prices, durations and dates by :func:`record_changes` (forward
+    moves and final-to-final corrections, never final to intermediate);
+    settles the ``unknown`` rows a record matches by number and time (see
+    :func:`_match`); and once the day is over (plus :data:`SETTLE_AFTER`), marks
+    the ``unknown`` rows created that day that no record matches ``not_placed``
+    with the error code :data:`NOT_IN_DAILY`. ``call_status_changed`` (source
+    ``"daily"``) is sent for every row whose status moved, after the commit.
+
+    One transaction, and idempotent: a second run changes nothing, and the
+    unique request id keeps a row from being created twice. On PostgreSQL it
+    makes at most four queries whatever the number of rows (a lock, a SELECT,
+    an INSERT, an UPDATE), plus one when a row near midnight needs the next or
+    previous day's report to be decided. Other databases read and write in
+    batches (SQLite limits the parameters of a statement), so there the number
+    of queries grows with the rows.
+
+    Call it outside a transaction: it makes a network request first, and its
+    signals are sent when its own transaction commits.
+    """
+    gateway = get_gateway()
+    # Fetched before the transaction opens: no lock is held across the request.
+    records = gateway.daily(day)
+    start, end = moscow_day(day)
+    now = timezone.now()
+    by_id = _usable(records)
+    alias = router.db_for_write(Call)
+    connection = connections[alias]
+    postgresql = connection.vendor == "postgresql"
+    plan = _Plan()
+    with transaction.atomic(using=alias):
+        if postgresql:
+            _lock_day(connection, day)
+        local = _read(connection, alias, list(by_id), start, end, postgresql=postgresql)
+        known = {call.provider_id: call for call in local if call.provider_id}
+        candidates = [call for call in local if _settle_candidate(call)]
+
+        unclaimed = []
+        for record in by_id.values():
+            call = known.get(record.id)
+            if call is not None:
+                changes = record_changes(call, record, authoritative=True)
+                if changes:
+                    plan.change(call, changes, "updated")
+            elif record.date is not None and record.date > now - SETTLE_AFTER:
+                # Too recent to be anyone's but perhaps a call whose send/ is
+                # still waiting for its answer here: taking its id now would
+                # make that call's own save fail. The next run takes it.
+                continue
+            else:
+                unclaimed.append(record)
+
+        settled = _match(candidates, unclaimed) if candidates else []
+        settled_ids = set()
+        for call, record in settled:
+            plan.settle(call, record)
+            settled_ids.add(record.id)
+        for record in unclaimed:
+            if record.id not in settled_ids:
+                new = _new_call(record, start)
+                if new is not None:
+                    plan.new.append(new)
+
+        if now >= end + SETTLE_AFTER:
+            taken = {call.pk for call, _record in settled}
+            unsettled = [call for call in candidates if call.pk not in taken]
+            _decide_leftovers(plan, unsettled, day, by_id, alias, gateway.daily)
+
+        created = _insert(plan.new, alias)
+        written = _update(connection, alias, plan, now, postgresql=postgresql)
+
+        moved = [
+            (change.call, change.old_status, change.call.status)
+            for change in written
+            if change.call.status != change.old_status
+        ]
+        if moved:
+            transaction.on_commit(lambda: _announce(moved), using=alias)
+
+    counts = dict.fromkeys(("updated", "settled", "not_placed"), 0)
+    for change in written:
+        counts[change.kind] += 1
+    report = ReconcileReport(
+        day, len(records), created, counts["updated"], counts["settled"], counts["not_placed"]
+    )
+    logger.info("Reconciled %s: %s", day.isoformat(), report)
+    return report
+
+
+_ID_LENGTH = Call._meta.get_field("provider_id").max_length or 32
+_NUMBER_LENGTH = Call._meta.get_field("number").max_length or 16
+
+
+def _usable(records: Sequence[CallRecord]) -> dict[str, CallRecord]:
+    """The report's records by request id, the last one winning when an id repeats.
+
+    A request id too long for the column cannot be stored, nor match one that
+    was: the record is logged and left out rather than let one odd row fail
+    the whole day.
+    """
+    by_id: dict[str, CallRecord] = {}
+    for record in records:
+        if len(record.id) > _ID_LENGTH:
+            logger.warning("daily: request id of %d digits left out", len(record.id))
+            continue
+        by_id[record.id] = record
+    return by_id
+
+
+def _new_call(record: CallRecord, start: datetime) -> Call | None:
+    """The row of a call placed outside this site, or ``None`` if it cannot be stored."""
+    if len(record.number) > _NUMBER_LENGTH:
+        logger.warning("daily: request %s has a number too long to store; left out", record.id)
+        return None
+    return Call(
+        provider_id=record.id,
+        channel=channel_of(record),
+        number=record.number,
+        status=status_for_state(record.state) or Call.Status.PLACED,
+        state_label=record.state_label[:64],
+        price=record.price,
+        duration=record.duration,
+        provider_date=record.date,
+        created_at=record.date or start,
+    )
+
+
+def _decide_leftovers(
+    plan: _Plan,
+    unsettled: list[Call],
+    day: date,
+    by_id: dict[str, CallRecord],
+    alias: str,
+    daily: Callable[[date], list[CallRecord]],
+) -> None:
+    """Mark the day's unknown rows that no record matched not placed.
+
+    ``unsettled`` are the candidates no record of the day settled. Those of
+    them created on the day and still ``unknown`` are marked; but a row
+    created in the last :data:`SETTLE_AFTER` of the day may have been stamped
+    by the provider after midnight (and one created in the first
+    :data:`SETTLE_BEFORE`, before it), so its record may be in the
+    neighbouring day's report. That report is asked for only when such a row
+    is left, which is rare (unknown outcomes are); its records may still
+    settle the rows, paired with all the unsettled candidates so that a closer
+    row of the next day keeps its own record; and if it cannot be had, the rows
+    near midnight stay unknown for a later run.
+    """
+    start, end = moscow_day(day)
+    leftovers = [
+        call
+        for call in unsettled
+        if call.status == Call.Status.UNKNOWN and start <= call.created_at < end
+    ]
+    if not leftovers:
+        return
+    neighbours = set()
+    for call in leftovers:
+        low, high = _window(call)
+        if low < start:
+            neighbours.add(day - timedelta(days=1))
+        if high >= end:
+            neighbours.add(day + timedelta(days=1))
+    # Rows not to mark: settled by a neighbour's record, or left for a later run.
+    keep: set[int] = set()
+    if neighbours:
+        numbers = {call.number for call in leftovers}
+        extra: list[CallRecord] = []
+        try:
+            for other in sorted(neighbours):
+                extra += [r for r in daily(other) if r.number in numbers and r.id not in by_id]
+        except VoicePasswordError as error:
+            logger.warning(
+                "daily: no report for the day next to %s (%s): rows near midnight stay unknown",
+                day.isoformat(),
+                error,
+            )
+            keep = {call.pk for call in leftovers if not _within(call, start, end)}
+            extra = []
+        if extra:
+            # These ids were not in the SELECT: one small query tells which are
+            # already some row's, and so cannot settle another.
+            taken = set(
+                Call.objects.using(alias)
+                .filter(provider_id__in=[record.id for record in extra])
+                .values_list("provider_id", flat=True)
+            )
+            extra = [record for record in extra if record.id not in taken]
+            for call, record in _match(unsettled, extra):
+                plan.settle(call, record)
+                keep.add(call.pk)
+    for call in leftovers:
+        if call.pk not in keep:
+            plan.not_placed(call)
+
+
+def _within(call: Call, start: datetime, end: datetime) -> bool:
+    """Whether every date that may be ``call``'s record falls in ``[start, end)``."""
+    low, high = _window(call)
+    return start <= low and high < end
+
+
+# --------------------------------------------------------------------------- the database
+
+
+def _lock_day(connection: BaseDatabaseWrapper, day: date) -> None:
+    """Serialise the runs of one day (PostgreSQL): two workers may run the same task.
+
+    Held to the end of the transaction. The second run then reads what the
+    first wrote and finds nothing to do, instead of both deciding from the
+    same stale rows.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_NAMESPACE, day.toordinal()])
+
+
+def _read(
+    connection: BaseDatabaseWrapper,
+    alias: str,
+    ids: list[str],
+    start: datetime,
+    end: datetime,
+    *,
+    postgresql: bool,
+) -> list[Call]:
+    """The local rows the report may concern: those with its request ids, and the candidates.
+
+    The candidates for settling (:func:`_settle_candidate`) are the rows created
+    from :data:`SETTLE_AFTER` before the day to :data:`SETTLE_BEFORE` after it:
+    the only ones whose window meets the day. Rows are found by request id, not
+    by date, so a call of this site is found whatever its clock said.
+    """
+    calls = Call.objects.using(alias).order_by()
+    candidates = calls.filter(
+        Q(status=Call.Status.UNKNOWN) | Q(status=Call.Status.NOT_PLACED, error_code=NOT_IN_DAILY),
+        provider_id__isnull=True,
+        created_at__gte=start - SETTLE_AFTER,
+        created_at__lt=end + SETTLE_BEFORE,
+    )
+    if postgresql:
+        if not ids:
+            return list(candidates)
+        # One statement: the ids travel as one array parameter rather than a
+        # placeholder each, and UNION ALL lets each half use its own index
+        # (an OR would not). A row is in one half at most: the candidates have
+        # no request id.
+        by_id = calls.filter(provider_id__in=RawSQL("SELECT unnest(%s::varchar[])", (ids,)))
+        # Unordered: the combined query would otherwise sort by Meta.ordering.
+        return list(by_id.union(candidates, all=True).order_by())
+    # Elsewhere the rows are locked where the database can (SQLite serialises
+    # writers anyway), and the ids go in batches that respect the limit on a
+    # statement's parameters (SQLite's is 32766 by default, 999 before 3.32).
+    rows = list(candidates.select_for_update())
+    step = max(1, (connection.features.max_query_params or len(ids) or 1) - 1)
+    for index in range(0, len(ids), step):
+        rows += calls.filter(provider_id__in=ids[index : index + step]).select_for_update()
+    return rows
+
+
+def _insert(new: list[Call], alias: str) -> int:
+    """Insert the rows of calls placed outside this site; return how many.
+
+    ``ignore_conflicts``: a row with the same request id inserted meanwhile by
+    someone else (the runs of a day are serialised, so a concurrent
+    ``send/`` answer at most) wins, and is corrected by the next run. It is
+    counted all the same: PostgreSQL's ``ON CONFLICT DO NOTHING`` does not say
+    which rows it skipped without a costlier ``RETURNING``.
+    """
+    if new:
+        # One INSERT ... SELECT FROM UNNEST on PostgreSQL (Django batches by
+        # the backend's parameter limit only, and PostgreSQL has none here).
+        Call.objects.using(alias).bulk_create(new, ignore_conflicts=True)
+    return len(new)
+
+
+#: Rows per UPDATE outside PostgreSQL. Django's bulk_update writes one
+#: ``CASE WHEN pk = ...`` per row and field, which the database evaluates for
+#: every row of the batch: the work grows with the square of the batch, so the
+#: batches stay small.
+FALLBACK_BATCH = 200
+
+
+def _update(
+    connection: BaseDatabaseWrapper, alias: str, plan: _Plan, now: datetime, *, postgresql: bool
+) -> list[_Change]:
+    """Write the changed rows; return the changes that were written."""
+    if not plan.changes:
+        return []
+    for change in plan.changes:
+        change.call.updated_at = now
+    if postgresql:
+        return _update_postgresql(connection, plan.changes, now)
+    fields = [name for name in _WRITTEN if name in plan.fields] + ["updated_at"]
+    # Each row takes a "WHEN pk = %s THEN %s" per field and a place in the
+    # "pk IN (...)": Django's own estimate (two parameters and one per field)
+    # falls short of that when the database limits parameters, as SQLite does.
+    limit = connection.features.max_query_params
+    batch = (
+        FALLBACK_BATCH if limit is None else min(FALLBACK_BATCH, limit // (1 + 2 * len(fields)))
+    )
+    Call.objects.using(alias).bulk_update(
+        [change.call for change in plan.changes], fields, batch_size=max(1, batch)
+    )
+    return plan.changes
+
+
+def _update_postgresql(
+    connection: BaseDatabaseWrapper, changes: list[_Change], now: datetime
+) -> list[_Change]:
+    """One ``UPDATE ... FROM unnest(...)`` for every changed row.
+
+    Each column travels as one array parameter, so the statement's size and
+    the planner's work do not grow with the rows (``bulk_update``'s ``CASE``
+    does, quadratically). A row is written only if its status is still the
+    one read: the rows are not locked, and a callback that moved one meanwhile
+    wins; the next run corrects it if the report says otherwise. ``RETURNING``
+    tells which rows were written, so that signals go for those alone.
+    """
+    qn = connection.ops.quote_name
+    pk, status, updated_at = _field("id"), _field("status"), _field("updated_at")
+    fields = [_field(name) for name in _WRITTEN]
+    names = [qn(_column(pk)), qn("old_status"), *(qn(_column(field)) for field in fields)]
+    # Array types without their modifiers (varchar, not varchar(16)), as
+    # Django's own bulk insert: the column itself checks the length.
+    types = [
+        pk.db_type(connection),
+        status.db_type(connection),
+        *(field.db_type(connection) for field in fields),
+    ]
+    arrays = ", ".join(f"%s::{(db_type or 'text').split('(')[0]}[]" for db_type in types)
+    assignments = ", ".join(f"{qn(_column(field))} = v.{qn(_column(field))}" for field in fields)
+    table, pk_column = qn(Call._meta.db_table), qn(_column(pk))
+    # Only the model's own table and column names, quoted, are interpolated;
+    # every value is a parameter.
+    sql = (
+        f"UPDATE {table} AS c SET {assignments}, {qn(_column(updated_at))} = %s "  # noqa: S608
+        f"FROM unnest({arrays}) AS v({', '.join(names)}) "
+        f"WHERE c.{pk_column} = v.{pk_column} "
+        f"AND c.{qn(_column(status))} = v.{qn('old_status')} "
+        f"RETURNING c.{pk_column}"
+    )
+    params: list[Any] = [
+        now,
+        [change.call.pk for change in changes],
+        [change.old_status for change in changes],
+        *([getattr(change.call, field.attname) for change in changes] for field in fields),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        written = {row[0] for row in cursor.fetchall()}
+    if len(written) < len(changes):
+        logger.info(
+            "daily: %d rows changed meanwhile were left for the next run",
+            len(changes) - len(written),
+        )
+    return [change for change in changes if change.call.pk in written]
+
+
+def _field(name: str) -> models.Field[Any, Any]:
+    field = Call._meta.get_field(name)
+    assert isinstance(field, models.Field)
+    return field
+
+
+def _column(field: models.Field[Any, Any]) -> str:
+    assert field.column is not None
+    return field.column
+
+
+def _announce(moved: list[tuple[Call, str, str]]) -> None:
+    """Send ``call_status_changed`` for every row whose status moved."""
+    for call, old_status, new_status in moved:
+        call_status_changed.send(
+            sender=Call, call=call, old_status=old_status, new_status=new_status, source="daily"
+        )
