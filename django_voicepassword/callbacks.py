@@ -44,7 +44,8 @@ def call_id_from_token(token: str) -> int | None:
         value = signing.Signer(salt=_SALT).unsign(token)
     except signing.BadSignature:
         return None
-    return int(value) if value.isdigit() else None
+    # isascii(): isdigit() alone accepts "²", which int() refuses.
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def callback_url(call: Call) -> str | None:

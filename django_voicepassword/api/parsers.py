@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import IO, Any
 
@@ -13,7 +14,12 @@ from rest_framework.parsers import JSONParser
 
 from django_voicepassword.conf import settings
 
-__all__ = ["BoundedJSONParser", "PayloadTooLarge"]
+__all__ = ["MAX_DEPTH", "BoundedJSONParser", "PayloadTooLarge", "refuse_declared_too_large"]
+
+#: How deeply a body may nest arrays and objects. A callback is one flat
+#: object; the limit keeps every payload storable (SQLite's JSON functions
+#: refuse more than 1000 levels, which the parser would otherwise accept).
+MAX_DEPTH = 32
 
 
 class PayloadTooLarge(APIException):
@@ -24,17 +30,71 @@ class PayloadTooLarge(APIException):
     default_code = "payload_too_large"
 
 
+def refuse_declared_too_large(meta: Mapping[str, Any]) -> None:
+    """Raise :class:`PayloadTooLarge` if ``Content-Length`` exceeds ``CALLBACK_MAX_BODY``.
+
+    Called by the view before the body is touched: DRF reads a whole JSON body
+    into memory before any parser sees it. ``Content-Length`` is read as Django
+    reads it (``int()``, unreadable meaning none), so a value Django would
+    honour cannot slip past.
+    """
+    try:
+        declared = int(meta.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return
+    if declared > settings.CALLBACK_MAX_BODY:
+        raise PayloadTooLarge()
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    # 1e400 is valid JSON but reads as infinity, which no database stores as JSON.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:20]} is out of range")
+    return value
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why the parsed ``value`` could not be stored as a JSON payload, or ``None``.
+
+    Iterative, so that checking a deep value cannot itself exhaust the stack.
+    PostgreSQL refuses ``\\u0000`` in text and JSON; no backend encodes an
+    unpaired surrogate (``"\\ud800"``, which ``json`` accepts) as UTF-8.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                return f"nested deeper than {MAX_DEPTH} levels"
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return "a string holds the character \\u0000"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a string holds an unpaired surrogate"
+    return None
 
 
 class BoundedJSONParser(JSONParser):
     """Reads at most ``CALLBACK_MAX_BODY`` bytes of strict JSON.
 
     Refuses with 413 a body that says or turns out to be larger, and with 400
-    anything that is not strict UTF-8 JSON: ``NaN`` and ``Infinity``, and
-    nesting deep enough to exhaust the parser's recursion (which the standard
-    library reports as ``RecursionError``, not ``ValueError``).
+    anything that is not strict UTF-8 JSON: ``NaN``, ``Infinity`` and numbers
+    too large for a float, nesting deeper than :data:`MAX_DEPTH` or deep enough
+    to exhaust the parser's recursion (which the standard library reports as
+    ``RecursionError``, not ``ValueError``), and strings no database stores
+    (``\\u0000``, unpaired surrogates). The 400's message says which.
     """
 
     def parse(
@@ -46,13 +106,26 @@ class BoundedJSONParser(JSONParser):
         """Parse the body, or raise the 4xx that says why not."""
         limit = settings.CALLBACK_MAX_BODY
         request = (parser_context or {}).get("request")
-        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise PayloadTooLarge()
+        if request is not None:
+            refuse_declared_too_large(request.META)
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:
             raise PayloadTooLarge()
         try:
-            return json.loads(body.decode("utf-8"), parse_constant=_refuse_constant)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise ParseError(_("The body is not valid JSON.")) from exc
+            data = json.loads(
+                body.decode("utf-8"),
+                parse_constant=_refuse_constant,
+                parse_float=_finite_float,
+            )
+        except UnicodeDecodeError as exc:
+            reason: str | None = f"not UTF-8 at byte {exc.start}"
+        except RecursionError:
+            reason = "nested too deeply"
+        except ValueError as exc:
+            reason = str(exc)
+        else:
+            reason = _unstorable(data)
+            if reason is None:
+                return data
+        message = _("The body is not valid JSON.")
+        raise ParseError(f"{message} ({reason})")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from django_voicepassword.client import CallRecord, parse_callback
+from django_voicepassword.models import Call, CallbackEvent
 
 __all__ = ["CallbackSerializer"]
 
@@ -56,6 +59,37 @@ class CallbackSerializer(serializers.Serializer):  # type: ignore[type-arg]
             record: CallRecord = parse_callback(attrs)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from exc
+        problem = _unstorable(record)
+        if problem is not None:
+            raise serializers.ValidationError(problem)
         if record.state is None and not record.state_label.strip():
             raise serializers.ValidationError({"state": _("This field may not be blank.")})
         return {**attrs, "record": record}
+
+
+# Provider dates outside these bounds are garbage, and near the ends of
+# datetime's range they overflow when converted to UTC or read back.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _unstorable(record: CallRecord) -> str | None:
+    """Why ``record`` does not fit the columns it is stored in, or ``None``.
+
+    Checked here so that it is a 400: the database would refuse it with an
+    error (PostgreSQL) or store what cannot be read back.
+    """
+    id_length = CallbackEvent._meta.get_field("provider_id").max_length
+    if id_length is not None and len(record.id) > id_length:
+        return f"id: at most {id_length} digits"
+    price = Call._meta.get_field("price")
+    places = price.decimal_places or 0
+    whole_digits = (price.max_digits or 0) - places
+    # The column rounds to its places: a price a hair below 10**whole_digits
+    # would round up to it and overflow too.
+    bound = Decimal(10) ** whole_digits - Decimal(5).scaleb(-places - 1)
+    if record.price is not None and record.price >= bound:
+        return f"price: at most {whole_digits} digits before the point"
+    if record.date is not None and not _EARLIEST <= record.date < _LATEST:
+        return "date: out of range"
+    return None

@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from django_voicepassword.api.parsers import BoundedJSONParser
+from django_voicepassword.api.parsers import BoundedJSONParser, refuse_declared_too_large
 from django_voicepassword.api.serializers import CallbackSerializer
 from django_voicepassword.callbacks import apply_callback, call_id_from_token
 from django_voicepassword.conf import settings
@@ -32,15 +32,21 @@ def client_address(request: Request) -> str | None:
 
     With ``CALLBACK_PROXY_HEADER`` set, the last address in that header (the
     one the site's proxy added; earlier ones are whatever the sender wrote);
-    otherwise the connection's address. ``None`` when it is not an address.
+    otherwise the connection's address; an IPv4-mapped IPv6 address as its
+    IPv4 address. ``None`` when it is not an address.
     """
     header = settings.CALLBACK_PROXY_HEADER
     raw = request.headers.get(header, "") if header else request.META.get("REMOTE_ADDR", "")
     candidate = raw.rsplit(",", 1)[-1].strip()
     try:
-        return str(ipaddress.ip_address(candidate))
+        address = ipaddress.ip_address(candidate)
     except ValueError:
         return None
+    # A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d; the
+    # allowlist names it in IPv4, where an IPv6 address never matches.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
@@ -61,6 +67,14 @@ class CallbackView(APIView):
     parser_classes = [BoundedJSONParser]
     renderer_classes = [JSONRenderer]
 
+    def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
+        """Answer JSON whatever the request's ``Accept`` says.
+
+        The provider reads only the status code; refusing a callback with 406
+        over an ``Accept: text/html`` would lose it.
+        """
+        return super().perform_content_negotiation(request, force=True)
+
     def post(self, request: Request, token: str) -> Response:
         """Verify, validate, store and apply one callback."""
         call_id = call_id_from_token(token)
@@ -73,6 +87,8 @@ class CallbackView(APIView):
         ):
             logger.warning("VoicePassword callback refused from %s", address)
             raise PermissionDenied
+        # Before request.data: DRF reads a JSON body whole before the parser.
+        refuse_declared_too_large(request.META)
         serializer = CallbackSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = request.data

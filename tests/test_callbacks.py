@@ -1,0 +1,659 @@
+"""The status-callback view: every variant of the reference, applied once, in order.
+
+The provider's callbacks are unauthenticated, may repeat and may arrive out of
+order (reference, "Status callbacks"). These tests post them to the view the
+way the provider does and check what the call row and the stored
+:class:`CallbackEvent` say afterwards; a refused request must write nothing.
+Bad bodies are in ``test_callback_input.py``, concurrency and the end-to-end
+loop over real HTTP in ``test_callback_concurrency.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings as django_settings
+from django.core import signing
+from django.db import connection
+from django.test import TestCase, override_settings
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from django_voicepassword.callbacks import (
+    _SALT,
+    call_id_from_token,
+    callback_token,
+    callback_url,
+)
+from django_voicepassword.client import PROVIDER_TZ
+from django_voicepassword.models import Call, CallbackEvent
+from django_voicepassword.signals import call_status_changed
+
+NUMBER = "79990000001"
+OTHER_NUMBER = "79990000002"
+CALL_ID = "1001"
+SMS_ID = "1002"
+OTHER_ID = "2001"
+DATE = "2020-02-02 15:18:48"
+#: DATE read as the reference says: Moscow time, UTC+3.
+MOSCOW = datetime(2020, 2, 2, 15, 18, 48, tzinfo=PROVIDER_TZ)
+SITE = "https://site.example"
+TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+Status = Call.Status
+Outcome = CallbackEvent.Outcome
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def callback(state: str, *, id: Any = CALL_ID, **fields: Any) -> dict[str, Any]:
+    """A callback in the reference's shape, every value a string."""
+    return {
+        "id": id,
+        "number": NUMBER,
+        "duration": "1",
+        "state": state,
+        "price": "0.35",
+        "date": DATE,
+        **fields,
+    }
+
+
+def path_of(call: Call) -> str:
+    """The path of the URL the provider is given for ``call`` (its parent's, for an SMS)."""
+    with override_settings(VOICEPASSWORD={"CALLBACK_BASE_URL": SITE}):
+        url = callback_url(call)
+    assert url is not None
+    return urlsplit(url).path
+
+
+def deliver(client, target: Call | str, body: Any, **extra: Any):
+    """POST ``body`` (a dict, or raw text or bytes) as JSON to ``target``'s callback URL.
+
+    The request's commit callbacks (the signals) run before this returns, also
+    inside the transaction of a non-transactional test.
+    """
+    path = path_of(target) if isinstance(target, Call) else target
+    data = body if isinstance(body, bytes | str) else json.dumps(body, ensure_ascii=False)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return client.post(path, data=data, content_type="application/json", **extra)
+
+
+def snapshot() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every event and every call row, to prove that a request wrote nothing."""
+    events = [dict(event) for event in CallbackEvent.objects.order_by("pk").values()]
+    rows = [dict(call) for call in Call.objects.order_by("pk").values()]
+    return events, rows
+
+
+def row(call: Call) -> dict[str, Any]:
+    return dict(Call.objects.filter(pk=call.pk).values().get())
+
+
+def data_queries(captured: CaptureQueriesContext) -> list[str]:
+    """The captured statements, without BEGIN/COMMIT/SAVEPOINT (Django logs those too)."""
+    statements = [query["sql"] for query in captured.captured_queries]
+    return [sql for sql in statements if not sql.upper().startswith(TRANSACTION_CONTROL)]
+
+
+@pytest.fixture
+def call(db) -> Call:
+    return Call.objects.create(
+        channel=Call.Channel.FLASH_CALL,
+        number=NUMBER,
+        provider_id=CALL_ID,
+        status=Status.PLACED,
+        price=Decimal("0.35"),
+    )
+
+
+@pytest.fixture
+def sms(call) -> Call:
+    return Call.objects.create(
+        channel=Call.Channel.SMS,
+        number=NUMBER,
+        provider_id=SMS_ID,
+        parent=call,
+        status=Status.PLACED,
+        price=Decimal("3.30"),
+    )
+
+
+@pytest.fixture
+def other(db) -> Call:
+    return Call.objects.create(
+        channel=Call.Channel.VOICE_CALL,
+        number=OTHER_NUMBER,
+        provider_id=OTHER_ID,
+        status=Status.PLACED,
+    )
+
+
+@pytest.fixture
+def changes():
+    """``call_status_changed`` as received: ``(pk, old_status, new_status, source)``."""
+    received: list[tuple[int, str, str, str]] = []
+
+    def on_changed(sender, call, old_status, new_status, source, **kwargs):
+        received.append((call.pk, old_status, new_status, source))
+
+    call_status_changed.connect(on_changed)
+    yield received
+    call_status_changed.disconnect(on_changed)
+
+
+# --------------------------------------------------------------------------- the URL
+
+
+def test_the_callback_url_carries_a_signed_token_of_the_call(call):
+    with override_settings(VOICEPASSWORD={"CALLBACK_BASE_URL": SITE + "/"}):
+        url = callback_url(call)
+    assert url is not None
+    assert url.startswith(SITE + "/voicepassword/callback/")
+    token = urlsplit(url).path.split("/")[-2]
+    assert url == SITE + reverse("voicepassword:callback", kwargs={"token": token})
+    assert call_id_from_token(token) == call.pk
+
+
+def test_an_sms_reports_to_its_parents_url(call, sms):
+    assert path_of(sms) == path_of(call)
+
+
+def test_without_a_base_url_there_is_no_callback_url(call):
+    assert callback_url(call) is None
+
+
+# --------------------------------------------------------------------------- every variant
+
+
+@pytest.mark.parametrize(
+    ("state", "status"),
+    [
+        ("BUSY", Status.BUSY),
+        ("NO ANSWER", Status.NO_ANSWER),
+        ("ANSWERED", Status.ANSWERED),
+        ("FAIL", Status.FAILED),
+        ("CANCEL", Status.CANCELLED),
+        ("Успешно", Status.ANSWERED),
+        ("Занято", Status.BUSY),
+        ("Нет ответа", Status.NO_ANSWER),
+        ("Ошибка", Status.FAILED),
+        ("Отменен", Status.CANCELLED),
+        ("Недозвон", Status.FAILED),
+        ("Дозвон", Status.DIALLING),
+    ],
+)
+def test_every_call_state_is_applied(client, call, changes, state, status):
+    body = callback(state, duration="4", price="0.35")
+    answer = deliver(client, call, body)
+    assert answer.status_code == 200
+    assert answer.json() == {"result": "ok", "outcome": "applied"}
+    call.refresh_from_db()
+    assert call.status == status
+    assert call.state_label == state
+    assert call.price == Decimal("0.35")
+    assert isinstance(call.price, Decimal)
+    assert call.duration == timedelta(seconds=4)
+    assert call.provider_date == MOSCOW
+    assert call.provider_date is not None
+    assert call.provider_date.utcoffset() is not None
+    assert call.provider_date == datetime(2020, 2, 2, 12, 18, 48, tzinfo=UTC)
+    event = CallbackEvent.objects.get()
+    assert event.outcome == Outcome.APPLIED
+    assert event.call == call
+    assert event.provider_id == CALL_ID
+    assert event.state == state
+    assert event.payload == body
+    assert event.remote_addr == "127.0.0.1"
+    assert changes == [(call.pk, Status.PLACED, status, "callback")]
+
+
+@pytest.mark.parametrize(
+    ("state", "status"),
+    [
+        ("QUEUED", Status.QUEUED),
+        ("SEND", Status.SENT),
+        ("DELIVERED", Status.DELIVERED),
+        ("NOT DELIVERED", Status.NOT_DELIVERED),
+        ("FAIL", Status.FAILED),
+    ],
+)
+def test_every_sms_state_arrives_on_the_parents_url_with_the_sms_id(
+    client, call, sms, changes, state, status
+):
+    before = row(call)
+    answer = deliver(client, call, callback(state, id=SMS_ID, price="3.30", duration="0"))
+    assert answer.status_code == 200
+    assert answer.json()["outcome"] == "applied"
+    sms.refresh_from_db()
+    assert sms.status == status
+    assert sms.state_label == state
+    assert sms.price == Decimal("3.30")
+    assert sms.duration == timedelta(0)
+    assert sms.provider_date == MOSCOW
+    assert row(call) == before  # the parent is untouched
+    event = CallbackEvent.objects.get()
+    assert (event.call, event.provider_id, event.outcome) == (sms, SMS_ID, Outcome.APPLIED)
+    assert changes == [(sms.pk, Status.PLACED, status, "callback")]
+
+
+def test_an_sms_moves_through_its_states_in_order(client, call, sms, changes):
+    outcomes = [
+        deliver(client, call, callback(state, id=SMS_ID)).json()["outcome"]
+        for state in ("QUEUED", "SEND", "DELIVERED")
+    ]
+    assert outcomes == ["applied"] * 3
+    sms.refresh_from_db()
+    assert sms.status == Status.DELIVERED
+    assert [(old, new) for _pk, old, new, _source in changes] == [
+        (Status.PLACED, Status.QUEUED),
+        (Status.QUEUED, Status.SENT),
+        (Status.SENT, Status.DELIVERED),
+    ]
+
+
+def test_a_call_moves_from_dialling_to_its_final_state(client, call, changes):
+    assert deliver(client, call, callback("Дозвон")).json()["outcome"] == "applied"
+    assert deliver(client, call, callback("ANSWERED")).json()["outcome"] == "applied"
+    call.refresh_from_db()
+    assert call.status == Status.ANSWERED
+    assert len(changes) == 2
+
+
+@pytest.mark.parametrize(
+    ("fields", "price", "duration"),
+    [
+        ({"id": int(CALL_ID), "duration": 1, "price": 3}, Decimal(3), timedelta(seconds=1)),
+        ({"id": CALL_ID, "duration": "1", "price": "0.35"}, Decimal("0.35"), timedelta(seconds=1)),
+        ({"number": int(NUMBER), "price": "0,35"}, Decimal("0.35"), timedelta(seconds=1)),
+        ({"duration": "01:05", "price": " 3.30 "}, Decimal("3.30"), timedelta(seconds=65)),
+        ({"duration": 0, "price": 0}, Decimal(0), timedelta(0)),
+        ({"id": f" {CALL_ID} ", "state": "no_answer"}, Decimal("0.35"), timedelta(seconds=1)),
+    ],
+)
+def test_ids_durations_and_prices_as_integers_or_strings(client, call, fields, price, duration):
+    body = {**callback("NO ANSWER"), **fields}
+    answer = deliver(client, call, body)
+    assert answer.status_code == 200, answer.json()
+    call.refresh_from_db()
+    assert call.status == Status.NO_ANSWER
+    assert call.price == price
+    assert call.duration == duration
+    event = CallbackEvent.objects.get()
+    assert event.provider_id == CALL_ID
+    assert event.payload == body  # verbatim, integers stay integers
+
+
+def test_optional_fields_may_be_absent_or_blank(client, call):
+    body = {"id": CALL_ID, "number": NUMBER, "state": "BUSY", "price": "", "date": " "}
+    assert deliver(client, call, body).json()["outcome"] == "applied"
+    call.refresh_from_db()
+    assert call.status == Status.BUSY
+    assert call.price == Decimal("0.35")  # from send/, not overwritten by a blank
+    assert call.duration is None
+    assert call.provider_date is None
+
+
+def test_unknown_extra_fields_are_kept_in_the_stored_payload(client, call):
+    body = callback(
+        "ANSWERED",
+        operator="MTS",
+        region={"code": 77, "name": "Москва"},
+        tags=["a", 1, True, None, 0.5],
+    )
+    assert deliver(client, call, body).status_code == 200
+    event = CallbackEvent.objects.get()
+    assert event.payload == body
+    assert event.payload["region"]["name"] == "Москва"
+
+
+def test_an_unknown_label_is_stored_verbatim_and_changes_no_status(client, call, changes):
+    label = "Ожидает оператора"
+    answer = deliver(client, call, callback(label, duration="2"))
+    assert answer.status_code == 200
+    assert answer.json()["outcome"] == "stale"
+    call.refresh_from_db()
+    assert call.status == Status.PLACED
+    assert call.state_label == label
+    assert call.duration == timedelta(seconds=2)
+    event = CallbackEvent.objects.get()
+    assert (event.state, event.outcome, event.call) == (label, Outcome.STALE, call)
+    assert changes == []
+
+
+# --------------------------------------------------------------------------- once, forward
+
+
+def test_the_same_callback_twice_is_a_duplicate_and_changes_nothing(client, call, changes):
+    body = callback("BUSY")
+    assert deliver(client, call, body).json()["outcome"] == "applied"
+    after_first = row(call)
+    answer = deliver(client, call, body)
+    assert answer.status_code == 200
+    assert answer.json()["outcome"] == "duplicate"
+    assert row(call) == after_first  # not even updated_at
+    outcomes = CallbackEvent.objects.order_by("pk").values_list("outcome", flat=True)
+    assert list(outcomes) == [Outcome.APPLIED, Outcome.DUPLICATE]
+    assert changes == [(call.pk, Status.PLACED, Status.BUSY, "callback")]
+
+
+def test_fifty_repeats_in_a_row_apply_once(client, call, sms, changes):
+    """The duplicate rule without concurrency (any database; PostgreSQL threads elsewhere)."""
+    outcomes = [
+        deliver(client, call, callback("DELIVERED", id=SMS_ID)).json()["outcome"]
+        for _ in range(50)
+    ]
+    assert outcomes == ["applied"] + ["duplicate"] * 49
+    assert CallbackEvent.objects.filter(outcome=Outcome.APPLIED).count() == 1
+    assert len(changes) == 1
+
+
+def test_the_same_state_under_another_label_is_a_duplicate(client, call, changes):
+    assert deliver(client, call, callback("ANSWERED")).json()["outcome"] == "applied"
+    assert deliver(client, call, callback("Успешно")).json()["outcome"] == "duplicate"
+    call.refresh_from_db()
+    assert call.state_label == "ANSWERED"
+    assert len(changes) == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "final", "late", "status"),
+    [
+        ("sms", "DELIVERED", "SEND", Status.DELIVERED),
+        ("sms", "DELIVERED", "QUEUED", Status.DELIVERED),
+        ("sms", "SEND", "QUEUED", Status.SENT),
+        ("sms", "NOT DELIVERED", "SEND", Status.NOT_DELIVERED),
+        ("call", "ANSWERED", "Дозвон", Status.ANSWERED),
+        ("call", "BUSY", "Дозвон", Status.BUSY),
+        # A callback never corrects one final state into another: only get/ may.
+        ("call", "BUSY", "ANSWERED", Status.BUSY),
+        ("call", "NO ANSWER", "Недозвон", Status.NO_ANSWER),
+    ],
+)
+def test_a_late_intermediate_state_is_stale_and_the_final_one_is_kept(
+    client, call, sms, changes, target, final, late, status
+):
+    reported = sms if target == "sms" else call
+    assert deliver(client, call, callback(final, id=reported.provider_id)).status_code == 200
+    kept = row(reported)
+    answer = deliver(client, call, callback(late, id=reported.provider_id, duration="9"))
+    assert answer.status_code == 200
+    assert answer.json()["outcome"] == "stale"
+    assert row(reported) == kept
+    assert kept["status"] == status
+    event = CallbackEvent.objects.order_by("pk").last()
+    assert event is not None
+    assert (event.state, event.outcome, event.call) == (late, Outcome.STALE, reported)
+    assert len(changes) == 1
+
+
+def test_another_calls_id_under_this_token_is_an_orphan(client, call, other, changes):
+    before = snapshot()[1]
+    answer = deliver(client, call, callback("ANSWERED", id=OTHER_ID))
+    assert answer.status_code == 200
+    assert answer.json()["outcome"] == "orphan"
+    assert snapshot()[1] == before
+    event = CallbackEvent.objects.get()
+    assert (event.call, event.provider_id, event.outcome) == (None, OTHER_ID, Outcome.ORPHAN)
+    assert changes == []
+
+
+def test_an_unknown_id_is_an_orphan(client, call):
+    before = snapshot()[1]
+    assert deliver(client, call, callback("BUSY", id="999999")).json()["outcome"] == "orphan"
+    assert snapshot()[1] == before
+
+
+def test_the_parents_id_under_the_sms_token_is_an_orphan(client, call, sms):
+    sms_path = reverse("voicepassword:callback", kwargs={"token": callback_token(sms.pk)})
+    before = snapshot()[1]
+    assert deliver(client, sms_path, callback("BUSY")).json()["outcome"] == "orphan"
+    assert snapshot()[1] == before
+
+
+def test_a_valid_token_for_a_deleted_call_records_an_orphan(client, call):
+    path = path_of(call)
+    call.delete()
+    assert deliver(client, path, callback("BUSY")).json()["outcome"] == "orphan"
+    assert CallbackEvent.objects.get().call is None
+
+
+# --------------------------------------------------------------------------- the token
+
+
+def _forged_paths(call: Call) -> dict[str, str]:
+    token = callback_token(call.pk)
+    value, signature = token.split(":")
+    return {
+        "unsigned": f"{call.pk}",
+        "forged signature": f"{call.pk}:{'A' * len(signature)}",
+        "truncated": token[:-1],
+        "signature only": signature,
+        "other call's signature": f"{call.pk + 1}:{signature}",
+        "other salt": signing.Signer(salt="django_voicepassword.other").sign(str(call.pk)),
+        "no salt": signing.Signer().sign(str(call.pk)),
+        "other key": signing.Signer(key="not-the-secret-key", salt=_SALT).sign(str(call.pk)),
+        "timestamped": signing.TimestampSigner(salt=_SALT).sign(str(call.pk)),
+        "not a number": signing.Signer(salt=_SALT).sign("abc"),
+        "not an ascii number": signing.Signer(salt=_SALT).sign("\u00b2"),
+        "empty value": signing.Signer(salt=_SALT).sign(""),
+        "padding": token + "=",
+        "case": value + ":" + signature.swapcase(),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "unsigned",
+        "forged signature",
+        "truncated",
+        "signature only",
+        "other call's signature",
+        "other salt",
+        "no salt",
+        "other key",
+        "timestamped",
+        "not a number",
+        "not an ascii number",
+        "empty value",
+        "padding",
+        "case",
+    ],
+)
+def test_a_bad_token_is_404_and_writes_nothing(client, call, changes, kind):
+    token = _forged_paths(call)[kind]
+    before = snapshot()
+    answer = deliver(client, f"/voicepassword/callback/{token}/", callback("BUSY"))
+    assert answer.status_code == 404
+    assert snapshot() == before
+    assert changes == []
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/voicepassword/callback/", "/voicepassword/callback//", "/voicepassword/callback/%20/"],
+)
+def test_a_missing_token_is_404_and_writes_nothing(client, call, path):
+    before = snapshot()
+    assert deliver(client, path, callback("BUSY")).status_code == 404
+    assert snapshot() == before
+
+
+def test_the_token_is_checked_before_anything_else(client, call):
+    """A bad token is 404 whatever else is wrong: the body is not even read."""
+    path = f"/voicepassword/callback/{call.pk}:forged/"
+    before = snapshot()
+    with override_settings(VOICEPASSWORD={"CALLBACK_ALLOWED_IPS": ["192.0.2.0/24"]}):
+        assert deliver(client, path, b"{not json").status_code == 404
+        answer = client.post(path, data=b"x" * 10_000, content_type="text/plain")
+        assert answer.status_code == 404
+    assert snapshot() == before
+
+
+def test_tokens_survive_a_key_rotation_done_the_django_way(client, call):
+    path = path_of(call)
+    old_key = django_settings.SECRET_KEY
+    with override_settings(SECRET_KEY="a-new-tests-only-key", SECRET_KEY_FALLBACKS=[old_key]):
+        assert deliver(client, path, callback("BUSY")).status_code == 200
+    with override_settings(SECRET_KEY="a-new-tests-only-key", SECRET_KEY_FALLBACKS=[]):
+        assert deliver(client, path, callback("BUSY")).status_code == 404
+    assert CallbackEvent.objects.count() == 1
+
+
+def test_only_post_is_allowed(client, call):
+    path = path_of(call)
+    assert client.get(path).status_code == 405
+    assert client.put(path, data="{}", content_type="application/json").status_code == 405
+    assert not CallbackEvent.objects.exists()
+
+
+# --------------------------------------------------------------------------- queries
+
+
+@pytest.mark.parametrize(
+    "transactional",
+    [
+        pytest.param(False, marks=pytest.mark.django_db),
+        pytest.param(True, marks=pytest.mark.django_db(transaction=True)),
+    ],
+)
+def test_an_applied_callback_takes_three_queries(client, call, transactional):
+    path = path_of(call)
+    with CaptureQueriesContext(connection) as captured:
+        answer = deliver(client, path, callback("BUSY"))
+    assert answer.json()["outcome"] == "applied"
+    queries = data_queries(captured)
+    assert len(queries) <= 3, queries
+    select, update, insert = queries
+    assert select.startswith("SELECT")
+    if connection.features.has_select_for_update:
+        assert "FOR UPDATE" in select
+    assert update.startswith("UPDATE")
+    assert insert.startswith("INSERT")
+    with CaptureQueriesContext(connection) as captured:
+        assert deliver(client, path, callback("BUSY")).json()["outcome"] == "duplicate"
+    assert len(data_queries(captured)) == 2  # no update for a duplicate
+
+
+def test_a_refused_request_takes_no_query(client, call):
+    path = path_of(call)
+    with CaptureQueriesContext(connection) as captured:
+        assert deliver(client, path + "x/", callback("BUSY")).status_code == 404
+        assert deliver(client, path, b"[").status_code == 400
+        assert deliver(client, path, {"id": CALL_ID}).status_code == 400
+    assert captured.captured_queries == []
+
+
+# --------------------------------------------------------------------------- the allowlist
+
+ALLOWED = ["203.0.113.0/24", "198.51.100.7", "2001:db8:5::/48"]
+
+
+@pytest.mark.parametrize(
+    ("remote", "allowed", "stored"),
+    [
+        ("203.0.113.9", True, "203.0.113.9"),
+        ("198.51.100.7", True, "198.51.100.7"),
+        ("2001:db8:5::1", True, "2001:db8:5::1"),
+        ("2001:0db8:0005:0000:0000:0000:0000:0002", True, "2001:db8:5::2"),
+        # A dual-stack server reports IPv4 peers as IPv4-mapped IPv6 addresses.
+        ("::ffff:203.0.113.9", True, "203.0.113.9"),
+        ("198.51.100.8", False, None),
+        ("203.0.114.1", False, None),
+        ("2001:db8:6::1", False, None),
+        ("::ffff:198.51.100.8", False, None),
+        ("127.0.0.1", False, None),
+        ("", False, None),
+        ("not-an-address", False, None),
+    ],
+)
+def test_the_allowlist_matches_addresses_and_networks(client, call, remote, allowed, stored):
+    before = snapshot()
+    with override_settings(VOICEPASSWORD={"CALLBACK_ALLOWED_IPS": ALLOWED}):
+        answer = deliver(client, call, callback("BUSY"), REMOTE_ADDR=remote)
+    if allowed:
+        assert answer.status_code == 200
+        assert CallbackEvent.objects.get().remote_addr == stored
+    else:
+        assert answer.status_code == 403
+        assert snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("forwarded", "allowed", "stored"),
+    [
+        # The last address is the one our proxy added; what comes before is the sender's.
+        ("203.0.113.9", True, "203.0.113.9"),
+        ("192.0.2.66, 203.0.113.9", True, "203.0.113.9"),
+        ("203.0.113.9 ,  2001:db8:5::9", True, "2001:db8:5::9"),
+        ("203.0.113.9, 192.0.2.66", False, None),  # a spoofed first address
+        ("198.51.100.7,192.0.2.66", False, None),
+        ("203.0.113.9, ", False, None),  # an empty last entry is no address
+        ("203.0.113.9, unknown", False, None),
+        ("203.0.113.9:443", False, None),
+        (None, False, None),  # the header is missing: the connection's address is not used
+    ],
+)
+def test_behind_a_proxy_the_last_forwarded_address_counts(
+    client, call, forwarded, allowed, stored
+):
+    headers = {} if forwarded is None else {"HTTP_X_FORWARDED_FOR": forwarded}
+    settings = {"CALLBACK_ALLOWED_IPS": ALLOWED, "CALLBACK_PROXY_HEADER": "X-Forwarded-For"}
+    before = snapshot()
+    with override_settings(VOICEPASSWORD=settings):
+        # The connection comes from an allowed address: the proxy is not the sender.
+        answer = deliver(client, call, callback("BUSY"), REMOTE_ADDR="203.0.113.1", **headers)
+    if allowed:
+        assert answer.status_code == 200
+        assert CallbackEvent.objects.get().remote_addr == stored
+    else:
+        assert answer.status_code == 403
+        assert snapshot() == before
+
+
+def test_the_proxy_header_is_used_even_when_the_connection_is_not_allowed(client, call):
+    settings = {"CALLBACK_ALLOWED_IPS": ALLOWED, "CALLBACK_PROXY_HEADER": "X-Real-IP"}
+    with override_settings(VOICEPASSWORD=settings):
+        answer = deliver(
+            client, call, callback("BUSY"), REMOTE_ADDR="10.0.0.1", HTTP_X_REAL_IP="203.0.113.4"
+        )
+    assert answer.status_code == 200
+    assert CallbackEvent.objects.get().remote_addr == "203.0.113.4"
+
+
+def test_without_an_allowlist_the_address_is_only_recorded(client, call):
+    with override_settings(VOICEPASSWORD={"CALLBACK_PROXY_HEADER": "X-Forwarded-For"}):
+        deliver(client, call, callback("QUEUED", id="5"), HTTP_X_FORWARDED_FOR="1.2.3.4, 2.3.4.5")
+        deliver(client, call, callback("BUSY"), HTTP_X_FORWARDED_FOR="garbage")
+    addresses = CallbackEvent.objects.order_by("pk").values_list("remote_addr", flat=True)
+    assert list(addresses) == ["2.3.4.5", None]
+
+
+def test_the_allowlist_is_checked_before_the_body(client, call):
+    before = snapshot()
+    with override_settings(VOICEPASSWORD={"CALLBACK_ALLOWED_IPS": ALLOWED}):
+        assert deliver(client, call, b"{not json").status_code == 403
+        answer = client.post(path_of(call), data="x", content_type="text/plain")
+        assert answer.status_code == 403
+    assert snapshot() == before
+
+
+@pytest.mark.parametrize(
+    "accept", ["text/html", "application/xml", "text/html, image/gif, *; q=.2", "garbage", ""]
+)
+def test_the_accept_header_does_not_matter(client, call, accept):
+    """The provider reads only the status: a callback is never refused with 406."""
+    answer = deliver(client, call, callback("BUSY"), HTTP_ACCEPT=accept)
+    assert answer.status_code == 200
+    assert answer["Content-Type"] == "application/json"
+    refused = deliver(
+        client, "/voicepassword/callback/forged/", callback("BUSY"), HTTP_ACCEPT=accept
+    )
+    assert refused.status_code == 404
