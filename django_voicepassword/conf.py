@@ -68,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "CALLBACK_ALLOWED_IPS": (),
     # A header set by the site's own proxy with the client address (X-Forwarded-For);
     # None: the connection's address. Only name a header your proxy overwrites.
-    "CALLBACK_PROXY_HEADER": None,
+    "PROXY_HEADER": None,
     # voicepassword_balance exits non-zero below this amount; None: no threshold.
     "LOW_BALANCE": None,
     # Days to keep calls, callback events and balance snapshots (voicepassword_purge).
@@ -154,7 +154,7 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "CALLBACK_BASE_URL": (_is_optional_str, "an absolute URL or None"),
     "CALLBACK_MAX_BODY": (_is_days, "a positive whole number of bytes"),
     "CALLBACK_ALLOWED_IPS": (_is_networks, "a list of IP addresses or networks (CIDR)"),
-    "CALLBACK_PROXY_HEADER": (_is_optional_str, "a header name or None"),
+    "PROXY_HEADER": (_is_optional_str, "a header name or None"),
     "LOW_BALANCE": (_is_optional_amount, "an amount (number, string or Decimal) or None"),
     "CALL_RETENTION_DAYS": (_is_days, "a positive whole number of days"),
     "CALLBACK_RETENTION_DAYS": (_is_days, "a positive whole number of days"),
@@ -190,7 +190,7 @@ class VoicePasswordSettings:
     CALLBACK_BASE_URL: str | None
     CALLBACK_MAX_BODY: int
     CALLBACK_ALLOWED_IPS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
-    CALLBACK_PROXY_HEADER: str | None
+    PROXY_HEADER: str | None
     LOW_BALANCE: Decimal | None
     CALL_RETENTION_DAYS: int
     CALLBACK_RETENTION_DAYS: int

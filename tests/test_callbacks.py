@@ -605,7 +605,7 @@ def test_behind_a_proxy_the_last_forwarded_address_counts(
     client, call, forwarded, allowed, stored
 ):
     headers = {} if forwarded is None else {"HTTP_X_FORWARDED_FOR": forwarded}
-    settings = {"CALLBACK_ALLOWED_IPS": ALLOWED, "CALLBACK_PROXY_HEADER": "X-Forwarded-For"}
+    settings = {"CALLBACK_ALLOWED_IPS": ALLOWED, "PROXY_HEADER": "X-Forwarded-For"}
     before = snapshot()
     with override_settings(VOICEPASSWORD=settings):
         # The connection comes from an allowed address: the proxy is not the sender.
@@ -619,7 +619,7 @@ def test_behind_a_proxy_the_last_forwarded_address_counts(
 
 
 def test_the_proxy_header_is_used_even_when_the_connection_is_not_allowed(client, call):
-    settings = {"CALLBACK_ALLOWED_IPS": ALLOWED, "CALLBACK_PROXY_HEADER": "X-Real-IP"}
+    settings = {"CALLBACK_ALLOWED_IPS": ALLOWED, "PROXY_HEADER": "X-Real-IP"}
     with override_settings(VOICEPASSWORD=settings):
         answer = deliver(
             client, call, callback("BUSY"), REMOTE_ADDR="10.0.0.1", HTTP_X_REAL_IP="203.0.113.4"
@@ -629,7 +629,7 @@ def test_the_proxy_header_is_used_even_when_the_connection_is_not_allowed(client
 
 
 def test_without_an_allowlist_the_address_is_only_recorded(client, call):
-    with override_settings(VOICEPASSWORD={"CALLBACK_PROXY_HEADER": "X-Forwarded-For"}):
+    with override_settings(VOICEPASSWORD={"PROXY_HEADER": "X-Forwarded-For"}):
         deliver(client, call, callback("QUEUED", id="5"), HTTP_X_FORWARDED_FOR="1.2.3.4, 2.3.4.5")
         deliver(client, call, callback("BUSY"), HTTP_X_FORWARDED_FOR="garbage")
     addresses = CallbackEvent.objects.order_by("pk").values_list("remote_addr", flat=True)

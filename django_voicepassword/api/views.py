@@ -21,32 +21,11 @@ from django_voicepassword.api.parsers import BoundedJSONParser, refuse_declared_
 from django_voicepassword.api.serializers import CallbackSerializer
 from django_voicepassword.callbacks import apply_callback, call_id_from_token
 from django_voicepassword.conf import settings
+from django_voicepassword.net import client_address
 
-__all__ = ["CallbackView", "client_address"]
+__all__ = ["CallbackView"]
 
 logger = logging.getLogger(__name__)
-
-
-def client_address(request: Request) -> str | None:
-    """The address the request came from, as the site's own proxy reports it.
-
-    With ``CALLBACK_PROXY_HEADER`` set, the last address in that header (the
-    one the site's proxy added; earlier ones are whatever the sender wrote);
-    otherwise the connection's address; an IPv4-mapped IPv6 address as its
-    IPv4 address. ``None`` when it is not an address.
-    """
-    header = settings.CALLBACK_PROXY_HEADER
-    raw = request.headers.get(header, "") if header else request.META.get("REMOTE_ADDR", "")
-    candidate = raw.rsplit(",", 1)[-1].strip()
-    try:
-        address = ipaddress.ip_address(candidate)
-    except ValueError:
-        return None
-    # A dual-stack socket reports an IPv4 peer as ::ffff:a.b.c.d; the
-    # allowlist names it in IPv4, where an IPv6 address never matches.
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(address)
 
 
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
