@@ -13,6 +13,7 @@ ids, from :meth:`VoicePasswordSettings.problems`.
 from __future__ import annotations
 
 import ipaddress
+import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -75,6 +76,42 @@ DEFAULTS: dict[str, Any] = {
     "CALL_RETENTION_DAYS": 180,
     "CALLBACK_RETENTION_DAYS": 30,
     "BALANCE_RETENTION_DAYS": 365,
+    # Phone login and verification.
+    # Seconds a code can be entered.
+    "CHALLENGE_TTL": 300,
+    # Codes that may be entered for one code sent.
+    "MAX_ATTEMPTS": 3,
+    # Seconds before a code may be sent again: the first, then each following;
+    # the last repeats.
+    "RESEND_COOLDOWNS": (30, 60, 120, 300),
+    # Who picks a flash call's code: "service" (the provider) or "client" (this app).
+    "FLASH_CODE_SOURCE": "service",
+    # Whether a challenge may switch to an SMS (about ten times the price of a call).
+    "SMS_FALLBACK": False,
+    # Whether a login by an unknown number creates a user; off: unknown numbers
+    # are never called.
+    "CREATE_USERS": False,
+    # Dotted path of the adapter that finds, creates and verifies users by number.
+    "ADAPTER": "django_voicepassword.adapter.PhoneAdapter",
+    # With UserFieldAdapter: the user model's field that holds the number.
+    "USER_PHONE_FIELD": None,
+    # Abuse limits per scope, as rates: "3/10m,10/d" (s, m, h, d). A scope left
+    # out or empty is not limited.
+    "LIMITS": {
+        "number": "3/10m,10/d",
+        "ip": "10/h,50/d",
+        "prefix": "50/h",
+        "session": "5/h",
+        "global": "500/h",
+    },
+    # Digits of the number that make its prefix (country code, operator, block).
+    "PREFIX_LENGTH": 7,
+    # Spend allowed per Moscow day, in the account currency; None: no budget.
+    "DAILY_BUDGET": None,
+    # What each channel is reserved against the budget before it is sent.
+    "PRICE_ESTIMATES": {"flash_call": "0.50", "voice_call": "1.00", "sms": "4.00"},
+    # Key of the codes' HMAC; None: derived from SECRET_KEY for this use alone.
+    "CODE_KEY": None,
 }
 
 
@@ -135,6 +172,47 @@ def _is_networks(value: Any) -> bool:
     return True
 
 
+def _is_cooldowns(value: Any) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) > 0
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+    )
+
+
+_RATE = re.compile(r"^\s*\d+\s*/\s*\d*\s*[smhd]\s*$")
+_LIMIT_SCOPES = frozenset({"number", "ip", "prefix", "session", "global"})
+_CHANNELS = frozenset({"flash_call", "voice_call", "sms"})
+
+
+def _is_limits(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and set(value) <= _LIMIT_SCOPES
+        and all(
+            v is None
+            or (isinstance(v, str) and all(_RATE.match(part) for part in v.split(",") if v))
+            for v in value.values()
+        )
+    )
+
+
+def _is_prices(value: Any) -> bool:
+    return (
+        isinstance(value, Mapping)
+        and set(value) == _CHANNELS
+        and all(_is_optional_amount(v) and v is not None for v in value.values())
+    )
+
+
+def _is_flag(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def _is_code_source(value: Any) -> bool:
+    return value in ("service", "client")
+
+
 def _is_auth_mode(value: Any) -> bool:
     return value in ("header", "body")
 
@@ -159,15 +237,34 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "CALL_RETENTION_DAYS": (_is_days, "a positive whole number of days"),
     "CALLBACK_RETENTION_DAYS": (_is_days, "a positive whole number of days"),
     "BALANCE_RETENTION_DAYS": (_is_days, "a positive whole number of days"),
+    "CHALLENGE_TTL": (_is_days, "a positive whole number of seconds"),
+    "MAX_ATTEMPTS": (_is_days, "a positive whole number"),
+    "RESEND_COOLDOWNS": (_is_cooldowns, "a non-empty list of whole numbers of seconds"),
+    "FLASH_CODE_SOURCE": (_is_code_source, '"service" or "client"'),
+    "SMS_FALLBACK": (_is_flag, "True or False"),
+    "CREATE_USERS": (_is_flag, "True or False"),
+    "ADAPTER": (_is_str, "a dotted path to an adapter class"),
+    "USER_PHONE_FIELD": (_is_optional_str, "a field name or None"),
+    "LIMITS": (
+        _is_limits,
+        "a dict of scopes (number, ip, prefix, session, global) to rates such as '3/10m,10/d'",
+    ),
+    "PREFIX_LENGTH": (_is_days, "a positive whole number of digits"),
+    "DAILY_BUDGET": (_is_optional_amount, "an amount (number, string or Decimal) or None"),
+    "PRICE_ESTIMATES": (
+        _is_prices,
+        "a dict of flash_call, voice_call and sms to amounts",
+    ),
+    "CODE_KEY": (_is_optional_str, "a string or None"),
 }
 
 # Settings holding dotted paths: imported once, here, with errors that name them.
-_IMPORT_STRINGS = frozenset({"GATEWAY"})
+_IMPORT_STRINGS = frozenset({"GATEWAY", "ADAPTER"})
 # Settings normalized to tuples, so that callers may rely on immutability.
-_TUPLES = frozenset({"ALLOWED_REGIONS", "ALLOWED_NUMBER_TYPES"})
+_TUPLES = frozenset({"ALLOWED_REGIONS", "ALLOWED_NUMBER_TYPES", "RESEND_COOLDOWNS"})
 # Settings read as networks and amounts, so that callers get parsed values.
 _NETWORKS = frozenset({"CALLBACK_ALLOWED_IPS"})
-_AMOUNTS = frozenset({"LOW_BALANCE"})
+_AMOUNTS = frozenset({"LOW_BALANCE", "DAILY_BUDGET"})
 
 
 class VoicePasswordSettings:
@@ -195,6 +292,19 @@ class VoicePasswordSettings:
     CALL_RETENTION_DAYS: int
     CALLBACK_RETENTION_DAYS: int
     BALANCE_RETENTION_DAYS: int
+    CHALLENGE_TTL: int
+    MAX_ATTEMPTS: int
+    RESEND_COOLDOWNS: tuple[int, ...]
+    FLASH_CODE_SOURCE: str
+    SMS_FALLBACK: bool
+    CREATE_USERS: bool
+    ADAPTER: type[Any]
+    USER_PHONE_FIELD: str | None
+    LIMITS: dict[str, str]
+    PREFIX_LENGTH: int
+    DAILY_BUDGET: Decimal | None
+    PRICE_ESTIMATES: dict[str, Decimal]
+    CODE_KEY: str | None
 
     def __init__(self, user_settings: Mapping[str, Any] | None = None) -> None:
         # Given explicitly (tests), the dict is used as is; otherwise it is read
@@ -235,6 +345,10 @@ class VoicePasswordSettings:
             value = tuple(ipaddress.ip_network(item, strict=False) for item in value)
         elif key in _AMOUNTS and value is not None:
             value = Decimal(str(value))
+        elif key == "PRICE_ESTIMATES":
+            value = {channel: Decimal(str(price)) for channel, price in value.items()}
+        elif key == "LIMITS":
+            value = {scope: rates for scope, rates in value.items() if rates}
         if key in _IMPORT_STRINGS:
             value = self._import(key, value)
         with self._lock:

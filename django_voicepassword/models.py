@@ -8,6 +8,7 @@ callback, ``state`` or the ``daily`` reconciliation.
 
 from __future__ import annotations
 
+import uuid
 from typing import ClassVar
 
 from django.conf import settings
@@ -23,6 +24,8 @@ __all__ = [
     "BalanceSnapshot",
     "Call",
     "CallbackEvent",
+    "Challenge",
+    "PhoneNumber",
     "status_for_state",
     "status_rank",
 ]
@@ -102,6 +105,15 @@ class Call(models.Model):
         null=True,
         blank=True,
         related_name="+",
+    )
+    challenge = models.ForeignKey(
+        "Challenge",
+        verbose_name=_("challenge"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="calls",
+        help_text=_("The phone verification or login this call sent a code for."),
     )
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -257,3 +269,90 @@ class BalanceSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.balance} {self.currency}"
+
+
+class Challenge(models.Model):
+    """One phone verification or login attempt: a number, a code, and its limits.
+
+    The code itself is never stored: only its HMAC-SHA256 under a key of its
+    own (a bare hash of a 4-digit code falls to 10^4 guesses). The primary key
+    is random, so a challenge cannot be guessed from another; the challenge is
+    bound to the browser session that started it.
+    """
+
+    class Purpose(models.TextChoices):
+        """What a confirmed code is for."""
+
+        LOGIN = "login", _("login")
+        VERIFY = "verify", _("phone verification")
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    number = models.CharField(_("number"), max_length=16)
+    purpose = models.CharField(
+        _("purpose"), max_length=16, choices=Purpose.choices, default=Purpose.LOGIN
+    )
+    channel = models.CharField(
+        _("channel"),
+        max_length=16,
+        choices=Call.Channel.choices,
+        help_text=_("How the current code was sent."),
+    )
+    code_digest = models.CharField(_("code digest"), max_length=64, blank=True, editable=False)
+    code_length = models.PositiveSmallIntegerField(_("code length"), default=4)
+    attempts = models.PositiveSmallIntegerField(
+        _("attempts"), default=0, help_text=_("Codes entered for the current code.")
+    )
+    max_attempts = models.PositiveSmallIntegerField(_("attempts allowed"), default=3)
+    sends = models.PositiveSmallIntegerField(
+        _("codes sent"), default=0, help_text=_("How many codes were sent; the cooldown grows.")
+    )
+    expires_at = models.DateTimeField(_("expires"))
+    resend_at = models.DateTimeField(_("next send allowed"))
+    verified_at = models.DateTimeField(_("verified"), null=True, blank=True)
+    session_digest = models.CharField(
+        _("session digest"), max_length=64, blank=True, editable=False
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("challenge")
+        verbose_name_plural = _("challenges")
+        ordering: ClassVar = ["-created_at"]
+        indexes: ClassVar = [
+            models.Index(fields=["number", "-created_at"], name="voicepassword_chal_number"),
+            models.Index(fields=["-created_at"], name="voicepassword_chal_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} {mask(self.number)}"
+
+
+class PhoneNumber(models.Model):
+    """A phone number a user has verified; one number belongs to one user."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="voicepassword_numbers",
+    )
+    number = models.CharField(
+        _("number"), max_length=16, unique=True, help_text=_("In the provider's form.")
+    )
+    verified_at = models.DateTimeField(_("verified"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("phone number")
+        verbose_name_plural = _("phone numbers")
+        ordering: ClassVar = ["-verified_at"]
+
+    def __str__(self) -> str:
+        return mask(self.number)

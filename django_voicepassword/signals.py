@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-__all__ = ["balance_fetched", "call_placed", "call_status_changed"]
+__all__ = [
+    "balance_fetched",
+    "call_placed",
+    "call_status_changed",
+    "challenge_started",
+    "limit_exceeded",
+    "login_failed",
+    "phone_verified",
+]
 
 #: The provider accepted a call or SMS. Sent with ``sender=Call`` and:
 #: ``call`` (the :class:`~django_voicepassword.models.Call`, status ``placed``).
@@ -25,3 +33,26 @@ call_status_changed = Signal()
 #: ``snapshot`` (the :class:`~django_voicepassword.models.BalanceSnapshot`) and
 #: ``low`` (true when below the ``LOW_BALANCE`` setting).
 balance_fetched = Signal()
+
+#: A code was sent for a challenge (a new challenge, a resend or a switch of
+#: channel). Sent with ``sender=Challenge`` and: ``challenge``, ``request``
+#: (or ``None``) and ``channel``. Not sent for a login by an unknown number,
+#: which places no call.
+challenge_started = Signal()
+
+#: A user proved they receive calls at a number. Sent with
+#: ``sender=PhoneNumber`` and: ``user``, ``number`` (normalized), ``challenge``
+#: and ``request`` (or ``None``). Sent for logins and verifications alike:
+#: a site issuing API tokens after a phone login can hook here.
+phone_verified = Signal()
+
+#: A code was refused. Sent with ``sender=Challenge`` and: ``challenge`` (or
+#: ``None``), ``request``, ``reason`` (``"wrong_code"``, ``"expired"``,
+#: ``"exhausted"``, ``"used"``, ``"wrong_session"``, ``"malformed"``,
+#: ``"no_user"``) and ``token``: what was entered, masked (``"1***"``).
+login_failed = Signal()
+
+#: A limit refused to send a code. Sent with ``sender=None`` and: ``scope``
+#: (``"number"``, ``"ip"``, ``"prefix"``, ``"session"``, ``"global"``,
+#: ``"budget"``), ``retry_after`` (seconds) and ``request`` (or ``None``).
+limit_exceeded = Signal()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.test import override_settings
 
+from django_voicepassword.adapter import PhoneAdapter
 from django_voicepassword.conf import (
     DEFAULTS,
     ConfigurationError,
@@ -19,7 +22,11 @@ def test_defaults_apply_when_the_site_sets_nothing():
     for key, default in DEFAULTS.items():
         if key == "GATEWAY":
             assert vp.GATEWAY is HttpGateway
-        elif key in ("ALLOWED_REGIONS", "ALLOWED_NUMBER_TYPES"):
+        elif key == "ADAPTER":
+            assert vp.ADAPTER is PhoneAdapter
+        elif key == "PRICE_ESTIMATES":
+            assert {k: Decimal(v) for k, v in default.items()} == vp.PRICE_ESTIMATES
+        elif key in ("ALLOWED_REGIONS", "ALLOWED_NUMBER_TYPES", "RESEND_COOLDOWNS"):
             assert getattr(vp, key) == tuple(default)
         else:
             assert getattr(vp, key) == default

@@ -1,0 +1,117 @@
+"""How phone numbers map to users: the hooks a site overrides.
+
+The ``ADAPTER`` setting names the class (like allauth's adapters). The
+default, :class:`PhoneAdapter`, keeps verified numbers in
+:class:`~django_voicepassword.models.PhoneNumber`; :class:`UserFieldAdapter`
+reads a phone field on a custom user model instead (``USER_PHONE_FIELD``).
+Numbers given to an adapter are always normalized (``phone.normalize``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from django_voicepassword.conf import ConfigurationError, settings
+from django_voicepassword.models import PhoneNumber
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+    from django.http import HttpRequest
+
+__all__ = ["PhoneAdapter", "UserFieldAdapter", "get_adapter"]
+
+
+class PhoneAdapter:
+    """Finds users by verified :class:`PhoneNumber`, and records new ones there."""
+
+    def get_user(self, number: str) -> AbstractBaseUser | None:
+        """The user who verified ``number``, or ``None``."""
+        found = PhoneNumber.objects.select_related("user").filter(number=number).first()
+        return found.user if found is not None else None
+
+    def can_log_in(self, user: AbstractBaseUser) -> bool:
+        """Whether ``user`` may log in (Django's rule: active users only)."""
+        return bool(getattr(user, "is_active", True))
+
+    def create_user(self, number: str, request: HttpRequest | None) -> AbstractBaseUser:
+        """Create the user of a first login by ``number`` (only with ``CREATE_USERS``).
+
+        The default makes a user with an unusable password whose username is
+        the number, and records the number as verified.
+        """
+        model = get_user_model()
+        with transaction.atomic():
+            user = model._default_manager.create_user(
+                **{model.USERNAME_FIELD: number}, password=None
+            )
+            self.mark_verified(user, number)
+        return user
+
+    def mark_verified(self, user: AbstractBaseUser, number: str) -> None:
+        """Record that ``user`` proved they receive calls at ``number``.
+
+        A number belongs to one user: verifying it moves it from whoever had it
+        (numbers are recycled by operators).
+        """
+        try:
+            with transaction.atomic():
+                PhoneNumber.objects.update_or_create(
+                    number=number, defaults={"user_id": user.pk, "verified_at": timezone.now()}
+                )
+        except IntegrityError:
+            # Two verifications of one number at once: the other one won.
+            PhoneNumber.objects.filter(number=number).update(
+                user_id=user.pk, verified_at=timezone.now()
+            )
+
+
+class UserFieldAdapter(PhoneAdapter):
+    """Reads the number from a field of the user model (``USER_PHONE_FIELD``).
+
+    The field must hold numbers in the provider's form (``phone.normalize``)
+    and should be unique.
+    """
+
+    @property
+    def field(self) -> str:
+        """The field's name, from the settings."""
+        name = settings.USER_PHONE_FIELD
+        if not name:
+            raise ConfigurationError(
+                "UserFieldAdapter needs VOICEPASSWORD['USER_PHONE_FIELD']: the user "
+                "model's field that holds the phone number."
+            )
+        return name
+
+    def get_user(self, number: str) -> AbstractBaseUser | None:
+        """The user whose phone field is ``number``, or ``None``."""
+        model = get_user_model()
+        return model._default_manager.filter(**{self.field: number}).first()
+
+    def create_user(self, number: str, request: HttpRequest | None) -> AbstractBaseUser:
+        """Create a user with the number in its phone field."""
+        model = get_user_model()
+        fields: dict[str, Any] = {self.field: number}
+        if self.field != model.USERNAME_FIELD:
+            fields[model.USERNAME_FIELD] = number
+        return model._default_manager.create_user(**fields, password=None)
+
+    def mark_verified(self, user: AbstractBaseUser, number: str) -> None:
+        """Write the number into the user's phone field."""
+        setattr(user, self.field, number)
+        user.save(update_fields=[self.field])
+
+
+def get_adapter() -> PhoneAdapter:
+    """An instance of the adapter the ``ADAPTER`` setting names."""
+    adapter = settings.ADAPTER()
+    if not isinstance(adapter, PhoneAdapter):
+        raise ConfigurationError(
+            "VOICEPASSWORD['ADAPTER'] must name a subclass of "
+            "django_voicepassword.adapter.PhoneAdapter."
+        )
+    return adapter
