@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
+from django_voicepassword import views
 from django_voicepassword.api.views import CallbackView
 
 app_name = "voicepassword"
 
 urlpatterns = [
     path("callback/<str:token>/", CallbackView.as_view(), name="callback"),
+    path("api/", include("django_voicepassword.api.urls")),
+    *views.urlpatterns,
 ]
