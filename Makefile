@@ -28,7 +28,7 @@ EMULATOR_PORT ?= 8765
 SERVICES ?= $(VOICEPASSWORD_TEST_SERVICES)
 export VOICEPASSWORD_TEST_SERVICES := $(SERVICES)
 
-.PHONY: help demo test lint types migrations-check matrix browser clean
+.PHONY: help demo test lint types migrations-check docs matrix browser clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -58,17 +58,20 @@ demo: $(STAMP)  ## Set up and run the example site on the local emulator
 	VOICEPASSWORD_CALLBACK_BASE_URL=http://$(HOST):$(PORT) \
 		$(MANAGE) runserver $(HOST):$(PORT)
 
-test: lint types migrations-check browser matrix  ## Run every gate and the test suite on both ends of the version matrix
+test: lint types migrations-check docs browser matrix  ## Run every gate, the docs build and the test suite on both ends of the version matrix
 
 lint: $(STAMP)  ## ruff: lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 types: $(STAMP)  ## mypy with django-stubs
-	$(BIN)/mypy django_voicepassword tests example_project bench noxfile.py hatch_build.py
+	$(BIN)/mypy django_voicepassword tests example_project bench noxfile.py hatch_build.py docs/conf.py
 
 migrations-check: $(STAMP)  ## Fail when a model change has no migration
 	$(MANAGE) makemigrations --check --dry-run
+
+docs: $(STAMP)  ## Build the documentation site into docs/_build/html (warnings are errors)
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 # Browser tests need Debian's Chromium; the service tier installs it.
 browser:
@@ -81,4 +84,5 @@ matrix: $(STAMP)  ## The test suite on Python 3.11 + Django 5.2 and Python 3.13 
 	$(BIN)/nox --reuse-existing-virtualenvs --no-error-on-missing-interpreters
 
 clean:  ## Remove the environments and caches
-	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage test-output
+	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage test-output \
+		docs/_build
