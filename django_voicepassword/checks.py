@@ -10,8 +10,14 @@ that runs later agree on what a setting means.
 ``voicepassword.E004``  ``API_URL`` is not an absolute http(s) URL ending in ``/``.
 ``voicepassword.E005``  ``GATEWAY`` cannot be imported or is not a gateway.
 ``voicepassword.E006``  an unknown region code or number type in the phone policy.
+``voicepassword.E007``  limits are on, but the default cache cannot count
+                        atomically (database, file or dummy cache).
+``voicepassword.E008``  a rate in ``LIMITS`` cannot be used, or ``DAILY_BUDGET``
+                        or a ``PRICE_ESTIMATES`` amount is negative.
 ``voicepassword.W001``  ``API_URL`` sends the API key over plain HTTP to a host
                         that is not this machine.
+``voicepassword.W002``  limits are on in production (``DEBUG`` off) with the
+                        local-memory cache: each process counts on its own.
 """
 
 from __future__ import annotations
@@ -23,12 +29,18 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 from django.apps import AppConfig
+from django.conf import settings as django_settings
+from django.core.cache import InvalidCacheBackendError, caches
+from django.core.cache.backends.db import DatabaseCache
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.filebased import FileBasedCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from django_voicepassword.conf import settings
 from django_voicepassword.phone import NUMBER_TYPES
 
-__all__ = ["check_settings"]
+__all__ = ["check_limits", "check_limits_cache", "check_settings"]
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
@@ -128,3 +140,117 @@ def check_settings(
     messages += _check_api_url(settings.API_URL)
     messages += _check_phone_policy()
     return messages
+
+
+def _limits_on() -> bool:
+    return bool(settings.LIMITS) or settings.DAILY_BUDGET is not None
+
+
+@register(Tags.caches, "voicepassword")
+def check_limits_cache(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Report a default cache in which the limits and the budget cannot be counted."""
+    if settings.problems() or not _limits_on():
+        # check_settings reports broken settings; without limits any cache will do.
+        return []
+    try:
+        cache = caches["default"]
+    except InvalidCacheBackendError:
+        return []  # Django's own cache checks report this.
+    name = f"{type(cache).__module__}.{type(cache).__qualname__}"
+    if isinstance(cache, DatabaseCache | FileBasedCache | DummyCache):
+        # Their incr() is a read then a write (or nothing at all): concurrent
+        # requests would both pass a limit, and DummyCache counts nothing.
+        return [
+            Error(
+                f"The default cache ({name}) cannot count atomically, so the phone "
+                "login limits and the daily budget would not hold.",
+                hint="Use Redis (django.core.cache.backends.redis.RedisCache) or "
+                "memcached; or turn the limits off with VOICEPASSWORD['LIMITS'] = {} "
+                "and DAILY_BUDGET = None.",
+                id="voicepassword.E007",
+            )
+        ]
+    if isinstance(cache, LocMemCache) and not django_settings.DEBUG:
+        return [
+            Warning(
+                "The default cache is the local-memory cache: each process counts "
+                "the phone login limits and the daily budget on its own, so a site "
+                "with several processes allows that many times the limits.",
+                hint="Use a cache shared by every process, such as Redis "
+                "(django.core.cache.backends.redis.RedisCache).",
+                id="voicepassword.W002",
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility, "voicepassword")
+def check_limits(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Report limit settings of the right type that the limits still cannot use."""
+    from django_voicepassword.ratelimit import parse_rates
+
+    if settings.problems():
+        return []
+    messages: list[CheckMessage] = []
+    for scope, text in settings.LIMITS.items():
+        try:
+            parse_rates(text)
+        except ValueError as exc:
+            messages.append(
+                Error(
+                    f"VOICEPASSWORD['LIMITS'][{scope!r}]: {exc}",
+                    hint="Write rates as count/period, comma-separated, each period "
+                    "once: '3/10m,10/d'.",
+                    id="voicepassword.E008",
+                )
+            )
+    amounts = {"DAILY_BUDGET": settings.DAILY_BUDGET} | {
+        f"PRICE_ESTIMATES[{channel!r}]": price
+        for channel, price in settings.PRICE_ESTIMATES.items()
+    }
+    negative = [name for name, amount in amounts.items() if amount is not None and amount < 0]
+    if negative:
+        messages.append(
+            Error(
+                f"Negative amount(s) in VOICEPASSWORD: {', '.join(negative)}.",
+                hint="Budgets and prices are 0 or more; a budget of 0 sends nothing.",
+                id="voicepassword.E008",
+            )
+        )
+    return messages
+
+
+_BACKEND = "django_voicepassword.auth_backends.PhoneCodeBackend"
+
+
+@register(Tags.security, "voicepassword")
+def check_login_backend(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn when the login views are routed but their backend is not installed.
+
+    ``login()`` records the backend in the session, and Django logs out on the
+    next request any session whose backend is not in AUTHENTICATION_BACKENDS:
+    every phone login would end at once, silently.
+    """
+    from django.conf import settings as django_settings
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        reverse("voicepassword:login")
+    except NoReverseMatch:
+        return []
+    if _BACKEND in django_settings.AUTHENTICATION_BACKENDS:
+        return []
+    return [
+        Warning(
+            f"The phone login views are routed, but {_BACKEND} is not in "
+            "AUTHENTICATION_BACKENDS: a phone login would end on the next request.",
+            hint=f"Add {_BACKEND!r} to AUTHENTICATION_BACKENDS.",
+            id="voicepassword.W003",
+        )
+    ]

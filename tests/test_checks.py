@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from django_voicepassword.checks import check_settings
+from django_voicepassword.checks import check_limits, check_limits_cache, check_settings
 
 HTTP = "django_voicepassword.gateways.HttpGateway"
 CONSOLE = "django_voicepassword.gateways.ConsoleGateway"
@@ -81,3 +81,102 @@ def test_w001_key_over_plain_http_to_another_host():
 def test_checks_run_with_manage_py_check():
     with override_settings(VOICEPASSWORD={}), pytest.raises(SystemCheckError, match="E003"):
         call_command("check")
+
+
+# --- the limits' cache and settings (check_limits_cache, check_limits) ---------------
+
+LOCMEM = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+REDIS = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:6379/15",
+    }
+}
+
+
+def cache_ids(caches, *, debug=False, **voicepassword):
+    settings = {"API_KEY": "k", **voicepassword}
+    with override_settings(CACHES=caches, DEBUG=debug, VOICEPASSWORD=settings):
+        return [message.id for message in check_limits_cache()]
+
+
+def limit_ids(**voicepassword):
+    with override_settings(VOICEPASSWORD={"API_KEY": "k", **voicepassword}):
+        return [message.id for message in check_limits()]
+
+
+def test_w002_local_memory_cache_with_limits_in_production():
+    assert cache_ids(LOCMEM) == ["voicepassword.W002"]
+    assert cache_ids(LOCMEM, LIMITS={}, DAILY_BUDGET="100") == ["voicepassword.W002"]
+
+
+def test_w002_not_in_development_nor_without_limits_nor_on_redis():
+    assert cache_ids(LOCMEM, debug=True) == []
+    assert cache_ids(LOCMEM, LIMITS={}) == []
+    assert cache_ids(LOCMEM, LIMITS={"number": "", "ip": None}) == []
+    assert cache_ids(REDIS) == []  # nothing connects: the check reads the class
+
+
+@pytest.mark.parametrize(
+    ("backend", "location"),
+    [
+        ("django.core.cache.backends.db.DatabaseCache", "voicepassword_cache"),
+        ("django.core.cache.backends.filebased.FileBasedCache", "{tmp}"),
+        ("django.core.cache.backends.dummy.DummyCache", ""),
+    ],
+)
+def test_e007_cache_that_cannot_count_atomically(backend, location, tmp_path):
+    caches = {"default": {"BACKEND": backend, "LOCATION": location.format(tmp=tmp_path)}}
+    assert cache_ids(caches) == ["voicepassword.E007"]
+    assert cache_ids(caches, debug=True) == ["voicepassword.E007"]
+    assert cache_ids(caches, LIMITS={}, DAILY_BUDGET="50") == ["voicepassword.E007"]
+    assert cache_ids(caches, LIMITS={}) == []
+
+
+def test_limit_checks_leave_broken_settings_to_check_settings():
+    dummy = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    assert cache_ids(dummy, LIMITS="3/h") == []
+    assert limit_ids(LIMITS="3/h") == []
+
+
+def test_e008_rates_the_limits_cannot_use():
+    assert limit_ids() == []
+    assert limit_ids(LIMITS={"number": "3/10m,10/d", "global": "0/d"}) == []
+    assert limit_ids(LIMITS={"number": "3/0m"}) == ["voicepassword.E008"]
+    assert limit_ids(LIMITS={"ip": "3/h,5/60m"}) == ["voicepassword.E008"]
+    assert limit_ids(LIMITS={"ip": "1/400d", "prefix": "٣/h"}) == ["voicepassword.E008"] * 2
+
+
+def test_e008_negative_amounts():
+    assert limit_ids(DAILY_BUDGET="0") == []
+    assert limit_ids(DAILY_BUDGET="-1") == ["voicepassword.E008"]
+    prices = {"flash_call": "0.50", "voice_call": "-1", "sms": "4"}
+    assert limit_ids(PRICE_ESTIMATES=prices) == ["voicepassword.E008"]
+
+
+@pytest.mark.django_db
+def test_limit_checks_run_with_manage_py_check():
+    dummy = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    with (
+        override_settings(CACHES=dummy, VOICEPASSWORD={"API_KEY": "k"}),
+        pytest.raises(SystemCheckError, match="E007"),
+    ):
+        call_command("check")
+    with (
+        override_settings(VOICEPASSWORD={"API_KEY": "k", "LIMITS": {"number": "3/0m"}}),
+        pytest.raises(SystemCheckError, match="E008"),
+    ):
+        call_command("check")
+
+
+def test_w003_login_routed_without_the_backend():
+    from django_voicepassword.checks import check_login_backend
+
+    assert check_login_backend() == []
+    with override_settings(AUTHENTICATION_BACKENDS=["django.contrib.auth.backends.ModelBackend"]):
+        assert [m.id for m in check_login_backend()] == ["voicepassword.W003"]
+    with override_settings(
+        ROOT_URLCONF="tests.urls_without_app",
+        AUTHENTICATION_BACKENDS=["django.contrib.auth.backends.ModelBackend"],
+    ):
+        assert check_login_backend() == []

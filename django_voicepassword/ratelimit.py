@@ -1,0 +1,455 @@
+"""Abuse limits and the daily budget: atomic counters in Django's cache.
+
+Every code costs money and rings a real phone, so before one is sent the caller
+(:mod:`django_voicepassword.verification`) asks :func:`check_send` whether the
+limits allow it and :func:`reserve` for its price against the day's budget.
+
+How the limits count
+--------------------
+- **Fixed windows.** A rate ``3/10m`` is three codes per ten-minute window, the
+  windows aligned to the Unix epoch (so a ``d`` window ends at midnight UTC). A
+  client can send up to twice a rate across a window boundary; that is the
+  price of one atomic operation per rate and nothing to clean up.
+- **One atomic counter per (scope, identity, period, window).** ``cache.add(key,
+  0)`` then ``cache.incr(key)``: both atomic on Redis, memcached and the
+  local-memory cache, so concurrent requests in any number of processes sharing
+  the cache can never together pass a limit. The system checks report a cache
+  that cannot count (``voicepassword.E007``) and a per-process cache in
+  production (``voicepassword.W002``).
+- **Scopes in order, narrowest first:** session, ip, number, prefix, global. The
+  first scope over its limit refuses, and the attempt is counted in it and in the
+  scopes before it, not after it. So a refused attempt is counted against the
+  client that made it (its session and address: a hammering client stays
+  refused) and against the number it targets, but never uses up the shared
+  scopes a refusal did not reach (the prefix and the whole site), which would
+  let one client lock everyone out.
+- **Retry-After is honest across scopes.** After the refusal the later scopes
+  are read (not counted); when one of them is full too and frees up later, the
+  refusal names that scope and its time: :attr:`LimitExceeded.retry_after` is
+  when a retry can succeed, not merely when the first refusing window ends.
+- **Nothing personal in the cache.** Keys hold an HMAC (``salted_hmac`` under
+  ``SECRET_KEY``, a salt per scope) of the number, address, prefix or session
+  key, never the value: a shared Redis is often read by more people than the
+  database, and a 10-digit number space is too small for a bare hash. Keys
+  start with ``voicepassword:``.
+- **The cache failing fails closed.** An error from the cache (Redis down)
+  propagates, and no code is sent. A cache that forgets what it was given
+  (``DummyCache``) counts nothing, so every limit is a no-op; the check
+  ``voicepassword.E007`` reports it.
+
+The budget
+----------
+``DAILY_BUDGET`` is the spend allowed per Moscow day (the provider's day), kept
+in whole kopecks: the budget rounded down, each estimate rounded up. A send
+reserves its estimate first with one ``incr``; a reservation that overshoots is
+``decr``-ed back and refused. Concurrent reservations therefore never together
+exceed the budget; at worst, for the instant an overshooting one is being given
+back, a cheaper one that would just have fitted is refused. A send that fails
+or is refused gives its reservation back with :func:`release`, once.
+
+All settings are read at call time. Time is read through :func:`_now` alone, so
+tests can move the clock.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING, Final
+
+from django.core.cache import cache
+from django.http import HttpRequest
+from django.utils.crypto import salted_hmac
+from django.utils.functional import lazy
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from django_voicepassword.client import PROVIDER_TZ
+from django_voicepassword.conf import ConfigurationError, settings
+from django_voicepassword.net import client_address, network_of
+from django_voicepassword.signals import limit_exceeded
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrPromise
+
+__all__ = [
+    "MAX_PERIOD",
+    "SCOPES",
+    "LimitExceeded",
+    "Rate",
+    "Reservation",
+    "check_send",
+    "parse_rates",
+    "release",
+    "reserve",
+]
+
+#: The scopes of ``LIMITS``, in the order they are counted (narrowest first).
+SCOPES: Final = ("session", "ip", "number", "prefix", "global")
+
+#: The longest period a rate may have: a year (of 366 days).
+MAX_PERIOD: Final = 366 * 86400
+
+_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_LARGEST_UNIT_FIRST: Final = sorted(_UNITS.items(), key=lambda unit: -unit[1])
+# ASCII digits only ("٣/h" is no rate), at most nine of them: a bound that no
+# sane rate reaches and that keeps int() far from its digit limit.
+_RATE_RE: Final = re.compile(r"\s*([0-9]{1,9})\s*/\s*([0-9]{0,9})\s*([smhd])\s*")
+
+_PREFIX: Final = "voicepassword:"
+# Counters live this long past the end of their window: a process whose clock
+# lags a little still finds its window's counter rather than a fresh one.
+_GRACE: Final = 60
+_SALT: Final = "django_voicepassword.ratelimit"
+
+
+def _now() -> float:
+    """The current Unix time: the one clock of this module (tests move it)."""
+    return time.time()
+
+
+# --- rates -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``count`` codes per ``seconds``-long window."""
+
+    count: int
+    seconds: int
+
+    def __post_init__(self) -> None:
+        if self.count < 0 or self.seconds < 1:
+            raise ValueError("A rate needs a count of 0 or more and a period of 1 second or more.")
+
+    def __str__(self) -> str:
+        # The shortest spelling parse_rates reads back: "3/10m", "10/d", "5/s".
+        unit, size = next((u, n) for u, n in _LARGEST_UNIT_FIRST if self.seconds % n == 0)
+        multiple = self.seconds // size
+        return f"{self.count}/{'' if multiple == 1 else multiple}{unit}"
+
+
+def parse_rates(text: str) -> tuple[Rate, ...]:
+    """Read a ``LIMITS`` value: ``"3/10m,10/d"`` → ``(Rate(3, 600), Rate(10, 86400))``.
+
+    Each rate is ``count/period``; the period is an optional whole multiple and
+    a unit, ``s``, ``m``, ``h`` or ``d`` (``"5/h"`` is ``"5/1h"``); spaces around
+    the parts are allowed, rates are comma-separated, ``""`` is no rate. A period
+    of zero or over :data:`MAX_PERIOD`, two rates with the same period (they
+    would share a counter) or anything else raises ``ValueError``, and nothing
+    else does.
+    """
+    if text == "":
+        return ()
+    rates: list[Rate] = []
+    for part in text.split(","):
+        match = _RATE_RE.fullmatch(part)
+        if match is None:
+            raise ValueError(
+                f"{part[:40]!r} is not a rate such as '3/10m' "
+                "(count/period, the period in s, m, h or d)."
+            )
+        count, multiple, unit = int(match[1]), int(match[2] or 1), match[3]
+        seconds = multiple * _UNITS[unit]
+        if not 1 <= seconds <= MAX_PERIOD:
+            raise ValueError(f"{part.strip()!r}: the period must be 1 second to 366 days.")
+        if any(rate.seconds == seconds for rate in rates):
+            raise ValueError(f"{text[:80]!r} has two rates with the same period.")
+        rates.append(Rate(count, seconds))
+    return tuple(rates)
+
+
+def _configured_rates(scope: str) -> tuple[Rate, ...]:
+    text = settings.LIMITS.get(scope, "")
+    try:
+        return parse_rates(text)
+    except ValueError as exc:
+        # conf.py checks the shape of a rate; this also refuses a zero period.
+        raise ConfigurationError(f"VOICEPASSWORD['LIMITS'][{scope!r}]: {exc}") from exc
+
+
+# --- the refusal -------------------------------------------------------------
+
+_REASONS: Final[dict[str, StrPromise]] = {
+    "number": _("Too many codes were sent to this number."),
+    "ip": _("Too many codes were requested from your network."),
+    "prefix": _("Too many codes were sent to numbers like this one."),
+    "session": _("Too many codes were requested in this session."),
+    "global": _("Too many codes are being sent right now."),
+    "budget": _("No more codes can be sent today."),
+}
+
+
+def _wait_text(seconds: int) -> str:
+    """'Try again in …', rounded up to a unit a person reads at a glance."""
+    if seconds < 60:
+        return ngettext(
+            "Try again in %(count)d second.", "Try again in %(count)d seconds.", seconds
+        ) % {"count": seconds}
+    if seconds < 2 * 3600:
+        minutes = math.ceil(seconds / 60)
+        return ngettext(
+            "Try again in %(count)d minute.", "Try again in %(count)d minutes.", minutes
+        ) % {"count": minutes}
+    hours = math.ceil(seconds / 3600)
+    return ngettext("Try again in %(count)d hour.", "Try again in %(count)d hours.", hours) % {
+        "count": hours
+    }
+
+
+# Translated when shown, in the language active then (not when raised):
+# ngettext_lazy(...) % {...} would translate at once.
+_wait = lazy(_wait_text, str)
+
+
+class LimitExceeded(Exception):  # noqa: N818  (the name is the public contract)
+    """A limit refused to send a code.
+
+    ``scope`` is ``"number"``, ``"ip"``, ``"prefix"``, ``"session"``,
+    ``"global"`` or ``"budget"``; ``retry_after`` the whole seconds (1 or more)
+    until a retry can succeed, for a ``Retry-After`` header; ``message`` a
+    translatable sentence saying why and when, for the person (``str(exc)``
+    gives it). ``args`` holds the scope and the seconds: nothing personal.
+    """
+
+    def __init__(self, scope: str, retry_after: int, message: StrPromise | None = None) -> None:
+        self.scope = scope
+        self.retry_after = max(1, int(retry_after))
+        reason = _REASONS.get(scope, _("Too many codes were sent."))
+        self.message: StrPromise = (
+            message
+            if message is not None
+            else format_lazy("{} {}", reason, _wait(self.retry_after))
+        )
+        super().__init__(scope, self.retry_after)
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+
+def _refuse(scope: str, retry_after: int, request: HttpRequest | None) -> LimitExceeded:
+    exc = LimitExceeded(scope, retry_after)
+    limit_exceeded.send(sender=None, scope=scope, retry_after=exc.retry_after, request=request)
+    return exc
+
+
+# --- counters ------------------------------------------------------------------
+
+
+def _count(key: str, delta: int, timeout: int) -> int:
+    """Add ``delta`` to the counter at ``key``, creating it at 0; the new value."""
+    for _attempt in range(3):
+        cache.add(key, 0, timeout)
+        try:
+            value = int(cache.incr(key, delta))
+        except ValueError:
+            # Expired or evicted between add() and incr(): add it again.
+            continue
+        if value == delta:
+            # The first count in this window. Django's Redis incr() is EXISTS
+            # then INCR: a key expiring between the two comes back without a
+            # timeout and would live forever. Setting it here costs one round
+            # trip per window and makes that impossible.
+            cache.touch(key, timeout)
+        return value
+    # A cache that keeps nothing (DummyCache): nothing can be counted, and the
+    # limits are off; voicepassword.E007 says so at start-up.
+    return 0
+
+
+def _digest(scope: str, identity: str) -> str:
+    # An HMAC, not a hash: without SECRET_KEY nobody reading the cache can
+    # enumerate the 10^10 numbers (or 2^32 addresses) to undo it.
+    return salted_hmac(f"{_SALT}.{scope}", identity, algorithm="sha256").hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class _Window:
+    """The current window of one rate of one scope."""
+
+    rate: Rate
+    key: str
+    # Seconds until the window ends: when its count starts again from zero.
+    retry_after: int
+
+    @property
+    def timeout(self) -> int:
+        return self.retry_after + _GRACE
+
+
+def _windows(scope: str, identity: str, rates: tuple[Rate, ...], now: float) -> list[_Window]:
+    ident = "all" if scope == "global" else _digest(scope, identity)
+    windows = []
+    for rate in rates:
+        index = int(now // rate.seconds)
+        end = (index + 1) * rate.seconds
+        key = f"{_PREFIX}limit:{scope}:{ident}:{rate.seconds}:{index}"
+        windows.append(_Window(rate, key, max(1, math.ceil(end - now))))
+    return windows
+
+
+def _session_key(request: HttpRequest) -> str | None:
+    session = getattr(request, "session", None)
+    if session is None:
+        return None
+    if session.session_key is None:
+        # A first visit has no session yet; give it one so that the limit
+        # binds the browser from its first code (the cookie goes out with this
+        # response). A client that drops cookies escapes this scope, not ip.
+        session.create()
+    # Signed-cookie sessions have no key until saved: then no identity.
+    key: str | None = session.session_key
+    return key
+
+
+def _identities(number: str, request: HttpRequest | None) -> Iterator[tuple[str, str]]:
+    """(scope, identity) for every limited scope that has one, in counting order."""
+    limited = settings.LIMITS
+    for scope in SCOPES:
+        if scope not in limited:
+            continue
+        identity: str | None
+        if scope == "session":
+            identity = _session_key(request) if request is not None else None
+        elif scope == "ip":
+            address = client_address(request) if request is not None else None
+            identity = network_of(address) if address is not None else None
+        elif scope == "number":
+            identity = number
+        elif scope == "prefix":
+            identity = number[: settings.PREFIX_LENGTH]
+        else:
+            identity = ""
+        if identity is not None:
+            yield scope, identity
+
+
+_NORMALIZED: Final = re.compile(r"[0-9]{1,15}")
+
+
+def check_send(number: str, request: HttpRequest | None) -> None:
+    """Count one code about to be sent to ``number``; raise if a limit refuses it.
+
+    ``number`` is normalized (:func:`django_voicepassword.phone.normalize`), so
+    every spelling of it shares one counter; ``request`` gives the ip and
+    session scopes (``None``: those are skipped, as is the session scope for a
+    request without a session). Call it for every number, known or not, so
+    that a refusal never tells whether a number has an account.
+
+    Scopes are counted narrowest first (session, ip, number, prefix, global)
+    and the first one over its limit refuses; see the module's documentation
+    for why. The :class:`LimitExceeded` raised names the scope whose refusal
+    lasts longest among that one and the later scopes already full (the first
+    of them on a tie), and the ``limit_exceeded`` signal is sent with the same
+    scope and ``retry_after``.
+
+    Raises ``ValueError`` for a number that is not normalized, and
+    :class:`~django_voicepassword.conf.ConfigurationError` for a rate in
+    ``LIMITS`` that cannot be used.
+    """
+    if not _NORMALIZED.fullmatch(number):
+        # Not the number itself in the message: it may be what a person typed.
+        raise ValueError("check_send() needs a normalized number (E.164 digits without '+').")
+    now = _now()
+    refusals: list[tuple[str, int]] = []
+    for scope, identity in _identities(number, request):
+        windows = _windows(scope, identity, _configured_rates(scope), now)
+        if refusals:
+            # Already refused: read, do not count (see the module docstring).
+            stored = cache.get_many([w.key for w in windows])
+            full = [w for w in windows if int(stored.get(w.key, 0)) >= w.rate.count]
+        else:
+            full = [w for w in windows if _count(w.key, 1, w.timeout) > w.rate.count]
+        if full:
+            refusals.append((scope, max(w.retry_after for w in full)))
+    if refusals:
+        # max() keeps the first of equals: the narrowest scope on a tie.
+        scope, retry_after = max(refusals, key=lambda refusal: refusal[1])
+        raise _refuse(scope, retry_after, request)
+
+
+# --- the budget ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An amount held against one Moscow day's budget: ``day`` (ISO date), ``cents`` (kopecks)."""
+
+    day: str
+    cents: int
+
+
+def _kopecks(amount: Decimal, rounding: str) -> int:
+    return int((amount * 100).to_integral_value(rounding=rounding))
+
+
+def _budget_key(day: str) -> str:
+    return f"{_PREFIX}budget:{day}"
+
+
+def _moscow_day(now: float) -> tuple[str, int]:
+    """The Moscow date of ``now`` and the whole seconds (1 or more) to its end."""
+    local = datetime.fromtimestamp(now, PROVIDER_TZ)
+    midnight = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), PROVIDER_TZ)
+    return local.date().isoformat(), max(1, math.ceil(midnight.timestamp() - now))
+
+
+def reserve(channel: str, *, request: HttpRequest | None = None) -> Reservation | None:
+    """Hold ``channel``'s ``PRICE_ESTIMATES`` against today's ``DAILY_BUDGET``.
+
+    Returns the :class:`Reservation` to :func:`release` if the send fails or is
+    refused, or ``None`` when no budget is set. Raises :class:`LimitExceeded`
+    with scope ``"budget"`` and ``retry_after`` the seconds to Moscow midnight
+    when the reservation would exceed the budget (and sends ``limit_exceeded``
+    with ``request``); ``ValueError`` for an unknown channel.
+    """
+    prices = settings.PRICE_ESTIMATES
+    if channel not in prices:
+        raise ValueError(f"Unknown channel {channel!r}: use one of {', '.join(sorted(prices))}.")
+    budget = settings.DAILY_BUDGET
+    if budget is None:
+        return None
+    price = prices[channel]
+    if price < 0 or budget < 0:
+        raise ConfigurationError(
+            "VOICEPASSWORD['DAILY_BUDGET'] and PRICE_ESTIMATES must be 0 or more."
+        )
+    cents = _kopecks(price, ROUND_CEILING)
+    limit = _kopecks(budget, ROUND_FLOOR)
+    day, until_midnight = _moscow_day(_now())
+    key = _budget_key(day)
+    timeout = until_midnight + _GRACE
+    if _count(key, cents, timeout) > limit:
+        _give_back(key, cents)
+        raise _refuse("budget", until_midnight, request)
+    return Reservation(day, cents)
+
+
+def _give_back(key: str, cents: int) -> None:
+    if cents == 0:
+        return
+    try:
+        value = cache.decr(key, cents)
+    except ValueError:
+        # The day's counter is gone (the day ended): nothing left to give back to.
+        return
+    if value < 0:
+        # Decremented a counter that had just expired: Redis recreated it
+        # without a timeout, holding only this refund. Drop it.
+        cache.delete(key)
+
+
+def release(reservation: Reservation | None) -> None:
+    """Give a reservation back to its day's budget (the send failed or was refused).
+
+    Accepts ``None`` (no budget was set). Release each reservation once: the
+    cache cannot tell a second release from a first.
+    """
+    if reservation is not None:
+        _give_back(_budget_key(reservation.day), reservation.cents)
