@@ -178,17 +178,20 @@ def place(
     repeat: bool = False,
     ani: str | None = None,
     user: Any = None,
+    challenge: Any = None,
 ) -> tuple[Call, SendResult]:
     """Place a flash or voice call; return the call and the provider's answer.
 
     For code that needs the code the provider picked (``result.code``), such as
-    phone verification; everything else uses :func:`place_flash_call` or
-    :func:`place_voice_call`. The code is never stored or signalled.
+    phone verification, which also passes its ``challenge`` so that the row is
+    linked to it from the start, even when the call fails. Everything else uses
+    :func:`place_flash_call` or :func:`place_voice_call`. The code is never
+    stored or signalled.
     """
     normalized = normalize(number)
     # Before the row: a broken configuration must not leave a pending call behind.
     gateway = get_gateway()
-    call = Call.objects.create(channel=channel, number=normalized, user=user)
+    call = Call.objects.create(channel=channel, number=normalized, user=user, challenge=challenge)
     if channel == Call.Channel.FLASH_CALL:
         result = _place(
             call,
@@ -208,7 +211,7 @@ def place(
     return call, result
 
 
-def send_sms(call: Call, *, user: Any = None) -> Call:
+def send_sms(call: Call, *, user: Any = None, challenge: Any = None) -> Call:
     """Send the code of ``call`` by SMS, once, after the call has ended.
 
     Costs money, so it trusts no callback: it first asks the provider for the
@@ -226,7 +229,11 @@ def send_sms(call: Call, *, user: Any = None) -> Call:
         raise SmsFallbackError("not_final")
     try:
         sms = Call.objects.create(
-            channel=Call.Channel.SMS, number=call.number, parent=call, user=user
+            channel=Call.Channel.SMS,
+            number=call.number,
+            parent=call,
+            user=user,
+            challenge_id=challenge.pk if challenge is not None else call.challenge_id,
         )
     except IntegrityError:
         raise SmsFallbackError("already_sent") from None

@@ -58,6 +58,11 @@ CACHES = services.caches()
 
 STATIC_URL = "static/"
 
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "django_voicepassword.auth_backends.PhoneCodeBackend",
+]
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 VOICEPASSWORD = {

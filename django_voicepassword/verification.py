@@ -1,0 +1,821 @@
+"""Phone verification and phone login: challenges, their codes, and what limits them.
+
+A :class:`~django_voicepassword.models.Challenge` is one attempt to prove that
+somebody receives calls at a number: for a login (``purpose="login"``) or to
+add the number to a logged-in user's numbers (``purpose="verify"``). The
+services here are the only way a challenge is started, re-sent or confirmed,
+so the HTML flow, the API and a site's own code all get the same limits,
+records and signals:
+
+- :func:`start_challenge` sends a code (a flash call by default) and returns
+  the challenge; :func:`resend_challenge` sends another one, by the same or
+  another channel, once the cooldown allows;
+- :func:`get_challenge` finds a challenge by id for the session that started
+  it; :func:`challenge_info` is what a page or an app shows about it;
+- :func:`confirm_challenge` checks a code once. Phone *login* goes through
+  :class:`~django_voicepassword.auth_backends.PhoneCodeBackend`, which calls it.
+
+Threat model
+------------
+The attacker can start challenges for any number, from many addresses, and
+guess codes; they can read the database or the logs of the site (a backup, a
+support tool) but not ``SECRET_KEY``/``CODE_KEY``; they want to log in as
+somebody, to learn which numbers have accounts, or to make the site spend
+money on calls. What stops them:
+
+- **Guessing** a 4-digit code: at most ``MAX_ATTEMPTS`` tries per code sent,
+  counted by one conditional ``UPDATE`` (never read-modify-write, so parallel
+  requests cannot get extra tries), and every code sent is limited by
+  :mod:`~django_voicepassword.ratelimit` and a growing cooldown.
+- **Replay**: a code is consumed by a second conditional ``UPDATE``; of any
+  number of concurrent correct entries exactly one succeeds.
+- **Reading the database or the logs**: a code is stored only as
+  HMAC-SHA256 under a key of its own (a bare hash of 10^4 codes is reversed
+  in a millisecond), and never logged or signalled; the session binding is
+  an HMAC of the session key too.
+- **Stealing a challenge id** (a shoulder, a referrer, a shared link): a
+  challenge is bound to the session that started it; another session can
+  neither find it nor confirm it.
+- **Enumerating accounts**: a login for a number without an account (and
+  without ``CREATE_USERS``) places no call but creates the same challenge,
+  answers the same and takes about as long as a real call (see
+  :func:`pause`); the limits count it the same. Such a challenge cannot be
+  confirmed: its digest is of a 128-bit secret, not of a 4-digit code.
+- **Spending**: nothing billable happens before the limits and the daily
+  budget said yes; a budget reservation is given back only when the provider
+  certainly placed nothing.
+
+Call these services outside a database transaction (not under
+``ATOMIC_REQUESTS``): a call is recorded before the provider is asked, and
+that record must be committed to be a trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import secrets
+import time
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Final
+
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+from django.utils.translation import gettext_lazy as _
+
+from django_voicepassword import calls, ratelimit
+from django_voicepassword.adapter import get_adapter
+from django_voicepassword.conf import ConfigurationError, settings
+from django_voicepassword.exceptions import APIError, OutcomeUnknownError, TransportError
+from django_voicepassword.models import Call, Challenge, PhoneNumber
+from django_voicepassword.phone import mask, normalize
+from django_voicepassword.signals import challenge_started, login_failed, phone_verified
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+    from django.http import HttpRequest
+    from django_stubs_ext import StrPromise
+
+__all__ = [
+    "CODE_LENGTH",
+    "MAX_PAUSE",
+    "ChallengeError",
+    "available_channels",
+    "challenge_info",
+    "clean_code",
+    "confirm_challenge",
+    "get_challenge",
+    "pause",
+    "resend_challenge",
+    "send_seconds",
+    "start_challenge",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Digits in every code this app sends: a voice code is always 4 digits, and
+#: flash calls ask the provider for 4 (``capacity``) to match.
+CODE_LENGTH: Final = 4
+
+#: The longest :func:`pause` for a number without an account, in seconds.
+MAX_PAUSE: Final = 3.0
+
+# Code input longer than this is malformed before it is read: no code is
+# longer than 6 digits, and this leaves room for the spaces a person pastes.
+_MAX_CODE_INPUT: Final = 64
+
+# The salts of the keys derived from SECRET_KEY: one per use, so that an HMAC
+# made for one purpose is never valid for another.
+_CODE_SALT: Final = "django_voicepassword.verification.code"
+_SESSION_SALT: Final = "django_voicepassword.verification.session"
+# Written into a new session so that SessionMiddleware sends its cookie: an
+# empty session is never saved, and the binding would then bind nothing.
+_SESSION_MARK: Final = "_voicepassword"
+
+# The moving average of real send durations (for the pause of unknown numbers).
+_AVERAGE_KEY: Final = "voicepassword:send-seconds:"
+_AVERAGE_WEIGHT: Final = 0.2
+_AVERAGE_TIMEOUT: Final = 7 * 86400
+# Until a real send was measured: about what an HTTPS round trip to the provider takes.
+_DEFAULT_SEND_SECONDS: Final = 0.5
+
+_CALL_CHANNELS: Final = (Call.Channel.FLASH_CALL.value, Call.Channel.VOICE_CALL.value)
+
+
+class ChallengeError(Exception):
+    """A challenge cannot do what was asked, and why.
+
+    ``code`` is ``"expired"``, ``"exhausted"`` (no attempts left for this
+    code), ``"used"`` (already confirmed), ``"wrong_session"`` (started in
+    another session), ``"cooldown"`` (too early to send another code;
+    ``retry_after`` says when) or ``"channel_unavailable"`` (the code could not
+    be sent this way: SMS not enabled or not possible yet, an unknown channel,
+    or the provider refused or could not be reached; ``__cause__`` holds the
+    provider's error). ``message`` is a translatable sentence for the person
+    (``str(exc)`` gives it); ``retry_after`` whole seconds, or ``None``.
+    ``args`` holds the code only: nothing personal, never a code.
+    """
+
+    messages: ClassVar[dict[str, StrPromise]] = {
+        "expired": _("This code has expired. Ask for a new one."),
+        "exhausted": _("Too many wrong codes. Ask for a new one."),
+        "used": _("This code has already been used."),
+        "wrong_session": _("This code was asked for in another browser or app. Start again here."),
+        "cooldown": _("Please wait a little before asking for another code."),
+        "channel_unavailable": _(
+            "The code could not be sent this way. Try again later or choose another way."
+        ),
+    }
+
+    def __init__(self, code: str, *, retry_after: int | None = None) -> None:
+        self.code = code
+        self.message: StrPromise = self.messages[code]
+        self.retry_after = retry_after
+        super().__init__(code)
+
+    def __str__(self) -> str:
+        return str(self.message)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code!r}, retry_after={self.retry_after!r})"
+
+
+# --- keys and digests -----------------------------------------------------------
+
+
+def _code_digest(challenge_id: uuid.UUID | str, code: str) -> str:
+    """HMAC-SHA256 of ``"<challenge id>:<code>"`` under the codes' own key.
+
+    The challenge id in the message makes every digest unique to its
+    challenge: a table of the 10^4 digests of one challenge says nothing about
+    another. The key is ``CODE_KEY``, or one derived from ``SECRET_KEY`` for
+    this use alone; without it the digest cannot be reversed by trying codes.
+    """
+    message = f"{challenge_id}:{code}"
+    key = settings.CODE_KEY
+    if key:
+        return hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+    return salted_hmac(_CODE_SALT, message, algorithm="sha256").hexdigest()
+
+
+def _session_digest(request: HttpRequest | None, *, create: bool) -> str:
+    """The HMAC of ``request``'s session key; ``""`` when there is none.
+
+    With ``create`` a request without a session key gets one (and a cookie):
+    the challenge it starts is then bound from the first response on. A
+    request without sessions at all (no ``SessionMiddleware``: an API for
+    native apps) gives ``""``: its challenges are bound to nothing, and their
+    random id alone finds them.
+    """
+    session = getattr(request, "session", None)
+    if session is None:
+        return ""
+    key = session.session_key
+    if key is None:
+        if not create:
+            return ""
+        session[_SESSION_MARK] = True
+        session.save()
+        key = session.session_key
+        if key is None:  # signed-cookie sessions have no key
+            return ""
+    # An HMAC, not the key: a database reader must not be able to take over
+    # the sessions of people who are logging in.
+    return salted_hmac(_SESSION_SALT, key, algorithm="sha256").hexdigest()
+
+
+def _same_session(challenge: Challenge, request: HttpRequest | None) -> bool:
+    """Whether ``request`` may use ``challenge``: an unbound one, or its own session's."""
+    if not challenge.session_digest:
+        return True
+    # compare_digest: the time taken must not tell how much of a guessed
+    # session digest was right (it is an HMAC, but keep the habit).
+    return hmac.compare_digest(_session_digest(request, create=False), challenge.session_digest)
+
+
+def _new_code() -> str:
+    """A code of :data:`CODE_LENGTH` digits from the system's CSPRNG."""
+    return f"{secrets.randbelow(10**CODE_LENGTH):0{CODE_LENGTH}d}"
+
+
+def clean_code(value: object, length: int = CODE_LENGTH) -> str | None:
+    """The code a person entered, as ASCII digits; ``None`` if it is no code.
+
+    Whitespace anywhere (``"1234\\n"``, ``"12 34"``) and invisible format
+    characters (the direction marks phones add to copied text) are dropped;
+    any Unicode decimal digit becomes its ASCII digit (Arabic-Indic
+    ``"١٢٣٤"`` is ``"1234"``). Anything else, a length other than ``length``
+    or input that is not a string gives ``None``. Never raises.
+    """
+    if not isinstance(value, str) or len(value) > _MAX_CODE_INPUT:
+        return None
+    digits: list[str] = []
+    for char in value:
+        if char.isdecimal():
+            digits.append(str(unicodedata.decimal(char)))
+        elif not (char.isspace() or unicodedata.category(char) == "Cf"):
+            return None
+    code = "".join(digits)
+    return code if len(code) == length else None
+
+
+def _mask_token(value: object) -> str:
+    """What was entered, for a signal: its first digit and a star per other character."""
+    if not isinstance(value, str):
+        return "*"
+    text = "".join(c for c in value if not (c.isspace() or unicodedata.category(c) == "Cf"))
+    if not text:
+        return ""
+    first = str(unicodedata.decimal(text[0])) if text[0].isdecimal() else "*"
+    return first + "*" * min(len(text) - 1, 15)
+
+
+# --- the pause for numbers without an account -------------------------------------
+
+
+def send_seconds(channel: str) -> float:
+    """How long a real send by ``channel`` took lately, at most :data:`MAX_PAUSE`.
+
+    A moving average of the durations of the sends that were placed, kept in
+    the cache so that every process of the site pauses alike.
+    """
+    value = cache.get(_AVERAGE_KEY + channel)
+    if not isinstance(value, int | float) or value != value:  # missing, garbage or NaN
+        value = _DEFAULT_SEND_SECONDS
+    return float(min(max(value, 0.0), MAX_PAUSE))
+
+
+def _record_send_seconds(channel: str, seconds: float) -> None:
+    """Fold one real send's duration into the moving average."""
+    key = _AVERAGE_KEY + channel
+    seconds = min(max(seconds, 0.0), MAX_PAUSE)
+    old = cache.get(key)
+    if isinstance(old, int | float) and old == old:
+        seconds = old + _AVERAGE_WEIGHT * (seconds - old)
+    # Not atomic: two processes may each lose the other's update, which moves
+    # an average by a few milliseconds. A lock would cost more than it saves.
+    cache.set(key, seconds, _AVERAGE_TIMEOUT)
+
+
+def pause(seconds: float) -> None:
+    """Sleep ``seconds`` (at most :data:`MAX_PAUSE`): the time a send would have taken.
+
+    Called instead of the provider for a login by a number without an
+    account, with :func:`send_seconds`, so that the answer takes about as long
+    as a real one (allauth spends the time of a password hash on users that do
+    not exist, for the same reason). Tests replace it with ``monkeypatch``.
+    """
+    time.sleep(min(max(seconds, 0.0), MAX_PAUSE))
+
+
+# --- sending ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Recipient:
+    """Whether a code really goes out, and the user the call is recorded for."""
+
+    call: bool
+    user: AbstractBaseUser | None = None
+
+
+def _recipient(number: str, purpose: str, user: AbstractBaseUser | None) -> _Recipient:
+    """Who would receive a code sent to ``number`` now.
+
+    A verification is for a logged-in user: always called. A login is called
+    only when it can succeed: the number has a user who may log in, or users
+    are created (``CREATE_USERS``). Anything else gets no call: calling would
+    spend money and ring a phone for a login that must fail, and would tell
+    who has an account.
+    """
+    if purpose == Challenge.Purpose.VERIFY:
+        return _Recipient(call=True, user=user)
+    adapter = get_adapter()
+    found = adapter.get_user(number)
+    if found is None:
+        return _Recipient(call=settings.CREATE_USERS)
+    return _Recipient(call=adapter.can_log_in(found), user=found)
+
+
+def _cooldown(sends: int) -> timedelta:
+    """The wait after the ``sends``-th code: ``RESEND_COOLDOWNS``, the last repeating."""
+    cooldowns = settings.RESEND_COOLDOWNS
+    return timedelta(seconds=cooldowns[min(max(sends, 1), len(cooldowns)) - 1])
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(0, math.ceil((moment - now).total_seconds()))
+
+
+class _NotSent(Exception):  # noqa: N818  (internal: carries the error to raise)
+    """A send failed; ``billed`` when the provider may have placed (and charged) it."""
+
+    def __init__(self, error: ChallengeError, *, billed: bool) -> None:
+        super().__init__(error.code)
+        self.error = error
+        self.billed = billed
+
+
+def _last_call(challenge: Challenge) -> Call | None:
+    """The call whose code the challenge holds: its latest call that was not refused."""
+    return (
+        challenge.calls.filter(channel__in=_CALL_CHANNELS)
+        .exclude(status=Call.Status.NOT_PLACED)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+def _deliver(
+    challenge: Challenge, channel: str, recipient: _Recipient, request: HttpRequest | None
+) -> str | None:
+    """Send a code for ``challenge`` by ``channel``; return it (``None``: the same code).
+
+    Reserves the channel's price against the daily budget first, and gives
+    it back when nothing was placed. Raises :class:`_NotSent` when no code
+    that the challenge can check was sent.
+    """
+    reservation = ratelimit.reserve(channel, request=request)
+    if not recipient.call:
+        # Nothing is placed, so nothing is spent; the reservation was still
+        # made, so that a spent budget refuses every number alike.
+        ratelimit.release(reservation)
+        pause(send_seconds(channel))
+        # A new "code" nobody can enter: a 128-bit secret, forgotten at once.
+        # Its digest looks like any other, so the database does not tell which
+        # numbers have accounts either. An SMS keeps the code, as a real one does.
+        return None if channel == Call.Channel.SMS else secrets.token_hex(16)
+
+    client_code: str | None = None
+    if channel == Call.Channel.VOICE_CALL or settings.FLASH_CODE_SOURCE == "client":
+        client_code = _new_code()
+    started = time.monotonic()
+    try:
+        if channel == Call.Channel.SMS:
+            last = _last_call(challenge)
+            if last is None:
+                raise calls.SmsFallbackError("not_placed")
+            calls.send_sms(last, user=recipient.user, challenge=challenge)
+            code = None
+        else:
+            _call, result = calls.place(
+                channel,
+                challenge.number,
+                code=client_code,
+                capacity=None if client_code else CODE_LENGTH,
+                user=recipient.user,
+                challenge=challenge,
+            )
+            code = client_code or result.code
+    except calls.SmsFallbackError as error:
+        ratelimit.release(reservation)
+        logger.info("SMS for %s not sent: %s", mask(challenge.number), error.code)
+        raise _NotSent(ChallengeError("channel_unavailable"), billed=False) from error
+    except OutcomeUnknownError as error:
+        # The provider may have placed and billed it: the reservation stays.
+        if channel == Call.Channel.SMS or client_code is not None:
+            # The code is ours (or the one already sent): the phone may well
+            # have it, and asking again could bill a second call. Carry on as
+            # if it was sent; the cooldown paces a retry.
+            logger.warning(
+                "%s to %s: outcome unknown; the challenge keeps the code it may have sent",
+                channel,
+                mask(challenge.number),
+            )
+            return client_code
+        logger.warning(
+            "%s to %s: outcome unknown, and the provider's code with it",
+            channel,
+            mask(challenge.number),
+        )
+        raise _NotSent(ChallengeError("channel_unavailable"), billed=True) from error
+    except (APIError, TransportError) as error:
+        # The provider refused, or nothing reached it: nothing was placed.
+        ratelimit.release(reservation)
+        logger.warning(
+            "%s to %s not placed: %s",
+            channel,
+            mask(challenge.number),
+            getattr(error, "error_code", "") or type(error).__name__,
+        )
+        raise _NotSent(ChallengeError("channel_unavailable"), billed=False) from error
+    except ConfigurationError:
+        # Raised before anything is sent (the gateway cannot be built).
+        ratelimit.release(reservation)
+        raise
+    if code is None and channel != Call.Channel.SMS:
+        # Placed, but the answer named no code: nothing the challenge can check.
+        logger.error("%s to %s: the provider sent no code", channel, mask(challenge.number))
+        raise _NotSent(ChallengeError("channel_unavailable"), billed=True)
+    _record_send_seconds(channel, time.monotonic() - started)
+    return code
+
+
+def _announce_start(challenge: Challenge, request: HttpRequest | None, channel: str) -> None:
+    transaction.on_commit(
+        lambda: challenge_started.send(
+            sender=Challenge, challenge=challenge, request=request, channel=channel
+        )
+    )
+
+
+def _store_code(challenge: Challenge, channel: str, code: str | None) -> None:
+    """Record a code just sent: its digest (unless the same code was re-sent by SMS),
+    a fresh expiry and a fresh set of attempts."""
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "channel": channel,
+        "attempts": 0,
+        "expires_at": now + timedelta(seconds=settings.CHALLENGE_TTL),
+    }
+    if code is not None:
+        fields["code_digest"] = _code_digest(challenge.pk, code)
+    Challenge.objects.filter(pk=challenge.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(challenge, name, value)
+
+
+def start_challenge(
+    number: str,
+    channel: str = "flash_call",
+    request: HttpRequest | None = None,
+    purpose: str = "login",
+    *,
+    user: AbstractBaseUser | None = None,
+) -> Challenge:
+    """Send a code to ``number`` and return the challenge that checks it.
+
+    ``number`` is read by :func:`~django_voicepassword.phone.normalize` (the
+    site's region and number-type policy applies;
+    :class:`~django_voicepassword.phone.InvalidPhoneNumber` propagates, and
+    then nothing was counted or sent). ``channel`` is ``"flash_call"`` or
+    ``"voice_call"`` (an SMS needs an earlier call: :func:`resend_challenge`).
+    ``purpose`` is ``"login"`` or ``"verify"``; ``verify`` needs ``user``, the
+    logged-in user who adds the number (``user`` is ignored for a login).
+
+    An unfinished challenge (not confirmed, not expired) for the same number,
+    purpose (and user) started in the same session is returned as it is:
+    pressing "send" twice places one call. Otherwise the limits count the
+    send (:func:`~django_voicepassword.ratelimit.check_send`; it raises
+    :class:`~django_voicepassword.ratelimit.LimitExceeded`), the budget is
+    reserved, and the code goes out: the provider's for a flash call
+    (``FLASH_CODE_SOURCE="service"``), one from :mod:`secrets` otherwise.
+
+    A login by a number without an account (without ``CREATE_USERS``) gets a
+    challenge just the same, but no call (see the module's threat model).
+
+    Raises :class:`ChallengeError` (``"channel_unavailable"``) when no code
+    went out: the provider refused or could not be reached (``__cause__``),
+    or the outcome and the provider's code are unknown. The challenge it
+    created is then expired, so that it is never returned again.
+    ``ValueError`` for a ``purpose`` that is not one, or ``verify`` without
+    ``user``.
+    """
+    if purpose not in Challenge.Purpose.values:
+        raise ValueError(f"purpose must be 'login' or 'verify', not {purpose!r}")
+    if purpose == Challenge.Purpose.VERIFY and user is None:
+        raise ValueError("purpose='verify' needs the user who verifies the number")
+    if purpose == Challenge.Purpose.LOGIN:
+        user = None
+    normalized = normalize(number)
+    if channel not in _CALL_CHANNELS:
+        raise ChallengeError("channel_unavailable")
+    session_digest = _session_digest(request, create=True)
+
+    now = timezone.now()
+    unfinished = Challenge.objects.filter(
+        number=normalized,
+        purpose=purpose,
+        session_digest=session_digest,
+        verified_at__isnull=True,
+        expires_at__gt=now,
+    )
+    if user is None:
+        unfinished = unfinished.filter(user__isnull=True)
+    else:
+        unfinished = unfinished.filter(user_id=user.pk)
+    reusable = unfinished.first()
+    if reusable is not None:
+        logger.debug("Challenge for %s reused", mask(normalized))
+        return reusable
+
+    # Before anything is written or billed, for every number alike.
+    ratelimit.check_send(normalized, request)
+    recipient = _recipient(normalized, purpose, user)
+    challenge = Challenge.objects.create(
+        number=normalized,
+        purpose=purpose,
+        channel=channel,
+        code_length=CODE_LENGTH,
+        max_attempts=settings.MAX_ATTEMPTS,
+        sends=1,
+        expires_at=now + timedelta(seconds=settings.CHALLENGE_TTL),
+        resend_at=now + _cooldown(1),
+        session_digest=session_digest,
+        user_id=user.pk if user is not None else None,
+    )
+    try:
+        code = _deliver(challenge, channel, recipient, request)
+    except _NotSent as not_sent:
+        Challenge.objects.filter(pk=challenge.pk).update(expires_at=timezone.now())
+        raise not_sent.error from not_sent.__cause__
+    except BaseException:
+        Challenge.objects.filter(pk=challenge.pk).update(expires_at=timezone.now())
+        raise
+    _store_code(challenge, channel, code)
+    if recipient.call:
+        _announce_start(challenge, request, channel)
+    logger.debug("Challenge for %s started (%s)", mask(normalized), channel)
+    return challenge
+
+
+def resend_challenge(
+    challenge: Challenge, request: HttpRequest | None = None, *, channel: str | None = None
+) -> Challenge:
+    """Send a new code for ``challenge``: by its channel, or switch to ``channel``.
+
+    Refused with :class:`ChallengeError`: ``"wrong_session"`` when ``request``
+    is of another session than the one that started it; ``"used"``,
+    ``"expired"``; ``"cooldown"`` before the time :func:`challenge_info`
+    gives as ``resend_in`` (``retry_after`` says how long); and
+    ``"channel_unavailable"`` for a channel that cannot be used now or a send
+    that failed (as :func:`start_challenge`). Limits and the budget apply as to
+    a new challenge (:class:`~django_voicepassword.ratelimit.LimitExceeded`).
+
+    A flash or voice call sends a new code: the old one stops working, the
+    attempts start again and the next cooldown is longer. An SMS
+    (``SMS_FALLBACK`` on, after a call) sends the last call's code again,
+    with a fresh set of attempts. A failed send that cost nothing changes
+    nothing, not even the cooldown. ``request=None`` is for trusted code
+    that has checked the session itself (:func:`get_challenge`).
+
+    Returns ``challenge``, updated.
+    """
+    if request is not None and not _same_session(challenge, request):
+        raise ChallengeError("wrong_session")
+    fresh = Challenge.objects.filter(pk=challenge.pk).first()
+    now = timezone.now()
+    if fresh is None:
+        raise ChallengeError("expired")
+    if fresh.verified_at is not None:
+        raise ChallengeError("used")
+    if fresh.expires_at <= now:
+        raise ChallengeError("expired")
+    channel = channel or fresh.channel
+    if channel not in available_channels(fresh):
+        raise ChallengeError("channel_unavailable")
+    if fresh.resend_at > now:
+        raise ChallengeError("cooldown", retry_after=_seconds_until(fresh.resend_at, now))
+
+    ratelimit.check_send(fresh.number, request)
+    recipient = _recipient(fresh.number, fresh.purpose, fresh.user)
+    # Claim this send with one conditional UPDATE: of concurrent resends, one
+    # wins and the others see the cooldown it started.
+    sends = fresh.sends + 1
+    claimed = Challenge.objects.filter(
+        pk=fresh.pk,
+        sends=fresh.sends,
+        resend_at__lte=now,
+        verified_at__isnull=True,
+        expires_at__gt=now,
+    ).update(sends=sends, resend_at=now + _cooldown(sends))
+    if not claimed:
+        raise _closed_or_cooling(fresh.pk, timezone.now())
+
+    def give_back() -> None:
+        # Nothing was sent: the cooldown is given back, and the old code
+        # (never replaced) goes on working.
+        Challenge.objects.filter(pk=fresh.pk, sends=sends).update(
+            sends=fresh.sends, resend_at=fresh.resend_at
+        )
+
+    try:
+        code = _deliver(fresh, channel, recipient, request)
+    except _NotSent as not_sent:
+        if not not_sent.billed:
+            give_back()
+        raise not_sent.error from not_sent.__cause__
+    except (ratelimit.LimitExceeded, ConfigurationError):
+        # Refused by the budget, or broken settings: before anything was sent.
+        give_back()
+        raise
+    _store_code(fresh, channel, code)
+    fresh.refresh_from_db()
+    for field in ("channel", "code_digest", "attempts", "sends", "expires_at", "resend_at"):
+        setattr(challenge, field, getattr(fresh, field))
+    if recipient.call:
+        _announce_start(challenge, request, channel)
+    logger.debug("Challenge for %s re-sent (%s)", mask(fresh.number), channel)
+    return challenge
+
+
+def _closed_or_cooling(pk: uuid.UUID, now: datetime) -> ChallengeError:
+    row = Challenge.objects.filter(pk=pk).first()
+    if row is None or row.expires_at <= now:
+        return ChallengeError("expired")
+    if row.verified_at is not None:
+        return ChallengeError("used")
+    return ChallengeError("cooldown", retry_after=max(1, _seconds_until(row.resend_at, now)))
+
+
+# --- looking and confirming ---------------------------------------------------------
+
+
+def get_challenge(request: HttpRequest | None, challenge_id: str | uuid.UUID) -> Challenge | None:
+    """The challenge ``challenge_id`` if ``request``'s session started it, else ``None``.
+
+    A challenge started without a session (``request=None`` or no
+    ``SessionMiddleware``) is bound to nothing and found by its id alone.
+    Any id at all may be passed (it comes from URLs and request bodies):
+    garbage gives ``None``, never an exception. Expired and used challenges
+    are returned too; :func:`confirm_challenge` refuses them.
+    """
+    if isinstance(challenge_id, uuid.UUID):
+        pk = challenge_id
+    elif isinstance(challenge_id, str) and len(challenge_id) <= 64:
+        try:
+            pk = uuid.UUID(challenge_id)
+        except ValueError:
+            return None
+    else:
+        return None
+    challenge = Challenge.objects.filter(pk=pk).first()
+    if challenge is None or not _same_session(challenge, request):
+        return None
+    return challenge
+
+
+def _refused(
+    challenge: Challenge, request: HttpRequest | None, reason: str, entered: object
+) -> None:
+    logger.debug("Code for %s refused: %s", mask(challenge.number), reason)
+    token = _mask_token(entered)
+    transaction.on_commit(
+        lambda: login_failed.send(
+            sender=Challenge, challenge=challenge, request=request, reason=reason, token=token
+        )
+    )
+
+
+def _why_closed(pk: uuid.UUID, now: datetime) -> str:
+    """Why the attempts UPDATE matched no row: ``used``, ``expired`` or ``exhausted``."""
+    row = Challenge.objects.filter(pk=pk).values("verified_at", "expires_at").first()
+    if row is None:
+        return "expired"
+    if row["verified_at"] is not None:
+        return "used"
+    if row["expires_at"] <= now:
+        return "expired"
+    return "exhausted"
+
+
+def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | None = None) -> bool:
+    """Check ``code`` against ``challenge``; ``True`` once, for the right code in time.
+
+    Every call counts one attempt, whatever ``code`` is: input that is no
+    code (:func:`clean_code`) is a wrong code, never an error. Returns
+    ``False`` for a wrong code. Raises :class:`ChallengeError`: ``"expired"``,
+    ``"exhausted"`` (``MAX_ATTEMPTS`` codes were entered), ``"used"`` (a right
+    code was entered already: of concurrent right entries exactly one wins),
+    or ``"wrong_session"`` when ``request`` is of another session than the
+    one that started the challenge (``request=None``: the caller has checked,
+    e.g. with :func:`get_challenge`). Each refusal sends ``login_failed``.
+
+    For ``purpose="verify"`` a success records the number as the user's
+    (``adapter.mark_verified``) and sends ``phone_verified``. A login challenge
+    is confirmed by :class:`~django_voicepassword.auth_backends.PhoneCodeBackend`,
+    which logs the user in.
+    """
+    now = timezone.now()
+    # One conditional UPDATE counts the attempt: concurrent requests each
+    # count one, and none of them gets past MAX_ATTEMPTS (the database
+    # re-checks the condition on the row it locks; no read-modify-write).
+    counted = Challenge.objects.filter(
+        pk=challenge.pk,
+        attempts__lt=F("max_attempts"),
+        verified_at__isnull=True,
+        expires_at__gt=now,
+    ).update(attempts=F("attempts") + 1)
+    if request is not None and not _same_session(challenge, request):
+        # The attempt was counted all the same: a challenge id seen outside
+        # its session is a leak, and burning its attempts ends what the leak
+        # allows. Nothing was compared, so nothing is learnt.
+        _refused(challenge, request, "wrong_session", code)
+        raise ChallengeError("wrong_session")
+    if not counted:
+        reason = _why_closed(challenge.pk, now)
+        _refused(challenge, request, reason, code)
+        raise ChallengeError(reason)
+
+    cleaned = clean_code(code, challenge.code_length)
+    if cleaned is None:
+        _refused(challenge, request, "malformed", code)
+        return False
+    # The digest as stored now, not as this instance remembers it: a resend
+    # may have replaced the code since the instance was read.
+    stored = (
+        Challenge.objects.filter(pk=challenge.pk).values_list("code_digest", flat=True).first()
+    )
+    # compare_digest: how long the comparison takes must not tell how many
+    # leading characters of a guessed digest were right.
+    if not stored or not hmac.compare_digest(_code_digest(challenge.pk, cleaned), stored):
+        _refused(challenge, request, "wrong_code", code)
+        return False
+    # The right code: consume it with a second conditional UPDATE, so that
+    # of concurrent right entries exactly one gets True.
+    consumed = Challenge.objects.filter(
+        pk=challenge.pk, verified_at__isnull=True, expires_at__gt=now
+    ).update(verified_at=now)
+    if not consumed:
+        reason = _why_closed(challenge.pk, now)
+        _refused(challenge, request, reason, code)
+        raise ChallengeError(reason)
+    challenge.verified_at = now
+    challenge.code_digest = stored
+    logger.debug("Code for %s confirmed", mask(challenge.number))
+    if challenge.purpose == Challenge.Purpose.VERIFY and challenge.user is not None:
+        verified_user = challenge.user
+        get_adapter().mark_verified(verified_user, challenge.number)
+        transaction.on_commit(
+            lambda: phone_verified.send(
+                sender=PhoneNumber,
+                user=verified_user,
+                number=challenge.number,
+                challenge=challenge,
+                request=request,
+            )
+        )
+    return True
+
+
+# --- what a page shows ------------------------------------------------------------
+
+
+def available_channels(challenge: Challenge) -> list[str]:
+    """The channels :func:`resend_challenge` would take for ``challenge`` now (cooldown aside).
+
+    Flash and voice calls; an SMS when ``SMS_FALLBACK`` is on and the current
+    code came by a call (an SMS re-sends that call's code; a call has one at
+    most). Empty once the challenge is confirmed or expired. Worked out from
+    the challenge alone, so that a challenge without a call (a number without
+    an account) offers the same.
+    """
+    if challenge.verified_at is not None or challenge.expires_at <= timezone.now():
+        return []
+    channels = list(_CALL_CHANNELS)
+    if settings.SMS_FALLBACK and challenge.sends > 0 and challenge.channel in _CALL_CHANNELS:
+        channels.append(Call.Channel.SMS.value)
+    return channels
+
+
+def challenge_info(challenge: Challenge) -> dict[str, Any]:
+    """What a page or an app needs to show about ``challenge``; nothing secret.
+
+    ``masked_number`` (``"+7 999 ***-**-01"``), ``channel`` the code came by,
+    ``code_length``, ``caller_prefix`` (the calling number without the code's
+    digits, for "enter the last 4 digits of +7 999 000-…"; ``None``: the
+    provider does not say it), ``expires_in`` and ``resend_in`` (whole
+    seconds, 0 when past), ``attempts_left``, ``channels``
+    (:func:`available_channels`) and ``purpose``. The same fields and the same
+    values for a number with or without an account.
+    """
+    now = timezone.now()
+    return {
+        "masked_number": mask(challenge.number),
+        "channel": challenge.channel,
+        "code_length": challenge.code_length,
+        "caller_prefix": None,
+        "expires_in": _seconds_until(challenge.expires_at, now),
+        "resend_in": _seconds_until(challenge.resend_at, now),
+        "attempts_left": max(0, challenge.max_attempts - challenge.attempts),
+        "channels": available_channels(challenge),
+        "purpose": challenge.purpose,
+    }
