@@ -77,6 +77,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 
+# The admin logs in with a password, everyone else by phone.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "django_voicepassword.auth_backends.PhoneCodeBackend",
+]
+LOGIN_URL = "voicepassword:login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
 VOICEPASSWORD = {
     "API_KEY": env.str("VOICEPASSWORD_API_KEY", default="emulator-key"),
     "API_URL": env.str(
@@ -90,6 +99,10 @@ VOICEPASSWORD = {
         "VOICEPASSWORD_CALLBACK_BASE_URL", default="http://127.0.0.1:8000"
     ),
     "LOW_BALANCE": env.str("VOICEPASSWORD_LOW_BALANCE", default="100"),
+    # A first login by phone creates the user: any test number logs in.
+    "CREATE_USERS": env.bool("VOICEPASSWORD_CREATE_USERS", default=True),
+    # The code page offers an SMS (free on the emulator, about ten calls' price for real).
+    "SMS_FALLBACK": env.bool("VOICEPASSWORD_SMS_FALLBACK", default=True),
 }
 
 DEMO_ADMIN_USERNAME = env.str("DEMO_ADMIN_USERNAME", default="admin")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.contrib.auth.views import LogoutView
 from django.urls import include, path
 from django.views.generic import TemplateView
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="example_project/home.html"), name="home"),
     path("admin/", admin.site.urls),
+    path("logout/", LogoutView.as_view(), name="logout"),
     path("voicepassword/", include("django_voicepassword.urls")),
 ]
