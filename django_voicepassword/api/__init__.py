@@ -1,1 +1,1 @@
-"""The HTTP API (Django REST framework): the provider's status callbacks."""
+"""The HTTP API (Django REST framework): the provider's status callbacks and phone login."""
