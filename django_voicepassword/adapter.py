@@ -9,6 +9,7 @@ Numbers given to an adapter are always normalized (``phone.normalize``).
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
@@ -40,13 +41,15 @@ class PhoneAdapter:
     def create_user(self, number: str, request: HttpRequest | None) -> AbstractBaseUser:
         """Create the user of a first login by ``number`` (only with ``CREATE_USERS``).
 
-        The default makes a user with an unusable password whose username is
-        the number, and records the number as verified.
+        The default makes a user with an unusable password and a random
+        username (``phone-`` and 12 hex digits), and records the number as
+        verified. Not the number itself as the username: usernames are shown
+        in many places (the admin, logs, other apps) that do not mask numbers.
         """
         model = get_user_model()
         with transaction.atomic():
             user = model._default_manager.create_user(
-                **{model.USERNAME_FIELD: number}, password=None
+                **{model.USERNAME_FIELD: f"phone-{secrets.token_hex(6)}"}, password=None
             )
             self.mark_verified(user, number)
         return user

@@ -126,6 +126,7 @@ class Call(models.Model):
             models.Index(fields=["-created_at", "-id"], name="voicepassword_call_created"),
             models.Index(fields=["status", "-created_at"], name="voicepassword_call_status"),
             models.Index(fields=["number", "-created_at"], name="voicepassword_call_number"),
+            models.Index(fields=["channel", "-created_at"], name="voicepassword_call_channel"),
         ]
         constraints: ClassVar = [
             # One SMS fallback per call: it costs money. A fallback that was not
@@ -141,7 +142,11 @@ class Call(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_channel_display()} {mask(self.number)} ({self.get_status_display()})"
+        # The admin renders this for every row's checkbox: the enums are
+        # cheaper than get_FOO_display(), which looks the field up each time.
+        channel = Call.Channel(self.channel).label if self.channel else ""
+        status = Call.Status(self.status).label if self.status else ""
+        return f"{channel} {mask(self.number)} ({status})"
 
     @property
     def is_final(self) -> bool:
@@ -238,6 +243,8 @@ class CallbackEvent(models.Model):
         ordering: ClassVar = ["-received_at", "-id"]
         indexes: ClassVar = [
             models.Index(fields=["-received_at"], name="voicepassword_cb_received"),
+            models.Index(fields=["provider_id"], name="voicepassword_cb_provider"),
+            models.Index(fields=["outcome", "-received_at"], name="voicepassword_cb_outcome"),
         ]
         constraints: ClassVar = [
             models.UniqueConstraint(

@@ -59,3 +59,21 @@ def test_the_catalog_holds_every_string_of_the_code(tmp_path):
     )
     fresh = set(catalog_ids(copy / "locale" / "ru" / "LC_MESSAGES" / "django.po"))
     assert fresh == set(catalog_ids(CATALOG)), "run makemessages -l ru in django_voicepassword/"
+
+
+def test_every_translation_keeps_the_placeholders_of_its_source():
+    import re
+
+    placeholder = re.compile(r"%\((\w+)\)[sd]|\{\{?\s*\w+|<[a-z]+")
+    wrong = []
+    for message_id, message in catalog_ids(CATALOG).items():
+        sources = message.id if isinstance(message.id, tuple) else (message.id,)  # type: ignore[attr-defined]
+        forms = message.string if isinstance(message.string, tuple) else (message.string,)  # type: ignore[attr-defined]
+        expected = set().union(*(placeholder.findall(s) for s in sources))
+        for form in forms:
+            # A singular form may drop the count ("one digit"), never add a name.
+            if not set(placeholder.findall(form)) <= expected:
+                wrong.append((message_id, form))
+        if not set(placeholder.findall(sources[0])) <= set(placeholder.findall(forms[-1])):
+            wrong.append((message_id, forms[-1]))
+    assert wrong == []

@@ -1,0 +1,389 @@
+"""What the admin shows about calls and money: bounded aggregates and the live balance.
+
+Every query here is bounded so that its cost does not grow with the history:
+totals read at most ``limit`` rows (in the order of the created index), the
+daily figures read the last ``days`` days (a range on the created index), and
+the balance is asked from the provider at most once per
+:data:`BALANCE_CACHE_SECONDS` (the refresh button excepted).
+
+The balance goes through :func:`~django_voicepassword.calls.fetch_balance`, so
+every answer the provider gives is also stored as a
+:class:`~django_voicepassword.models.BalanceSnapshot`: the cache only limits how
+often the provider is asked, and the history is what was seen.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from django_voicepassword import calls
+from django_voicepassword.conf import settings
+from django_voicepassword.exceptions import (
+    APIError,
+    AuthorisationFailedError,
+    TransportError,
+)
+from django_voicepassword.models import BalanceSnapshot, Call
+
+__all__ = [
+    "BALANCE_CACHE_KEY",
+    "BALANCE_CACHE_SECONDS",
+    "DASHBOARD_DAYS",
+    "TOTALS_LIMIT",
+    "BalanceDay",
+    "BalanceReading",
+    "CallStats",
+    "CallTotals",
+    "DayStats",
+    "balance_history",
+    "cached_balance",
+    "call_stats",
+    "call_totals",
+    "current_balance",
+    "latest_snapshots",
+]
+
+#: How long a balance read from the provider is shown without asking again.
+BALANCE_CACHE_SECONDS = 30
+#: The cache key of the last reading (a dict of plain values, safe to unpickle
+#: across versions of this module).
+BALANCE_CACHE_KEY = "voicepassword:admin:balance:v1"
+#: How far back the dashboard's daily figures and balance history go.
+DASHBOARD_DAYS = 30
+#: The most rows the call list's totals read.
+TOTALS_LIMIT = 10_000
+
+#: The calls' order: newest first, the created index's.
+CALL_ORDER = ("-created_at", "-id")
+
+#: The channels whose calls can be answered: an SMS is delivered, not answered.
+ANSWERABLE = (Call.Channel.FLASH_CALL, Call.Channel.VOICE_CALL)
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+# --------------------------------------------------------------------------- call totals
+
+
+@dataclass(frozen=True)
+class CallTotals:
+    """Totals of a set of calls, as the call list shows them above the rows.
+
+    ``calls`` rows were read. When ``limited`` is true the set has at least
+    that many rows and the totals cover its newest ``calls`` rows only (in
+    the list's order); otherwise they cover the whole set.
+    """
+
+    calls: int
+    answered: int
+    answerable: int
+    spend: Decimal
+    limited: bool
+
+    @property
+    def answered_share(self) -> float | None:
+        """Answered flash and voice calls over all flash and voice calls (``None``: none)."""
+        return _share(self.answered, self.answerable)
+
+
+def call_totals(queryset: QuerySet[Call], *, limit: int = TOTALS_LIMIT) -> CallTotals:
+    """Count, answered share and spend of ``queryset``, reading at most ``limit`` rows.
+
+    One query: an aggregate over the first ``limit`` rows of ``queryset`` in its
+    own order (the list's, which the created index serves), so that the cost is
+    bounded on a table of any size.
+    """
+    if not queryset.ordered:
+        queryset = queryset.order_by(*CALL_ORDER)
+    row = queryset[:limit].aggregate(
+        calls=Count("pk"),
+        answered=Count("pk", filter=Q(status=Call.Status.ANSWERED)),
+        answerable=Count("pk", filter=Q(channel__in=ANSWERABLE)),
+        spend=Sum("price"),
+    )
+    count = row["calls"] or 0
+    return CallTotals(
+        calls=count,
+        answered=row["answered"] or 0,
+        answerable=row["answerable"] or 0,
+        spend=row["spend"] or Decimal(0),
+        limited=count >= limit,
+    )
+
+
+# --------------------------------------------------------------------------- per day
+
+
+@dataclass(frozen=True)
+class DayStats:
+    """One day of calls (in the current time zone)."""
+
+    day: dt.date
+    calls: int = 0
+    answered: int = 0
+    answerable: int = 0
+    spend: Decimal = Decimal(0)
+
+    @property
+    def answered_share(self) -> float | None:
+        """Answered flash and voice calls over all flash and voice calls of the day."""
+        return _share(self.answered, self.answerable)
+
+
+@dataclass(frozen=True)
+class CallStats:
+    """The last ``days`` days of calls: per day, and per status over the whole span."""
+
+    since: dt.datetime
+    days: list[DayStats]
+    by_status: list[tuple[Call.Status, int]] = field(default_factory=list)
+
+    @property
+    def calls(self) -> int:
+        """Every call of the span."""
+        return sum(day.calls for day in self.days)
+
+    @property
+    def spend(self) -> Decimal:
+        """What the span's calls cost."""
+        return sum((day.spend for day in self.days), Decimal(0))
+
+    @property
+    def answered_share(self) -> float | None:
+        """The span's answered share (see :attr:`CallTotals.answered_share`)."""
+        return _share(sum(d.answered for d in self.days), sum(d.answerable for d in self.days))
+
+
+def _window(days: int, now: dt.datetime | None) -> tuple[dt.datetime, list[dt.date]]:
+    """The start (local midnight ``days - 1`` days ago) and the dates of the window."""
+    today = timezone.localdate(now) if django_settings.USE_TZ else dt.date.today()
+    first = today - dt.timedelta(days=days - 1)
+    since = dt.datetime.combine(first, dt.time.min)
+    if django_settings.USE_TZ:
+        since = timezone.make_aware(since)
+    return since, [first + dt.timedelta(days=n) for n in range(days)]
+
+
+def _local_date(field: str) -> TruncDate:
+    """``field``'s date in the current time zone (naive datetimes are local already)."""
+    if django_settings.USE_TZ:
+        return TruncDate(field, tzinfo=timezone.get_current_timezone())
+    return TruncDate(field)
+
+
+def call_stats(days: int = DASHBOARD_DAYS, *, now: dt.datetime | None = None) -> CallStats:
+    """Calls, answered share and spend per day, and calls per status, for the last ``days``.
+
+    Days are dates in the current time zone, today included. One query,
+    grouped by day, status and channel over a range of the created index.
+    """
+    since, dates = _window(days, now)
+    rows = (
+        Call.objects.filter(created_at__gte=since)
+        .annotate(day=_local_date("created_at"))
+        .values("day", "status", "channel")
+        .annotate(n=Count("pk"), spend=Sum("price"))
+        .order_by()
+    )
+    per_day: dict[dt.date, dict[str, Any]] = {
+        d: {"calls": 0, "answered": 0, "answerable": 0, "spend": Decimal(0)} for d in dates
+    }
+    statuses: Counter[str] = Counter()
+    for row in rows:
+        statuses[row["status"]] += row["n"]
+        bucket = per_day.get(row["day"])
+        if bucket is None:  # a call stamped in the future: counted by status only
+            continue
+        bucket["calls"] += row["n"]
+        bucket["spend"] += row["spend"] or 0
+        if row["channel"] in ANSWERABLE:
+            bucket["answerable"] += row["n"]
+            if row["status"] == Call.Status.ANSWERED:
+                bucket["answered"] += row["n"]
+    by_status = [
+        (status, statuses[status.value]) for status in Call.Status if statuses[status.value]
+    ]
+    by_status.sort(key=lambda item: -item[1])
+    return CallStats(
+        since=since,
+        days=[DayStats(day=d, **values) for d, values in per_day.items()],
+        by_status=by_status,
+    )
+
+
+# --------------------------------------------------------------------------- the balance
+
+
+@dataclass(frozen=True)
+class BalanceReading:
+    """What is known about the balance: the provider's answer, or why there is none.
+
+    ``problem`` is ``""`` when the provider answered, else ``"unreachable"``
+    (network, HTTP 5xx, an answer that is not JSON), ``"unauthorised"`` (the
+    API key was refused), ``"refused"`` (another error code, in
+    ``error_code``) or ``"misconfigured"`` (the settings are incomplete).
+    With a problem, ``balance``, ``currency`` and ``taken_at`` are the last
+    stored snapshot's, if any. ``checked_at`` is when the provider was asked.
+    """
+
+    balance: Decimal | None
+    currency: str
+    taken_at: dt.datetime | None
+    checked_at: dt.datetime
+    problem: str = ""
+    error_code: str = ""
+
+    @property
+    def threshold(self) -> Decimal | None:
+        """The ``LOW_BALANCE`` setting (read now, never cached)."""
+        return settings.LOW_BALANCE
+
+    @property
+    def low(self) -> bool:
+        """Whether the balance is below ``LOW_BALANCE``."""
+        threshold = self.threshold
+        return threshold is not None and self.balance is not None and self.balance < threshold
+
+    @property
+    def live(self) -> bool:
+        """Whether the balance is the provider's answer (not a stored one after a failure)."""
+        return not self.problem
+
+    def to_cache(self) -> dict[str, Any]:
+        """Plain values for the cache."""
+        return {
+            "balance": self.balance,
+            "currency": self.currency,
+            "taken_at": self.taken_at,
+            "checked_at": self.checked_at,
+            "problem": self.problem,
+            "error_code": self.error_code,
+        }
+
+    @classmethod
+    def from_cache(cls, value: Any) -> BalanceReading | None:
+        """The reading of a cached dict, or ``None`` for anything else."""
+        if not isinstance(value, dict):
+            return None
+        try:
+            return cls(**value)
+        except TypeError:
+            return None
+
+    @classmethod
+    def from_snapshot(
+        cls, snapshot: BalanceSnapshot | None, *, problem: str = "", error_code: str = ""
+    ) -> BalanceReading:
+        """A reading of ``snapshot`` (or of nothing), checked now."""
+        return cls(
+            balance=snapshot.balance if snapshot else None,
+            currency=snapshot.currency if snapshot else "",
+            taken_at=snapshot.taken_at if snapshot else None,
+            checked_at=timezone.now(),
+            problem=problem,
+            error_code=error_code,
+        )
+
+
+def _last_snapshot() -> BalanceSnapshot | None:
+    return BalanceSnapshot.objects.order_by("-taken_at", "-id").first()
+
+
+def current_balance(*, refresh: bool = False) -> BalanceReading:
+    """The balance: from the cache, or asked from the provider and stored.
+
+    With ``refresh`` the cache is bypassed. A provider that cannot be asked
+    gives a reading with a ``problem`` and the last stored balance; that
+    reading is cached too, so a page reloaded during an outage does not wait
+    on the provider again (the refresh button still asks).
+    """
+    if not refresh:
+        cached = BalanceReading.from_cache(cache.get(BALANCE_CACHE_KEY))
+        if cached is not None:
+            return cached
+    try:
+        reading = BalanceReading.from_snapshot(calls.fetch_balance())
+    except AuthorisationFailedError as error:
+        reading = BalanceReading.from_snapshot(
+            _last_snapshot(), problem="unauthorised", error_code=error.error_code
+        )
+    except APIError as error:
+        reading = BalanceReading.from_snapshot(
+            _last_snapshot(), problem="refused", error_code=error.error_code
+        )
+    except TransportError:
+        reading = BalanceReading.from_snapshot(_last_snapshot(), problem="unreachable")
+    except ImproperlyConfigured:
+        reading = BalanceReading.from_snapshot(_last_snapshot(), problem="misconfigured")
+    cache.set(BALANCE_CACHE_KEY, reading.to_cache(), BALANCE_CACHE_SECONDS)
+    return reading
+
+
+def cached_balance() -> BalanceReading | None:
+    """The balance without asking the provider: the cached reading, else the last snapshot.
+
+    For pages that must not wait on the provider (the admin index). ``None``
+    when nothing was ever stored.
+    """
+    cached = BalanceReading.from_cache(cache.get(BALANCE_CACHE_KEY))
+    if cached is not None:
+        return cached
+    snapshot = _last_snapshot()
+    if snapshot is None:
+        return None
+    return BalanceReading(
+        balance=snapshot.balance,
+        currency=snapshot.currency,
+        taken_at=snapshot.taken_at,
+        checked_at=snapshot.taken_at,
+    )
+
+
+@dataclass(frozen=True)
+class BalanceDay:
+    """The lowest and highest balance stored on one day (``None``: nothing stored)."""
+
+    day: dt.date
+    low: Decimal | None
+    high: Decimal | None
+
+
+def balance_history(
+    days: int = DASHBOARD_DAYS, *, now: dt.datetime | None = None
+) -> list[BalanceDay]:
+    """The stored balance per day for the last ``days`` days: one grouped query."""
+    since, dates = _window(days, now)
+    rows = (
+        BalanceSnapshot.objects.filter(taken_at__gte=since)
+        .annotate(day=_local_date("taken_at"))
+        .values("day")
+        .annotate(low=Min("balance"), high=Max("balance"))
+        .order_by()
+    )
+    found = {row["day"]: row for row in rows}
+    return [
+        BalanceDay(
+            day=d,
+            low=found[d]["low"] if d in found else None,
+            high=found[d]["high"] if d in found else None,
+        )
+        for d in dates
+    ]
+
+
+def latest_snapshots(count: int = 10) -> list[BalanceSnapshot]:
+    """The ``count`` newest stored balances, newest first."""
+    return list(BalanceSnapshot.objects.order_by("-taken_at", "-id")[:count])
