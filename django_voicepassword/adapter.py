@@ -104,9 +104,21 @@ class UserFieldAdapter(PhoneAdapter):
         return model._default_manager.create_user(**fields, password=None)
 
     def mark_verified(self, user: AbstractBaseUser, number: str) -> None:
-        """Write the number into the user's phone field."""
-        setattr(user, self.field, number)
-        user.save(update_fields=[self.field])
+        """Write the number into the user's phone field, taking it from whoever had it.
+
+        Operators recycle numbers: the proof of today wins over an old one,
+        as with :class:`PhoneAdapter`. The field should be ``null=True`` (then
+        the previous holder's becomes ``None``) and unique.
+        """
+        model = get_user_model()
+        field = model._meta.get_field(self.field)
+        emptied = None if field.null else ""
+        with transaction.atomic():
+            model._default_manager.filter(**{self.field: number}).exclude(pk=user.pk).update(
+                **{self.field: emptied}
+            )
+            setattr(user, self.field, number)
+            user.save(update_fields=[self.field])
 
 
 def get_adapter() -> PhoneAdapter:

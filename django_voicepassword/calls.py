@@ -39,6 +39,7 @@ __all__ = [
     "SmsFallbackError",
     "apply_record",
     "fetch_balance",
+    "place",
     "place_flash_call",
     "place_voice_call",
     "reconcile_day",

@@ -1,6 +1,6 @@
 """System checks: every misconfiguration that can be seen at start-up.
 
-Ids are stable; ``docs/reference/checks.md`` lists them. Each check reads the
+Ids are stable; ``docs/settings.md`` lists them. Each check reads the
 settings through :mod:`django_voicepassword.conf`, so the checks and the code
 that runs later agree on what a setting means.
 
@@ -18,6 +18,20 @@ that runs later agree on what a setting means.
                         that is not this machine.
 ``voicepassword.W002``  limits are on in production (``DEBUG`` off) with the
                         local-memory cache: each process counts on its own.
+``voicepassword.W003``  the login views are routed without their backend.
+``voicepassword.E011``  the login views are routed with signed-cookie sessions.
+``voicepassword.E009``  ``ASYNC_SEND`` is on without Django's Tasks framework
+                        (Django 5.2 without the ``django-tasks`` backport).
+``voicepassword.E010``  ``ASYNC_SEND`` is on, but the sends cannot be enqueued:
+                        ``ASYNC_SEND_BACKEND`` is not in ``TASKS`` or cannot be
+                        loaded, or ``ASYNC_SEND_QUEUE`` is not one of its queues.
+``voicepassword.W004``  ``ASYNC_SEND`` with the immediate backend: the send
+                        still runs in the request; nothing is gained.
+``voicepassword.W005``  ``ASYNC_SEND`` with the dummy backend: the sends are
+                        stored and never run, so no code is ever sent.
+``voicepassword.W006``  ``ASYNC_SEND`` on a worker with ``DAILY_BUDGET`` and the
+                        local-memory cache: the worker gives reservations back
+                        in its own memory, never to the site's budget.
 """
 
 from __future__ import annotations
@@ -36,11 +50,12 @@ from django.core.cache.backends.dummy import DummyCache
 from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from django_voicepassword.conf import settings
 from django_voicepassword.phone import NUMBER_TYPES
 
-__all__ = ["check_limits", "check_limits_cache", "check_settings"]
+__all__ = ["check_async_send", "check_limits", "check_limits_cache", "check_settings"]
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
@@ -252,5 +267,131 @@ def check_login_backend(
             "AUTHENTICATION_BACKENDS: a phone login would end on the next request.",
             hint=f"Add {_BACKEND!r} to AUTHENTICATION_BACKENDS.",
             id="voicepassword.W003",
+        )
+    ]
+
+
+def _backend_classes(module: str, name: str) -> tuple[type[Any], ...]:
+    """``name`` in ``module`` of Django's Tasks framework and of its backport, where installed."""
+    found: list[type[Any]] = []
+    for package in ("django.tasks", "django_tasks"):
+        try:
+            found.append(import_string(f"{package}.backends.{module}.{name}"))
+        except ImportError:
+            continue
+    return tuple(found)
+
+
+@register(Tags.compatibility, "voicepassword")
+def check_async_send(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Report an ``ASYNC_SEND`` whose sends cannot be enqueued, never run, or gain nothing."""
+    if settings.problems() or not settings.ASYNC_SEND:
+        return []
+    alias = settings.ASYNC_SEND_BACKEND
+    queue = settings.ASYNC_SEND_QUEUE
+    try:
+        # Importing declares the tasks on the default backend (a decorator
+        # validates them): a TASKS setting they do not fit fails here.
+        from django_voicepassword.tasks import task_backends
+
+        backend = task_backends[alias]
+    except ImportError:
+        return [
+            Error(
+                "VOICEPASSWORD['ASYNC_SEND'] is on, but Django's Tasks framework is not "
+                "installed: Django 5.2 needs the django-tasks backport.",
+                hint="pip install 'django-voicepassword[tasks]' and add 'django_tasks' to "
+                "INSTALLED_APPS, or upgrade to Django 6.",
+                id="voicepassword.E009",
+            )
+        ]
+    except Exception as exc:  # any way a backend fails to load is reported
+        return [
+            Error(
+                f"VOICEPASSWORD['ASYNC_SEND'] is on, but the sends cannot be enqueued on "
+                f"the task backend {alias!r}: {type(exc).__name__}: {exc}",
+                hint="Name a backend of the TASKS setting in ASYNC_SEND_BACKEND; the "
+                "package's tasks are declared on the 'default' queue of the 'default' "
+                "backend, so keep that queue in its QUEUES (docs/tasks.md).",
+                id="voicepassword.E010",
+            )
+        ]
+    queues: set[str] = set(getattr(backend, "queues", ()))
+    if queues and queue not in queues:
+        return [
+            Error(
+                f"VOICEPASSWORD['ASYNC_SEND_QUEUE'] = {queue!r} is not one of the QUEUES "
+                f"of the task backend {alias!r} ({', '.join(sorted(queues))}).",
+                hint="Add it to that backend's QUEUES (and to RQ_QUEUES with RQ), or "
+                "choose one of them.",
+                id="voicepassword.E010",
+            )
+        ]
+    name = f"{type(backend).__module__}.{type(backend).__qualname__}"
+    if isinstance(backend, _backend_classes("immediate", "ImmediateBackend")):
+        return [
+            Warning(
+                f"VOICEPASSWORD['ASYNC_SEND'] is on with the immediate task backend "
+                f"({name}): the send still runs in the request, and waits for the provider.",
+                hint="Configure a backend with a worker (django-tasks-db, django-tasks-rq) "
+                "in TASKS, or turn ASYNC_SEND off.",
+                id="voicepassword.W004",
+            )
+        ]
+    if isinstance(backend, _backend_classes("dummy", "DummyBackend")):
+        return [
+            Warning(
+                f"VOICEPASSWORD['ASYNC_SEND'] is on with the dummy task backend ({name}): "
+                "tasks are stored and never run, so no code would ever be sent.",
+                hint="The dummy backend is for tests; configure a backend with a worker.",
+                id="voicepassword.W005",
+            )
+        ]
+    if settings.DAILY_BUDGET is not None:
+        try:
+            cache = caches["default"]
+        except InvalidCacheBackendError:
+            return []
+        if isinstance(cache, LocMemCache):
+            return [
+                Warning(
+                    "VOICEPASSWORD['ASYNC_SEND'] sends on a worker, and the default cache "
+                    "is the local-memory cache: the worker gives the budget reserved for "
+                    "a send that failed back in its own memory, never to the site's "
+                    "DAILY_BUDGET.",
+                    hint="Use a cache shared by every process and the workers, such as "
+                    "Redis (django.core.cache.backends.redis.RedisCache).",
+                    id="voicepassword.W006",
+                )
+            ]
+    return []
+
+
+@register(Tags.security, "voicepassword")
+def check_login_sessions(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Refuse signed-cookie sessions when the login views are routed.
+
+    A challenge is bound to the session that started it by the session's key,
+    and a signed-cookie session has no key that lasts: the code page would
+    send every visitor back to the phone form.
+    """
+    from django.conf import settings as django_settings
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        reverse("voicepassword:login")
+    except NoReverseMatch:
+        return []
+    if django_settings.SESSION_ENGINE != "django.contrib.sessions.backends.signed_cookies":
+        return []
+    return [
+        Error(
+            "Phone login cannot bind a challenge to a signed-cookie session.",
+            hint="Use a server-side SESSION_ENGINE (db, cache or cached_db).",
+            id="voicepassword.E011",
         )
     ]

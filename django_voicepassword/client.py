@@ -951,9 +951,9 @@ class VoicePasswordClient:
         for attempt in range(self._get_retries + 1):
             if attempt:
                 delay = self._backoff * 2 ** (attempt - 1)
+                # The failure's own message already names "get/ <kind>".
                 logger.warning(
-                    "get/ %s: %s; retry %d of %d in %.2fs",
-                    kind,
+                    "%s; retry %d of %d in %.2fs",
                     failure,
                     attempt,
                     self._get_retries,

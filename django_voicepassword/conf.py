@@ -76,6 +76,8 @@ DEFAULTS: dict[str, Any] = {
     "CALL_RETENTION_DAYS": 180,
     "CALLBACK_RETENTION_DAYS": 30,
     "BALANCE_RETENTION_DAYS": 365,
+    # Days to keep challenges (they hold the number they were for).
+    "CHALLENGE_RETENTION_DAYS": 30,
     # Phone login and verification.
     # Seconds a code can be entered.
     "CHALLENGE_TTL": 300,
@@ -112,6 +114,13 @@ DEFAULTS: dict[str, Any] = {
     "PRICE_ESTIMATES": {"flash_call": "0.50", "voice_call": "1.00", "sms": "4.00"},
     # Key of the codes' HMAC; None: derived from SECRET_KEY for this use alone.
     "CODE_KEY": None,
+    # Background work (docs/tasks.md).
+    # Whether a challenge's code is sent by a task on a worker (Django's Tasks
+    # framework): the challenge answers at once, the worker places the call.
+    "ASYNC_SEND": False,
+    # The TASKS alias and the queue that ASYNC_SEND enqueues the sends on.
+    "ASYNC_SEND_BACKEND": "default",
+    "ASYNC_SEND_QUEUE": "default",
 }
 
 
@@ -209,6 +218,10 @@ def _is_flag(value: Any) -> bool:
     return isinstance(value, bool)
 
 
+def _is_name(value: Any) -> bool:
+    return isinstance(value, str) and value != ""
+
+
 def _is_code_source(value: Any) -> bool:
     return value in ("service", "client")
 
@@ -237,6 +250,7 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "CALL_RETENTION_DAYS": (_is_days, "a positive whole number of days"),
     "CALLBACK_RETENTION_DAYS": (_is_days, "a positive whole number of days"),
     "BALANCE_RETENTION_DAYS": (_is_days, "a positive whole number of days"),
+    "CHALLENGE_RETENTION_DAYS": (_is_days, "a positive whole number of days"),
     "CHALLENGE_TTL": (_is_days, "a positive whole number of seconds"),
     "MAX_ATTEMPTS": (_is_days, "a positive whole number"),
     "RESEND_COOLDOWNS": (_is_cooldowns, "a non-empty list of whole numbers of seconds"),
@@ -256,6 +270,9 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
         "a dict of flash_call, voice_call and sms to amounts",
     ),
     "CODE_KEY": (_is_optional_str, "a string or None"),
+    "ASYNC_SEND": (_is_flag, "True or False"),
+    "ASYNC_SEND_BACKEND": (_is_name, "the name of a backend in the TASKS setting"),
+    "ASYNC_SEND_QUEUE": (_is_name, "a queue name"),
 }
 
 # Settings holding dotted paths: imported once, here, with errors that name them.
@@ -292,6 +309,7 @@ class VoicePasswordSettings:
     CALL_RETENTION_DAYS: int
     CALLBACK_RETENTION_DAYS: int
     BALANCE_RETENTION_DAYS: int
+    CHALLENGE_RETENTION_DAYS: int
     CHALLENGE_TTL: int
     MAX_ATTEMPTS: int
     RESEND_COOLDOWNS: tuple[int, ...]
@@ -305,6 +323,9 @@ class VoicePasswordSettings:
     DAILY_BUDGET: Decimal | None
     PRICE_ESTIMATES: dict[str, Decimal]
     CODE_KEY: str | None
+    ASYNC_SEND: bool
+    ASYNC_SEND_BACKEND: str
+    ASYNC_SEND_QUEUE: str
 
     def __init__(self, user_settings: Mapping[str, Any] | None = None) -> None:
         # Given explicitly (tests), the dict is used as is; otherwise it is read

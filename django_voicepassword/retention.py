@@ -1,7 +1,8 @@
-"""The retention policy: how long calls, callback events and balance snapshots are kept.
+"""The retention policy: how long calls, callback events, challenges and balances are kept.
 
 :func:`purge` deletes what is older than the ``CALL_RETENTION_DAYS``,
-``CALLBACK_RETENTION_DAYS`` and ``BALANCE_RETENTION_DAYS`` settings (the
+``CALLBACK_RETENTION_DAYS``, ``CHALLENGE_RETENTION_DAYS`` and
+``BALANCE_RETENTION_DAYS`` settings (the
 ``voicepassword_purge`` command runs it). It deletes in batches, each in its
 own short transaction, and reads only the primary keys of a batch: a large
 table is never loaded into memory or locked for the whole run.
@@ -28,7 +29,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from django_voicepassword.conf import settings
-from django_voicepassword.models import BalanceSnapshot, Call, CallbackEvent
+from django_voicepassword.models import BalanceSnapshot, Call, CallbackEvent, Challenge
 
 __all__ = ["DEFAULT_BATCH_SIZE", "PurgeReport", "purge"]
 
@@ -51,6 +52,8 @@ class PurgeReport:
     callback_cutoff: datetime
     balance_cutoff: datetime
     dry_run: bool
+    challenges: int = 0
+    challenge_cutoff: datetime | None = None
 
 
 def _purgeable_calls(cutoff: datetime) -> models.QuerySet[Call]:
@@ -102,6 +105,10 @@ def purge(
     call_cutoff = now - timedelta(days=settings.CALL_RETENTION_DAYS)
     callback_cutoff = now - timedelta(days=settings.CALLBACK_RETENTION_DAYS)
     balance_cutoff = now - timedelta(days=settings.BALANCE_RETENTION_DAYS)
+    # A challenge holds the number it was for; its calls keep their own
+    # retention (Call.challenge is SET_NULL).
+    challenge_cutoff = now - timedelta(days=settings.CHALLENGE_RETENTION_DAYS)
+    old_challenges = Challenge.objects.filter(created_at__lt=challenge_cutoff)
     old_events = CallbackEvent.objects.filter(received_at__lt=callback_cutoff)
     roots = _purgeable_calls(call_cutoff)
     old_snapshots = BalanceSnapshot.objects.filter(taken_at__lt=balance_cutoff)
@@ -120,6 +127,8 @@ def purge(
             callback_cutoff=callback_cutoff,
             balance_cutoff=balance_cutoff,
             dry_run=True,
+            challenges=old_challenges.count(),
+            challenge_cutoff=challenge_cutoff,
         )
 
     call_label = Call._meta.label
@@ -130,6 +139,7 @@ def purge(
         (old_events, ("received_at", "pk")),
         (roots, ("created_at", "pk")),
         (old_snapshots, ("taken_at", "pk")),
+        (old_challenges, ("created_at", "pk")),
     ):
         for label, count in _delete_in_batches(queryset, order, batch_size).items():
             deleted[label] = deleted.get(label, 0) + count
@@ -141,4 +151,6 @@ def purge(
         callback_cutoff=callback_cutoff,
         balance_cutoff=balance_cutoff,
         dry_run=False,
+        challenges=deleted.get(Challenge._meta.label, 0),
+        challenge_cutoff=challenge_cutoff,
     )

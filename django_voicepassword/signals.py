@@ -1,7 +1,9 @@
 """Signals a site may connect to. None of them carries a code or the API key.
 
-Each is sent after the database transaction that made the change commits, so
-a receiver sees the change and is never told of one that was rolled back.
+Each signal of a change is sent after the database transaction that made the
+change commits, so a receiver sees the change and is never told of one that
+was rolled back. ``limit_exceeded`` and ``login_failed`` report refusals,
+which change nothing: they are sent at once.
 """
 
 from __future__ import annotations

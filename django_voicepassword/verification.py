@@ -15,6 +15,10 @@ records and signals:
 - :func:`confirm_challenge` checks a code once. Phone *login* goes through
   :class:`~django_voicepassword.auth_backends.PhoneCodeBackend`, which calls it.
 
+With ``ASYNC_SEND`` the first two answer at once and a worker sends the code
+(:func:`send_queued`, the ``send_code`` task of :mod:`django_voicepassword.tasks`);
+:func:`send_state` tells a page whether it went out.
+
 Threat model
 ------------
 The attacker can start challenges for any number, from many addresses, and
@@ -60,11 +64,13 @@ import secrets
 import time
 import unicodedata
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -87,6 +93,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CODE_LENGTH",
     "MAX_PAUSE",
+    "NOT_SENT",
+    "SENT",
+    "SKIPPED",
     "ChallengeError",
     "available_channels",
     "challenge_info",
@@ -95,7 +104,9 @@ __all__ = [
     "get_challenge",
     "pause",
     "resend_challenge",
+    "send_queued",
     "send_seconds",
+    "send_state",
     "start_challenge",
 ]
 
@@ -364,6 +375,20 @@ def _deliver(
     that the challenge can check was sent.
     """
     reservation = ratelimit.reserve(channel, request=request)
+    return _send_reserved(challenge, channel, recipient, reservation)
+
+
+def _send_reserved(
+    challenge: Challenge,
+    channel: str,
+    recipient: _Recipient,
+    reservation: ratelimit.Reservation | None,
+) -> str | None:
+    """:func:`_deliver` once the budget is reserved: in the request, or on a worker.
+
+    ``reservation`` is given back whenever nothing was placed (and kept when
+    the provider may have billed).
+    """
     if not recipient.call:
         # Nothing is placed, so nothing is spent; the reservation was still
         # made, so that a spent budget refuses every number alike.
@@ -447,9 +472,16 @@ def _announce_start(challenge: Challenge, request: HttpRequest | None, channel: 
     )
 
 
-def _store_code(challenge: Challenge, channel: str, code: str | None) -> None:
+def _store_code(
+    challenge: Challenge, channel: str, code: str | None, *, sends: int | None = None
+) -> bool:
     """Record a code just sent: its digest (unless the same code was re-sent by SMS),
-    a fresh expiry and a fresh set of attempts."""
+    a fresh expiry and a fresh set of attempts.
+
+    With ``sends`` (a send made on a worker) only while the challenge is still
+    at that send: a newer send's code is never overwritten by an older one's.
+    Returns whether the code was recorded.
+    """
     now = timezone.now()
     fields: dict[str, Any] = {
         "channel": channel,
@@ -458,9 +490,37 @@ def _store_code(challenge: Challenge, channel: str, code: str | None) -> None:
     }
     if code is not None:
         fields["code_digest"] = _code_digest(challenge.pk, code)
-    Challenge.objects.filter(pk=challenge.pk).update(**fields)
+    rows = Challenge.objects.filter(pk=challenge.pk)
+    if sends is not None:
+        rows = rows.filter(sends=sends)
+    if not rows.update(**fields):
+        return False
     for name, value in fields.items():
         setattr(challenge, name, value)
+    return True
+
+
+def _new_challenge(
+    number: str,
+    purpose: str,
+    channel: str,
+    user: AbstractBaseUser | None,
+    session_digest: str,
+    now: datetime,
+) -> Challenge:
+    """The row of a new challenge, at its first send and without a code yet."""
+    return Challenge.objects.create(
+        number=number,
+        purpose=purpose,
+        channel=channel,
+        code_length=CODE_LENGTH,
+        max_attempts=settings.MAX_ATTEMPTS,
+        sends=1,
+        expires_at=now + timedelta(seconds=settings.CHALLENGE_TTL),
+        resend_at=now + _cooldown(1),
+        session_digest=session_digest,
+        user_id=user.pk if user is not None else None,
+    )
 
 
 def start_challenge(
@@ -498,6 +558,13 @@ def start_challenge(
     created is then expired, so that it is never returned again.
     ``ValueError`` for a ``purpose`` that is not one, or ``verify`` without
     ``user``.
+
+    With ``ASYNC_SEND`` the limits and the budget are checked here just the
+    same, but the code is sent by the ``send_code`` task on a worker
+    (:func:`send_queued`): the challenge is returned at once, before the
+    provider is asked, for every number alike. ``"channel_unavailable"`` then
+    means that the send could not be enqueued; a send that fails on the worker
+    expires the challenge (:func:`send_state` says ``"failed"``).
     """
     if purpose not in Challenge.Purpose.values:
         raise ValueError(f"purpose must be 'login' or 'verify', not {purpose!r}")
@@ -529,19 +596,10 @@ def start_challenge(
 
     # Before anything is written or billed, for every number alike.
     ratelimit.check_send(normalized, request)
+    if settings.ASYNC_SEND:
+        return _start_queued(normalized, purpose, channel, user, session_digest, request, now)
     recipient = _recipient(normalized, purpose, user)
-    challenge = Challenge.objects.create(
-        number=normalized,
-        purpose=purpose,
-        channel=channel,
-        code_length=CODE_LENGTH,
-        max_attempts=settings.MAX_ATTEMPTS,
-        sends=1,
-        expires_at=now + timedelta(seconds=settings.CHALLENGE_TTL),
-        resend_at=now + _cooldown(1),
-        session_digest=session_digest,
-        user_id=user.pk if user is not None else None,
-    )
+    challenge = _new_challenge(normalized, purpose, channel, user, session_digest, now)
     try:
         code = _deliver(challenge, channel, recipient, request)
     except _NotSent as not_sent:
@@ -577,6 +635,13 @@ def resend_challenge(
     nothing, not even the cooldown. ``request=None`` is for trusted code
     that has checked the session itself (:func:`get_challenge`).
 
+    With ``ASYNC_SEND`` the send is claimed (the cooldown starts) and the
+    limits and the budget are checked here, and the ``send_code`` task sends
+    the code on a worker: ``challenge`` is returned at once with its new
+    ``sends`` and ``resend_at``; its channel and code change once the worker
+    has sent the new code. A send that fails on the worker without costing
+    anything gives the cooldown back, and the old code goes on working.
+
     Returns ``challenge``, updated.
     """
     if request is not None and not _same_session(challenge, request):
@@ -596,27 +661,10 @@ def resend_challenge(
         raise ChallengeError("cooldown", retry_after=_seconds_until(fresh.resend_at, now))
 
     ratelimit.check_send(fresh.number, request)
+    if settings.ASYNC_SEND:
+        return _resend_queued(challenge, fresh, channel, request, now)
     recipient = _recipient(fresh.number, fresh.purpose, fresh.user)
-    # Claim this send with one conditional UPDATE: of concurrent resends, one
-    # wins and the others see the cooldown it started.
-    sends = fresh.sends + 1
-    claimed = Challenge.objects.filter(
-        pk=fresh.pk,
-        sends=fresh.sends,
-        resend_at__lte=now,
-        verified_at__isnull=True,
-        expires_at__gt=now,
-    ).update(sends=sends, resend_at=now + _cooldown(sends))
-    if not claimed:
-        raise _closed_or_cooling(fresh.pk, timezone.now())
-
-    def give_back() -> None:
-        # Nothing was sent: the cooldown is given back, and the old code
-        # (never replaced) goes on working.
-        Challenge.objects.filter(pk=fresh.pk, sends=sends).update(
-            sends=fresh.sends, resend_at=fresh.resend_at
-        )
-
+    _sends, give_back = _claim_send(fresh, now)
     try:
         code = _deliver(fresh, channel, recipient, request)
     except _NotSent as not_sent:
@@ -637,6 +685,33 @@ def resend_challenge(
     return challenge
 
 
+def _claim_send(fresh: Challenge, now: datetime) -> tuple[int, Callable[[], None]]:
+    """Claim the next send of ``fresh``; return its number and how to give it back.
+
+    One conditional UPDATE: of concurrent resends, one wins and the others see
+    the cooldown it started (:class:`ChallengeError`).
+    """
+    sends = fresh.sends + 1
+    claimed = Challenge.objects.filter(
+        pk=fresh.pk,
+        sends=fresh.sends,
+        resend_at__lte=now,
+        verified_at__isnull=True,
+        expires_at__gt=now,
+    ).update(sends=sends, resend_at=now + _cooldown(sends))
+    if not claimed:
+        raise _closed_or_cooling(fresh.pk, timezone.now())
+
+    def give_back() -> None:
+        # Nothing was sent: the cooldown is given back, and the old code
+        # (never replaced) goes on working.
+        Challenge.objects.filter(pk=fresh.pk, sends=sends).update(
+            sends=fresh.sends, resend_at=fresh.resend_at
+        )
+
+    return sends, give_back
+
+
 def _closed_or_cooling(pk: uuid.UUID, now: datetime) -> ChallengeError:
     row = Challenge.objects.filter(pk=pk).first()
     if row is None or row.expires_at <= now:
@@ -644,6 +719,225 @@ def _closed_or_cooling(pk: uuid.UUID, now: datetime) -> ChallengeError:
     if row.verified_at is not None:
         return ChallengeError("used")
     return ChallengeError("cooldown", retry_after=max(1, _seconds_until(row.resend_at, now)))
+
+
+# --- sending on a worker (ASYNC_SEND) ------------------------------------------------
+#
+# The request checks the limits, reserves the budget, records the challenge
+# (or claims the resend) and enqueues the send_code task; a worker places the
+# call (send_queued). The task's arguments go into the queue's storage (the
+# database, Redis), which a backup or a support tool may read: they are the
+# challenge id, the channel, the send's number and the budget reservation (a
+# day and an amount). Never the number, a code or a key: the worker reads the
+# number from the challenge, makes the code or gets the provider's, and
+# stores only its HMAC, as the request would have.
+
+#: What :func:`send_queued` (the ``send_code`` task) did: the code went out
+#: (or, for a number without an account, looked as if it did); no code went
+#: out and the challenge says why; or the send was no longer wanted.
+SENT: Final = "sent"
+NOT_SENT: Final = "not_sent"
+SKIPPED: Final = "skipped"
+
+
+def _start_queued(
+    number: str,
+    purpose: str,
+    channel: str,
+    user: AbstractBaseUser | None,
+    session_digest: str,
+    request: HttpRequest | None,
+    now: datetime,
+) -> Challenge:
+    """:func:`start_challenge` with ``ASYNC_SEND``: reserve, record, enqueue.
+
+    Whether the number has an account is not looked at here: the worker
+    decides, so that this answer is the same for every number.
+    """
+    reservation = ratelimit.reserve(channel, request=request)
+    try:
+        challenge = _new_challenge(number, purpose, channel, user, session_digest, now)
+    except BaseException:
+        ratelimit.release(reservation)
+        raise
+
+    def expire() -> None:
+        Challenge.objects.filter(pk=challenge.pk).update(expires_at=timezone.now())
+
+    _enqueue_send(challenge, channel, 1, reservation, undo=expire)
+    logger.debug("Challenge for %s started (%s, sent by a worker)", mask(number), channel)
+    return challenge
+
+
+def _resend_queued(
+    challenge: Challenge,
+    fresh: Challenge,
+    channel: str,
+    request: HttpRequest | None,
+    now: datetime,
+) -> Challenge:
+    """:func:`resend_challenge` with ``ASYNC_SEND``: claim, reserve, enqueue."""
+    sends, give_back = _claim_send(fresh, now)
+    try:
+        reservation = ratelimit.reserve(channel, request=request)
+    except BaseException:
+        give_back()
+        raise
+    _enqueue_send(fresh, channel, sends, reservation, undo=give_back)
+    # As the database has it now: the claimed send (and, with the immediate
+    # backend, what the send already did).
+    fresh.refresh_from_db()
+    for field in ("channel", "code_digest", "attempts", "sends", "expires_at", "resend_at"):
+        setattr(challenge, field, getattr(fresh, field))
+    logger.debug("Challenge for %s re-sent (%s, sent by a worker)", mask(fresh.number), channel)
+    return challenge
+
+
+def _enqueue_send(
+    challenge: Challenge,
+    channel: str,
+    sends: int,
+    reservation: ratelimit.Reservation | None,
+    *,
+    undo: Callable[[], None],
+) -> None:
+    """Enqueue the ``send_code`` task for the ``sends``-th send of ``challenge``.
+
+    Outside a transaction (as these services are meant to be called) at once;
+    inside one, once it commits, so that a worker never looks for a challenge
+    it cannot see yet, and a rolled-back challenge is never called. When the
+    task cannot be enqueued, the reservation is given back and ``undo``
+    restores the challenge (expires a new one, gives a resend's cooldown back);
+    then :class:`ChallengeError` (``"channel_unavailable"``) is raised, or,
+    after a commit, logged.
+    """
+    try:
+        from django_voicepassword import tasks
+    except ImportError as error:
+        ratelimit.release(reservation)
+        undo()
+        raise ConfigurationError(
+            "VOICEPASSWORD['ASYNC_SEND'] needs Django's Tasks framework: Django 6 has it; "
+            "on Django 5.2 install django-voicepassword[tasks] (the django-tasks backport)."
+        ) from error
+    held = None if reservation is None else asdict(reservation)
+
+    def enqueue() -> None:
+        try:
+            task = tasks.send_code.using(
+                backend=settings.ASYNC_SEND_BACKEND, queue_name=settings.ASYNC_SEND_QUEUE
+            )
+            task.enqueue(str(challenge.pk), channel, sends=sends, reservation=held)
+        except Exception as error:
+            ratelimit.release(reservation)
+            undo()
+            if isinstance(error, ImproperlyConfigured):
+                raise  # a TASKS setting the system checks report too
+            logger.error(
+                "Code for %s not enqueued (%s): %s",
+                mask(challenge.number),
+                channel,
+                type(error).__name__,
+            )
+            raise ChallengeError("channel_unavailable") from error
+
+    if transaction.get_connection().in_atomic_block:
+        # robust: an error after the commit is logged; there is nobody to tell.
+        transaction.on_commit(enqueue, robust=True)
+    else:
+        enqueue()
+
+
+def send_queued(
+    challenge_id: str,
+    channel: str,
+    *,
+    sends: int,
+    reservation: ratelimit.Reservation | None = None,
+) -> str:
+    """Send the code of the ``sends``-th send of a challenge: what the ``send_code`` task runs.
+
+    The worker's half of ``ASYNC_SEND`` (the request reserved ``reservation``
+    against the budget and enqueued the task). Returns :data:`SKIPPED` (and
+    gives the reservation back) when the send is no longer wanted: the
+    challenge is gone, confirmed or expired, or a newer send replaced this one.
+    Otherwise sends as :func:`start_challenge` would have in the request: a
+    call only to a number that may log in (a number without an account gets
+    the same pause and a digest nobody can match), the code's HMAC stored,
+    ``challenge_started`` sent (with ``request=None``): :data:`SENT`.
+
+    A send that fails returns :data:`NOT_SENT`, and is logged (the number
+    masked): the reservation is given back unless the provider may have
+    billed, a first send expires its challenge (:func:`send_state` then says
+    ``"failed"``), and a resend that cost nothing gives its cooldown back (the
+    old code goes on working). It is never retried: a retry could place and
+    bill a second call. Anything unexpected is raised, for the task backend to
+    record, after the same clean-up.
+    """
+    try:
+        challenge = Challenge.objects.filter(pk=uuid.UUID(challenge_id)).first()
+    except (TypeError, ValueError, AttributeError):
+        challenge = None
+    now = timezone.now()
+    if (
+        challenge is None
+        or challenge.verified_at is not None
+        or challenge.expires_at <= now
+        or challenge.sends != sends
+    ):
+        ratelimit.release(reservation)
+        logger.info("Queued %s not sent: the challenge is over or has a newer send", channel)
+        return SKIPPED
+    recipient = _recipient(challenge.number, challenge.purpose, challenge.user)
+    pk = challenge.pk
+
+    def undo(*, billed: bool) -> None:
+        rows = Challenge.objects.filter(pk=pk, sends=sends)
+        if sends == 1:
+            rows.update(expires_at=timezone.now())
+        elif not billed:
+            # The cooldown the request claimed is given back (the old
+            # resend_at had passed, so "now" allows the same).
+            rows.update(sends=sends - 1, resend_at=timezone.now())
+
+    try:
+        code = _send_reserved(challenge, channel, recipient, reservation)
+    except _NotSent as not_sent:
+        undo(billed=not_sent.billed)
+        logger.warning("Queued %s to %s: no code sent", channel, mask(challenge.number))
+        return NOT_SENT
+    except ConfigurationError:
+        undo(billed=False)
+        raise
+    except BaseException:
+        # As in the request: a first send is over; a resend that got this far
+        # may have been billed, so its cooldown stays.
+        undo(billed=True)
+        raise
+    if not _store_code(challenge, channel, code, sends=sends):
+        logger.info("Queued %s to %s: a newer send replaced it", channel, mask(challenge.number))
+        return SKIPPED
+    if recipient.call:
+        _announce_start(challenge, None, channel)
+    logger.debug("Queued %s to %s sent", channel, mask(challenge.number))
+    return SENT
+
+
+def send_state(challenge: Challenge) -> str:
+    """Whether ``challenge`` has a code to enter: ``"sent"``, ``"pending"`` or ``"failed"``.
+
+    ``"pending"``: with ``ASYNC_SEND``, the worker has not sent the first code
+    yet (a code entered now is wrong); ``"failed"``: no code was ever sent and
+    none will be (the worker could not place the call, or the challenge
+    expired first), so a page can say "we could not call you" rather than
+    "expired". A challenge of the synchronous path that a caller gets is
+    always ``"sent"``, and so is one of a number without an account.
+    """
+    if challenge.code_digest:
+        return "sent"
+    if challenge.verified_at is None and challenge.expires_at > timezone.now():
+        return "pending"
+    return "failed"
 
 
 # --- looking and confirming ---------------------------------------------------------

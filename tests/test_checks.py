@@ -180,3 +180,14 @@ def test_w003_login_routed_without_the_backend():
         AUTHENTICATION_BACKENDS=["django.contrib.auth.backends.ModelBackend"],
     ):
         assert check_login_backend() == []
+
+
+def test_e011_signed_cookie_sessions_with_the_login_routed():
+    from django_voicepassword.checks import check_login_sessions
+
+    assert check_login_sessions() == []
+    signed = "django.contrib.sessions.backends.signed_cookies"
+    with override_settings(SESSION_ENGINE=signed):
+        assert [m.id for m in check_login_sessions()] == ["voicepassword.E011"]
+    with override_settings(SESSION_ENGINE=signed, ROOT_URLCONF="tests.urls_without_app"):
+        assert check_login_sessions() == []

@@ -580,6 +580,7 @@ def test_a_dry_run_counts_exactly_what_a_run_deletes(history):
         "calls: would delete 3",
         "callback events: would delete 3",
         "balance snapshots: would delete 2",
+        "challenges: would delete 0",
     ]
     assert Call.objects.count() == 6
     assert CallbackEvent.objects.count() == 4
@@ -589,12 +590,14 @@ def test_a_dry_run_counts_exactly_what_a_run_deletes(history):
         "calls: deleted 3",
         "callback events: deleted 3",
         "balance snapshots: deleted 2",
+        "challenges: deleted 0",
     ]
     again = run("voicepassword_purge")
     assert [line.split(" (")[0] for line in again.out.splitlines()] == [
         "calls: deleted 0",
         "callback events: deleted 0",
         "balance snapshots: deleted 0",
+        "challenges: deleted 0",
     ]
 
 
@@ -645,3 +648,36 @@ def test_purge_quietly(history):
     ran = run("voicepassword_purge", "-v", "0")
     assert (ran.returncode, ran.out, ran.err) == (0, "", "")
     assert Call.objects.count() == 3
+
+
+@pytest.mark.django_db
+def test_purge_deletes_old_challenges_and_keeps_their_calls():
+    from django_voicepassword.models import Challenge
+
+    old = timezone.now() - timedelta(days=31)
+    challenge = Challenge.objects.create(
+        number="79990000001",
+        channel=Call.Channel.FLASH_CALL,
+        expires_at=old,
+        resend_at=old,
+        created_at=old,
+    )
+    young = Challenge.objects.create(
+        number="79990000002",
+        channel=Call.Channel.FLASH_CALL,
+        expires_at=timezone.now(),
+        resend_at=timezone.now(),
+    )
+    call = Call.objects.create(
+        channel=Call.Channel.FLASH_CALL, number="79990000001", challenge=challenge
+    )
+    out = StringIO()
+    call_command("voicepassword_purge", "--dry-run", stdout=out)
+    assert "challenges: would delete 1 " in out.getvalue()
+    assert Challenge.objects.count() == 2
+    out = StringIO()
+    call_command("voicepassword_purge", stdout=out)
+    assert "challenges: deleted 1 " in out.getvalue()
+    assert list(Challenge.objects.all()) == [young]
+    call.refresh_from_db()
+    assert call.challenge is None

@@ -6,9 +6,13 @@ default that runs the demo on the local emulator.
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from pathlib import Path
+from typing import Any
 
+import django
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -104,6 +108,31 @@ VOICEPASSWORD = {
     # The code page offers an SMS (free on the emulator, about ten calls' price for real).
     "SMS_FALLBACK": env.bool("VOICEPASSWORD_SMS_FALLBACK", default=True),
 }
+
+# Background work (docs/tasks.md): where django_voicepassword.tasks run.
+#   immediate  in the process that enqueues them (the framework's default; no worker)
+#   db         django-tasks-db: tasks are rows in DATABASE_URL; `manage.py db_worker` runs them
+#   rq         django-tasks-rq: tasks are RQ jobs in REDIS_URL; `manage.py rqworker
+#              --job-class django_tasks_rq.Job default` runs them, on any number of machines
+TASKS_BACKEND = env.str("TASKS_BACKEND", default="immediate")
+if django.VERSION < (6, 0) and find_spec("django_tasks"):
+    # Django 5.2: the django-tasks backport (the [tasks] extra) stands in for django.tasks.
+    INSTALLED_APPS.append("django_tasks")
+if TASKS_BACKEND == "db":
+    INSTALLED_APPS.append("django_tasks_db")
+    TASKS: dict[str, Any] = {
+        "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}
+    }
+elif TASKS_BACKEND == "rq":
+    INSTALLED_APPS += ["django_rq", "django_tasks_rq"]
+    RQ_QUEUES = {"default": {"URL": env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")}}
+    TASKS = {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}
+elif TASKS_BACKEND != "immediate":
+    raise ImproperlyConfigured(
+        f"TASKS_BACKEND must be 'immediate', 'db' or 'rq', not {TASKS_BACKEND!r}."
+    )
+# The code page answers at once and the worker places the call (a worker backend only).
+VOICEPASSWORD["ASYNC_SEND"] = env.bool("VOICEPASSWORD_ASYNC_SEND", default=False)
 
 DEMO_ADMIN_USERNAME = env.str("DEMO_ADMIN_USERNAME", default="admin")
 DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="demo-password")

@@ -85,6 +85,13 @@ class Command(BaseCommand):
                 report.balance_cutoff,
                 settings.BALANCE_RETENTION_DAYS,
             ),
+            (
+                "challenges",
+                report.challenges,
+                "created",
+                report.challenge_cutoff or report.call_cutoff,
+                settings.CHALLENGE_RETENTION_DAYS,
+            ),
         )
         for name, count, field, cutoff, days in rows:
             self.stdout.write(

@@ -1,0 +1,75 @@
+"""The adapters: finding, creating and verifying users by number."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import override_settings
+
+from django_voicepassword.adapter import PhoneAdapter, UserFieldAdapter, get_adapter
+from django_voicepassword.conf import ConfigurationError
+from django_voicepassword.models import PhoneNumber
+
+pytestmark = pytest.mark.django_db
+
+# The default user model has no phone field: last_name stands in for one.
+FIELD = {
+    "ADAPTER": "django_voicepassword.adapter.UserFieldAdapter",
+    "USER_PHONE_FIELD": "last_name",
+}
+
+
+def test_the_default_adapter_finds_users_by_verified_number():
+    user = get_user_model().objects.create_user("someone")
+    adapter = get_adapter()
+    assert isinstance(adapter, PhoneAdapter)
+    assert adapter.get_user("79990000001") is None
+    adapter.mark_verified(user, "79990000001")
+    assert adapter.get_user("79990000001") == user
+
+
+def test_verifying_a_number_moves_it_from_its_previous_user():
+    old, new = (get_user_model().objects.create_user(name) for name in ("old", "new"))
+    adapter = PhoneAdapter()
+    adapter.mark_verified(old, "79990000001")
+    adapter.mark_verified(new, "79990000001")
+    assert PhoneNumber.objects.get(number="79990000001").user == new
+
+
+def test_a_created_user_is_not_named_after_the_number():
+    user = PhoneAdapter().create_user("79990000001", None)
+    assert "79990000001" not in user.get_username()
+    assert not user.has_usable_password()
+    assert PhoneNumber.objects.get(number="79990000001").user == user
+
+
+def test_the_field_adapter_reads_writes_and_moves_the_users_field():
+    with override_settings(VOICEPASSWORD=FIELD):
+        adapter = get_adapter()
+        assert isinstance(adapter, UserFieldAdapter)
+        old = get_user_model().objects.create_user("old", last_name="79990000001")
+        assert adapter.get_user("79990000001") == old
+        new = get_user_model().objects.create_user("new")
+        adapter.mark_verified(new, "79990000001")
+        old.refresh_from_db()
+        assert (old.last_name, adapter.get_user("79990000001")) == ("", new)
+        created = adapter.create_user("79990000002", None)
+        assert getattr(created, "last_name", None) == "79990000002"
+
+
+def test_the_field_adapter_without_its_setting_names_it():
+    with (
+        override_settings(VOICEPASSWORD={"ADAPTER": FIELD["ADAPTER"]}),
+        pytest.raises(ConfigurationError, match="USER_PHONE_FIELD"),
+    ):
+        get_adapter().get_user("79990000001")
+
+
+def test_an_adapter_that_is_not_one_is_refused():
+    with (
+        override_settings(
+            VOICEPASSWORD={"ADAPTER": "django_voicepassword.conf.VoicePasswordSettings"}
+        ),
+        pytest.raises(ConfigurationError, match="PhoneAdapter"),
+    ):
+        get_adapter()
