@@ -1,0 +1,366 @@
+"""The tutorial works: its code, run as written on a fresh project, ends in a phone login.
+
+Each code block of ``docs/tutorial.md`` (and of its Russian twin) is preceded by
+an HTML comment that says what a reader does with it:
+
+- ``<!-- tutorial: setup -->``: make the environment this test already runs in
+  (a virtual environment with the package installed); checked, not run;
+- ``<!-- tutorial: run -->``: commands typed in the project's terminal, run one
+  by one; the output lines the page shows must appear in the real output
+  (``...`` stands for lines left out);
+- ``<!-- tutorial: serve emulator -->``, ``<!-- tutorial: serve site -->``: a
+  server the reader leaves running in a terminal; started on a free port;
+- ``<!-- tutorial: append PATH -->``, ``<!-- tutorial: write PATH -->``: Python
+  added to the end of a file of the project, or replacing it;
+- ``<!-- tutorial: browser -->`` (no code block): the steps the reader takes in a
+  browser, done here with ``requests``: the phone form, the code read from the
+  emulator's phone page, the code form, and the logged-in home page.
+
+Everything runs in subprocesses with this interpreter, as the reader's ``python``
+would; only the ports differ from the page's, through the environment variables
+that the tutorial's settings read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from importlib.metadata import version
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import requests
+
+from django_voicepassword.phone import mask
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGES = ["tutorial.md", "ru/tutorial.md"]
+
+# A marker, then (unless it is the browser's) the fenced block it describes.
+STEP = re.compile(
+    r"<!-- tutorial: (?P<action>[a-z]+)(?: (?P<arg>[^ ]+))? -->\n"
+    r"(?:\n*```(?P<lang>[a-z]+)\n(?P<body>.*?)\n```)?",
+    re.DOTALL,
+)
+FENCE = re.compile(r"^```[a-z]+$", re.MULTILINE)
+TEST_NUMBER = re.compile(r"`(\+7 999 000-00-\d\d)`")
+TIMEOUT = 60.0
+
+
+@dataclass
+class Step:
+    action: str
+    arg: str | None
+    lang: str | None
+    body: str
+    # The page's text from this step to the next one (the browser's instructions).
+    text: str
+
+
+def steps(page: str) -> list[Step]:
+    source = (DOCS / page).read_text(encoding="utf-8")
+    matches = list(STEP.finditer(source))
+    found = []
+    for match, following in zip(matches, [*matches[1:], None], strict=True):
+        end = following.start() if following is not None else len(source)
+        found.append(
+            Step(
+                action=match["action"],
+                arg=match["arg"],
+                lang=match["lang"],
+                body=match["body"] or "",
+                text=source[match.end() : end],
+            )
+        )
+    return found
+
+
+def commands(body: str) -> list[tuple[str, list[str]]]:
+    """The ``$ command`` lines of a console block, each with the output lines shown."""
+    found: list[tuple[str, list[str]]] = []
+    for line in body.splitlines():
+        if line.startswith("$ "):
+            found.append((line[2:], []))
+        else:
+            assert found, f"output before any command: {line!r}"
+            found[-1][1].append(line)
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(what: str, probe: Any, timeout: float = TIMEOUT) -> Any:
+    """Call ``probe`` until it returns something true; return that."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = probe()
+        if result:
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Forms(HTMLParser):
+    """The forms of a page: their fields' names and values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[dict[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            self.forms.append({})
+        elif tag == "input" and self.forms and "name" in values:
+            self.forms[-1][values["name"]] = values.get("value", "")
+
+    @classmethod
+    def of(cls, html: str) -> list[dict[str, str]]:
+        parser = cls()
+        parser.feed(html)
+        return parser.forms
+
+
+def form_with(html: str, name: str) -> dict[str, str]:
+    """The fields of the page's form that has a field ``name``."""
+    return next(form for form in Forms.of(html) if name in form)
+
+
+@dataclass
+class Reader:
+    """Someone following the tutorial: a terminal's directory and environment, servers."""
+
+    root: Path
+    cwd: Path
+    env: dict[str, str]
+    site_port: int
+    emulator_url: str = ""
+    servers: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=list)
+
+    def argv(self, command: str) -> list[str]:
+        words = shlex.split(command)
+        if words[0] == "python":
+            return [sys.executable, *words[1:]]
+        if words[0] == "django-admin":
+            return [sys.executable, "-m", "django", *words[1:]]
+        raise AssertionError(f"the tutorial runs {words[0]!r}, which this test cannot")
+
+    def run(self, command: str, shown: list[str]) -> None:
+        words = shlex.split(command)
+        if words[0] == "cd":
+            self.cwd = self.cwd / words[1]
+            return
+        if words[0] == "export":
+            name, _, value = words[1].partition("=")
+            self.env[name] = value
+            return
+        if words[1:3] == ["manage.py", "runserver"]:
+            self.serve_site(command, shown)
+            return
+        result = subprocess.run(
+            self.argv(command),
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
+        output = (result.stdout + result.stderr).splitlines()
+        for line in shown:
+            if line != "...":
+                assert line in output, f"{command}: {line!r} not in {output}"
+
+    def start(self, argv: list[str], name: str) -> Path:
+        log = self.root / f"{name}.log"
+        out = log.open("wb")
+        process = subprocess.Popen(
+            argv, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT
+        )
+        self.servers.append((process, out))
+        return log
+
+    def serve_emulator(self, command: str, shown: list[str]) -> None:
+        log = self.start([*self.argv(command), "--port", "0"], "emulator")
+        found = wait_for(
+            f"the emulator (its output: {log})",
+            lambda: re.search(r"phone page (http://127\.0\.0\.1:(\d+))/", log.read_text()),
+        )
+        self.emulator_url = found[1]
+        # The site reaches it where the tutorial's settings look: the environment.
+        self.env["VOICEPASSWORD_API_URL"] = f"{self.emulator_url}/api/voice-password/"
+        output = log.read_text().splitlines()
+        for line in shown:
+            assert line.replace(":8765/", f":{found[2]}/") in output, (line, output)
+
+    def serve_site(self, command: str, shown: list[str]) -> None:
+        self.stop("site")
+        log = self.start(
+            [*self.argv(command), f"127.0.0.1:{self.site_port}", "--noreload"], "site"
+        )
+
+        def up() -> bool:
+            try:
+                with socket.create_connection(("127.0.0.1", self.site_port), timeout=1):
+                    return True
+            except OSError:
+                return False
+
+        wait_for(f"the site (its output: {log})", up)
+        output = log.read_text().splitlines()
+        for line in shown:
+            assert line.replace(":8000/", f":{self.site_port}/") in output, (line, output)
+
+    def stop(self, name: str) -> None:
+        for process, out in list(self.servers):
+            if Path(out.name).stem == name:
+                process.terminate()
+                process.wait(timeout=30)
+                out.close()
+                self.servers.remove((process, out))
+
+    def stop_all(self) -> None:
+        for process, out in self.servers:
+            process.kill()
+            process.wait(timeout=30)
+            out.close()
+        self.servers.clear()
+
+    def log_in(self, typed: str) -> None:
+        """The browser steps: the phone form, the code from the phone, the code form."""
+        site = f"http://127.0.0.1:{self.site_port}"
+        number = re.sub(r"\D", "", typed)
+        with requests.Session() as browser:
+            browser.trust_env = False  # loopback: no proxy, whatever the environment says
+            page = browser.get(site + "/", timeout=30)
+            assert page.status_code == 200
+            assert urlsplit(page.url).path == "/voicepassword/login/", page.url
+            phone_form = form_with(page.text, "number")
+            page = browser.post(page.url, data={**phone_form, "number": typed}, timeout=30)
+            assert page.status_code == 200, page.text
+            assert re.fullmatch(r"/voicepassword/login/[0-9a-f-]{36}/", urlsplit(page.url).path)
+            code_page = page.url
+
+            def shown_code() -> str | None:
+                phone = browser.get(f"{self.emulator_url}/?number={number}", timeout=30).text
+                caller = re.search(r'<span class="code">(.*?)</span>', phone)
+                return caller[1] if caller else None
+
+            caller = wait_for("the call on the phone page", shown_code)
+            code = re.fullmatch(r"\d+<mark>(\d{4})</mark>", caller)
+            assert code, caller
+            page = browser.post(
+                code_page, data={**form_with(page.text, "code"), "code": code[1]}, timeout=30
+            )
+            assert page.status_code == 200, page.text
+            assert page.url == urljoin(site, "/"), page.url
+            assert mask(number) in page.text  # the home page names the number, masked
+            assert "sessionid" in browser.cookies
+
+            # Step 9 reads how the call ended: its callback must have arrived.
+            def delivered() -> bool:
+                state = browser.get(f"{self.emulator_url}/_emulator/log", timeout=30).json()
+                return any(d["status"] == 200 for d in state["deliveries"])
+
+            wait_for("the callback", delivered)
+
+    def follow(self, page: str) -> None:
+        for step in steps(page):
+            if step.action == "setup":
+                self.check_setup(step.body)
+            elif step.action == "run":
+                for command, shown in commands(step.body):
+                    self.run(command, shown)
+            elif step.action == "serve":
+                ((command, shown),) = commands(step.body)
+                if step.arg == "emulator":
+                    self.serve_emulator(command, shown)
+                else:
+                    assert step.arg == "site", step.arg
+                    self.serve_site(command, shown)
+            elif step.action in ("append", "write"):
+                assert step.arg is not None
+                assert step.lang == "python"
+                target = self.cwd / step.arg
+                assert target.is_file(), f"{step.arg} is not a file of the project"
+                text = step.body + "\n"
+                if step.action == "append":
+                    text = target.read_text(encoding="utf-8") + "\n" + text
+                target.write_text(text, encoding="utf-8")
+            elif step.action == "browser":
+                typed = TEST_NUMBER.search(step.text)
+                assert typed, "the browser steps name no test number to type"
+                self.log_in(typed[1])
+            else:
+                raise AssertionError(f"unknown tutorial step {step.action!r}")
+
+    @staticmethod
+    def check_setup(body: str) -> None:
+        # This test runs in such an environment already: the package is installed.
+        assert version("django-voicepassword")
+        for command, _ in commands(body):
+            assert command.startswith(
+                ("python -m venv ", "source ", "pip install django-voicepassword")
+            ), command
+
+
+@pytest.fixture
+def reader(tmp_path: Path) -> Iterator[Reader]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VOICEPASSWORD_"))}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    site_port = free_port()
+    env["VOICEPASSWORD_CALLBACK_BASE_URL"] = f"http://127.0.0.1:{site_port}"
+    person = Reader(root=tmp_path, cwd=tmp_path, env=env, site_port=site_port)
+    try:
+        yield person
+    finally:
+        person.stop_all()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_code_block_of_the_tutorial_says_what_to_do_with_it(page):
+    source = (DOCS / page).read_text(encoding="utf-8")
+    marked = [step for step in steps(page) if step.action != "browser"]
+    assert len(FENCE.findall(source)) == len(marked)
+    assert [step.action for step in steps(page)].count("browser") == 1
+
+
+def test_both_tutorials_run_the_same_commands():
+    def shell(page: str) -> list[str]:
+        return [
+            command
+            for step in steps(page)
+            if step.lang == "console"
+            for command, _ in commands(step.body)
+        ]
+
+    english, russian = (shell(page) for page in PAGES)
+    assert english == russian
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_the_tutorial_ends_in_a_phone_login(page, reader):
+    reader.follow(page)
+    # The last step started the site against the real service: it came up and checks clean.
+    assert reader.env["VOICEPASSWORD_API_URL"].startswith("https://vp.voicepassword.ru/")
+    with requests.Session() as browser:
+        browser.trust_env = False
+        answer = browser.get(f"http://127.0.0.1:{reader.site_port}/voicepassword/login/")
+    assert answer.status_code == 200
