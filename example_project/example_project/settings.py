@@ -14,6 +14,8 @@ import django
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from django_voicepassword.conf import DEFAULTS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -108,6 +110,21 @@ VOICEPASSWORD = {
     # The code page offers an SMS (free on the emulator, about ten calls' price for real).
     "SMS_FALLBACK": env.bool("VOICEPASSWORD_SMS_FALLBACK", default=True),
 }
+
+# Limits and timeouts (docs/settings.md), for load runs such as bench/soak.py. Each
+# VOICEPASSWORD_LIMIT_<SCOPE> (NUMBER, IP, PREFIX, SESSION, GLOBAL) is that scope's rates,
+# "3/10m,10/d"; empty: the scope is not limited; unset: the package's default rates.
+limits = dict(DEFAULTS["LIMITS"])
+for scope in limits:
+    if f"VOICEPASSWORD_LIMIT_{scope.upper()}" in env:
+        limits[scope] = env.str(f"VOICEPASSWORD_LIMIT_{scope.upper()}")
+VOICEPASSWORD["LIMITS"] = limits
+# The spend allowed per Moscow day, in roubles; unset or empty: no budget.
+VOICEPASSWORD["DAILY_BUDGET"] = env.str("VOICEPASSWORD_DAILY_BUDGET", default="") or None
+# Seconds to wait for the provider's answer once connected.
+VOICEPASSWORD["READ_TIMEOUT"] = env.float(
+    "VOICEPASSWORD_READ_TIMEOUT", default=DEFAULTS["READ_TIMEOUT"]
+)
 
 # Background work (docs/tasks.md): where django_voicepassword.tasks run.
 #   immediate  in the process that enqueues them (the framework's default; no worker)
