@@ -673,7 +673,7 @@ def report_profile(profile_dir: Path, limit: int = 25) -> None:
     print("What the callback view and apply_callback spend it on:")
     stats.print_callees(r"api/views\.py:\d+\(post\)")
     stats.print_callees(r"callbacks\.py:\d+\(apply_callback\)")
-    stats.print_callees(r"calls\.py:\d+\(apply_record\)")
+    stats.print_callees(r"callbacks\.py:\d+\(_apply_in_one\)")
 
 
 # --------------------------------------------------------------------------- main

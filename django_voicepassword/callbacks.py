@@ -5,24 +5,32 @@ order. So the URL carries the trust instead: it names one call and is signed
 with the site's ``SECRET_KEY`` (:func:`callback_url`); a request whose token
 does not verify is answered 404 and writes nothing. A callback with a valid
 token is untrusted all the same: it is recorded as a
-:class:`~django_voicepassword.models.CallbackEvent`, and applied only through
-:func:`~django_voicepassword.calls.apply_record`, which never moves a call back
-in its lifecycle. Anything that costs money (an SMS fallback) asks the provider
-first and does not act on a callback.
+:class:`~django_voicepassword.models.CallbackEvent`, and applied only by the
+rule of :func:`~django_voicepassword.reconcile.record_changes`, which never
+moves a call back in its lifecycle. Anything that costs money (an SMS
+fallback) asks the provider first and does not act on a callback.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
+import weakref
+from collections.abc import Iterable
 from typing import Any
 
 from django.core import signing
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, models, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.urls import reverse
+from django.utils import timezone
 
-from django_voicepassword.calls import apply_record
 from django_voicepassword.client import CallRecord
 from django_voicepassword.conf import settings
 from django_voicepassword.models import Call, CallbackEvent, status_for_state
+from django_voicepassword.reconcile import ERROR_CODE_STATUSES, overwritable_by, record_changes
+from django_voicepassword.signals import call_status_changed
 
 __all__ = ["apply_callback", "call_id_from_token", "callback_token", "callback_url"]
 
@@ -69,39 +77,64 @@ def apply_callback(
 
     ``record`` is the parsed ``payload``. The callback may report the call
     itself or its SMS fallback (same URL); a request id that is neither is an
-    orphan and changes nothing. Three queries: the call, locked; its update;
-    the event. The lock serialises concurrent deliveries of one callback, and
-    the event's unique constraint guarantees "applied" at most once per
+    orphan and changes nothing. The rule is
+    :func:`~django_voicepassword.reconcile.record_changes`'s for a
+    non-authoritative source: the status only moves forward.
+
+    On PostgreSQL this is one statement in autocommit (:func:`_apply_in_one`):
+    the call locked, updated if it is behind the callback, and the event
+    inserted with its outcome. Elsewhere, and for a label no one knows, it is
+    three queries in a transaction: the call, locked; its update; the event.
+    Either way the row lock serialises concurrent deliveries of one callback,
+    and the event's unique constraint guarantees "applied" at most once per
     request id and state even so.
+
+    ``call_status_changed`` is sent once the change is committed, and only if
+    someone listens; on PostgreSQL the statement then also returns the
+    updated row for the receivers (no query more, but more to read). While
+    someone listens, the deliveries of one call in this process take turns
+    from the change to its signal (:func:`_turn`), so that receivers hear of
+    a call's changes in their order; across processes the signals follow
+    the commits, which the row lock puts in that order.
     """
+    alias = router.db_for_write(CallbackEvent)
+    connection = connections[alias]
+    listened = call_status_changed.has_listeners(Call)
+    # Outside autocommit the signals wait for the caller's commit anyway, and
+    # holding a turn across the caller's transaction could deadlock.
+    turn = _turn(call_id) if listened and connection.get_autocommit() else None
+    with turn.lock if turn is not None else contextlib.nullcontext():
+        return _apply(connection, call_id, record, payload, remote_addr, listened=listened)
+
+
+def _apply(
+    connection: BaseDatabaseWrapper,
+    call_id: int,
+    record: CallRecord,
+    payload: dict[str, Any],
+    remote_addr: str | None,
+    *,
+    listened: bool,
+) -> CallbackEvent:
+    alias = connection.alias
     try:
-        with transaction.atomic():
-            call = (
-                Call.objects.select_for_update()
-                .filter(provider_id=record.id)
-                .only(*_APPLY_FIELDS)
-                .first()
+        if connection.vendor == "postgresql" and record.state is not None:
+            return _apply_in_one(
+                connection, call_id, record, payload, remote_addr, listened=listened
             )
-            outcome: CallbackEvent.Outcome
-            if call is None or call_id not in (call.pk, call.parent_id):
-                outcome, call = CallbackEvent.Outcome.ORPHAN, None
-            elif apply_record(call, record, source="callback"):
-                outcome = CallbackEvent.Outcome.APPLIED
-            else:
-                outcome = _not_applied(call, record)
-            return CallbackEvent.objects.create(
-                call=call,
-                provider_id=record.id,
-                state=record.state_label[:64],
-                payload=payload,
-                remote_addr=remote_addr,
-                outcome=outcome,
-            )
+        return _apply_with_orm(alias, call_id, record, payload, remote_addr, listened=listened)
     except IntegrityError:
         # Another delivery of the same callback was applied first; the lock
         # should have made us see it, and the constraint is why that is sure.
-        return CallbackEvent.objects.create(
-            call=Call.objects.filter(provider_id=record.id).first(),
+        # Nothing of this delivery was written: the statement or the
+        # transaction was rolled back whole.
+        return CallbackEvent.objects.using(alias).create(
+            call_id=(
+                Call.objects.using(alias)
+                .filter(provider_id=record.id)
+                .values_list("pk", flat=True)
+                .first()
+            ),
             provider_id=record.id,
             state=record.state_label[:64],
             payload=payload,
@@ -110,17 +143,232 @@ def apply_callback(
         )
 
 
-_APPLY_FIELDS = (
-    "id",
-    "parent_id",
-    "provider_id",
-    "status",
-    "state_label",
-    "error_code",
-    "price",
-    "duration",
-    "provider_date",
-)
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _apply_in_one(
+    connection: BaseDatabaseWrapper,
+    call_id: int,
+    record: CallRecord,
+    payload: dict[str, Any],
+    remote_addr: str | None,
+    *,
+    listened: bool,
+) -> CallbackEvent:
+    """Apply a callback of a known state in one statement (PostgreSQL).
+
+    In autocommit the statement is its own transaction: no BEGIN or COMMIT
+    round trips. Inside the caller's transaction (``ATOMIC_REQUESTS``, a
+    test) it runs in a savepoint, so that a unique violation leaves that
+    transaction usable.
+    """
+    new_status = status_for_state(record.state)
+    assert new_status is not None
+    label = record.state_label[:64]
+    now = timezone.now()
+    params: dict[str, Any] = {
+        "provider_id": record.id,
+        "token_call": call_id,
+        "label": label,
+        "payload": _payload_field().get_db_prep_save(payload, connection),
+        "remote_addr": remote_addr,
+        "now": now,
+        "price": record.price,
+        "duration": record.duration,
+        "date": record.date,
+    }
+    # Whoever listens gets the row as the statement left it, returned by the
+    # statement itself: no query more.
+    sql = _statement(
+        new_status,
+        price=record.price is not None,
+        duration=record.duration is not None,
+        date=record.date is not None,
+        row=listened,
+    )
+    alias = connection.alias
+    if connection.get_autocommit():
+        result = _fetch_one(connection, sql, params)
+    else:
+        with transaction.atomic(using=alias):
+            result = _fetch_one(connection, sql, params)
+    event_id, outcome, target_id = result[:3]
+    if listened and outcome == CallbackEvent.Outcome.APPLIED:
+        old_status, *columns = result[3:]
+        fields = [field.attname for field in Call._meta.concrete_fields]
+        _announce(alias, Call.from_db(alias, fields, columns), old_status, new_status)
+    event = CallbackEvent(
+        id=event_id,
+        call_id=target_id,
+        provider_id=record.id,
+        state=label,
+        payload=payload,
+        remote_addr=remote_addr,
+        received_at=now,
+        outcome=outcome,
+    )
+    event._state.adding = False
+    event._state.db = alias
+    return event
+
+
+def _fetch_one(connection: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> Any:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+@functools.cache
+def _payload_field() -> models.Field[Any, Any]:
+    field = CallbackEvent._meta.get_field("payload")
+    assert isinstance(field, models.Field)
+    return field
+
+
+@functools.cache
+def _statement(new_status: str, *, price: bool, duration: bool, date: bool, row: bool) -> str:
+    """The statement that applies a callback reporting ``new_status``.
+
+    ``target`` locks the call of the request id, if it is the token's call or
+    its SMS fallback (otherwise the callback is an orphan); ``FOR NO KEY
+    UPDATE`` is the lock the update takes anyway, and leaves rows that refer
+    to the call free to be inserted meanwhile. ``moved`` updates the call if
+    its status is one that ``new_status`` moves forward
+    (:func:`~django_voicepassword.reconcile.overwritable_by`), taking the
+    label and, when the callback has them, the price, duration and date, as
+    :func:`~django_voicepassword.reconcile.record_changes` does. The insert
+    stores the callback with its outcome, and the statement returns the
+    event's id, its outcome and the call's id (``NULL`` for an orphan).
+    With ``row``, it also returns the call's status before the update and
+    then every column of the call as updated (``NULL`` unless the callback
+    was applied), in the order of ``Call._meta.concrete_fields``.
+
+    Under READ COMMITTED, a delivery that waited on the lock reads the row as
+    the delivery before it left it, so a repeat finds the status already
+    moved and records a duplicate. Scalar subqueries rather than joins: the
+    statement is planned on every callback, and with joins planning took
+    about three times as long. Only the model's table and column names and the status and outcome
+    values, the code's own constants, are written into the text; everything
+    the provider sent is a parameter. Cached per shape: 10 statuses, 8
+    combinations of optional fields, with or without the row.
+    """
+
+    def qn(name: str | None) -> str:
+        assert name is not None
+        return '"' + name.replace('"', '""') + '"'
+
+    def column(model: type[models.Model], name: str) -> str:
+        field = model._meta.get_field(name)
+        assert isinstance(field, models.Field)
+        return qn(field.column)
+
+    def literals(values: Iterable[str]) -> str:
+        # The code's own status and outcome values: lowercase words, checked
+        # all the same, as they are written into the statement.
+        checked = sorted(values)
+        assert all(value.replace("_", "").isalpha() and value.islower() for value in checked)
+        return ", ".join(f"'{value}'" for value in checked)
+
+    call, pk, status = qn(Call._meta.db_table), column(Call, "id"), column(Call, "status")
+    error_code = column(Call, "error_code")
+    reported = literals([new_status])
+    assignments = [
+        f"{status} = {reported}",
+        f"{error_code} = CASE WHEN {status} IN ({literals(ERROR_CODE_STATUSES)}) "
+        f"THEN '' ELSE {error_code} END",
+        f"{column(Call, 'state_label')} = %(label)s",
+    ]
+    if price:
+        assignments.append(f"{column(Call, 'price')} = %(price)s::numeric")
+    if duration:
+        assignments.append(f"{column(Call, 'duration')} = %(duration)s::interval")
+    if date:
+        assignments.append(f"{column(Call, 'provider_date')} = %(date)s::timestamptz")
+    assignments.append(f"{column(Call, 'updated_at')} = %(now)s::timestamptz")
+    columns = [qn(field.column) for field in Call._meta.concrete_fields] if row else [pk]
+    outcome = CallbackEvent.Outcome
+    event_columns = ", ".join(
+        column(CallbackEvent, name)
+        for name in ("call", "provider_id", "state", "payload", "remote_addr", "received_at")
+    )
+    returning = ", ".join(column(CallbackEvent, name) for name in ("id", "outcome", "call"))
+    insert = (
+        f"INSERT INTO {qn(CallbackEvent._meta.db_table)} "  # noqa: S608
+        f"({event_columns}, {column(CallbackEvent, 'outcome')}) "
+        f"VALUES ((SELECT {pk} FROM target), %(provider_id)s, %(label)s, %(payload)s, "
+        f"%(remote_addr)s::inet, %(now)s::timestamptz, CASE "
+        f"WHEN EXISTS (SELECT FROM moved) THEN {literals([outcome.APPLIED])} "
+        f"WHEN NOT EXISTS (SELECT FROM target) THEN {literals([outcome.ORPHAN])} "
+        f"WHEN (SELECT {status} FROM target) = {reported} "
+        f"THEN {literals([outcome.DUPLICATE])} "
+        f"ELSE {literals([outcome.STALE])} END) "
+        f"RETURNING {returning}"
+    )
+    if row:
+        moved = ", ".join(f"m.{name}" for name in columns)
+        insert = (
+            f"event AS ({insert}) "  # noqa: S608
+            f"SELECT e.*, (SELECT {status} FROM target), {moved} "
+            f"FROM event e LEFT JOIN moved m ON TRUE"
+        )
+    return (
+        f"WITH target AS ("  # noqa: S608
+        f"SELECT {pk}, {status} FROM {call} "
+        f"WHERE {column(Call, 'provider_id')} = %(provider_id)s "
+        f"AND ({pk} = %(token_call)s OR {column(Call, 'parent')} = %(token_call)s) "
+        f"FOR NO KEY UPDATE), "
+        f"moved AS (UPDATE {call} SET {', '.join(assignments)} "
+        f"WHERE {pk} = (SELECT {pk} FROM target) "
+        f"AND {status} IN ({literals(overwritable_by(new_status))}) "
+        f"RETURNING {', '.join(columns)}){',' if row else ''} "
+        f"{insert}"
+    )
+
+
+# --------------------------------------------------------------------------- the ORM
+
+
+def _apply_with_orm(
+    alias: str,
+    call_id: int,
+    record: CallRecord,
+    payload: dict[str, Any],
+    remote_addr: str | None,
+    *,
+    listened: bool,
+) -> CallbackEvent:
+    """Apply a callback in a transaction, under the call's row lock: three queries."""
+    with transaction.atomic(using=alias):
+        # order_by(): the one row of a unique value needs no ORDER BY.
+        found = list(
+            Call.objects.using(alias).select_for_update().filter(provider_id=record.id).order_by()
+        )
+        call = found[0] if found else None
+        outcome: CallbackEvent.Outcome
+        if call is None or call_id not in (call.pk, call.parent_id):
+            outcome, call = CallbackEvent.Outcome.ORPHAN, None
+        else:
+            old_status = call.status
+            changes = record_changes(call, record, authoritative=False)
+            if changes:
+                changes["updated_at"] = timezone.now()
+                Call.objects.using(alias).filter(pk=call.pk).update(**changes)
+                for field, value in changes.items():
+                    setattr(call, field, value)
+            if "status" in changes:
+                outcome = CallbackEvent.Outcome.APPLIED
+                if listened:
+                    _announce(alias, call, old_status, call.status)
+            else:
+                outcome = _not_applied(call, record)
+        return CallbackEvent.objects.using(alias).create(
+            call=call,
+            provider_id=record.id,
+            state=record.state_label[:64],
+            payload=payload,
+            remote_addr=remote_addr,
+            outcome=outcome,
+        )
 
 
 def _not_applied(call: Call, record: CallRecord) -> CallbackEvent.Outcome:
@@ -129,3 +377,47 @@ def _not_applied(call: Call, record: CallRecord) -> CallbackEvent.Outcome:
     if status_for_state(record.state) == call.status:
         return CallbackEvent.Outcome.DUPLICATE
     return CallbackEvent.Outcome.STALE
+
+
+def _announce(alias: str, call: Call, old_status: str, new_status: str) -> None:
+    """Send ``call_status_changed`` (source ``"callback"``) once the change is committed."""
+    transaction.on_commit(
+        lambda: call_status_changed.send(
+            sender=Call,
+            call=call,
+            old_status=old_status,
+            new_status=new_status,
+            source="callback",
+        ),
+        using=alias,
+    )
+
+
+class _Turn:
+    """One call's turn in this process; see :func:`_turn`."""
+
+    __slots__ = ("__weakref__", "lock")
+
+    def __init__(self) -> None:
+        # Reentrant: a receiver may itself apply a callback of the same call.
+        self.lock = threading.RLock()
+
+
+_turns: weakref.WeakValueDictionary[int, _Turn] = weakref.WeakValueDictionary()
+_turns_guard = threading.Lock()
+
+
+def _turn(call_id: int) -> _Turn:
+    """The turn of the deliveries to ``call_id``'s URL in this process.
+
+    Held from the change to its signal, so that threads (gthread workers)
+    cannot send one call's signals out of order: without it, the thread
+    whose change committed first may be scheduled after the thread whose
+    change was waiting on the row lock. Kept as long as someone holds or
+    waits for it.
+    """
+    with _turns_guard:
+        turn = _turns.get(call_id)
+        if turn is None:
+            turn = _turns[call_id] = _Turn()
+        return turn

@@ -16,7 +16,9 @@ Both are re-exported by :mod:`django_voicepassword.calls`, the services module.
 
 from __future__ import annotations
 
+import functools
 import logging
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -35,12 +37,14 @@ from django_voicepassword.models import FINAL_STATUSES, Call, status_for_state, 
 from django_voicepassword.signals import call_status_changed
 
 __all__ = [
+    "ERROR_CODE_STATUSES",
     "NOT_IN_DAILY",
     "SETTLE_AFTER",
     "SETTLE_BEFORE",
     "ReconcileReport",
     "channel_of",
     "moscow_day",
+    "overwritable_by",
     "reconcile_day",
     "record_changes",
 ]
@@ -73,6 +77,23 @@ _LOCK_NAMESPACE = int.from_bytes(b"vpRc", "big")
 
 # --------------------------------------------------------------------------- the rule
 
+#: The statuses whose error code says why a call has no outcome (``unknown``,
+#: ``not_placed``): a call that leaves one loses its error code.
+ERROR_CODE_STATUSES = frozenset({Call.Status.UNKNOWN, Call.Status.NOT_PLACED})
+
+
+@functools.cache
+def overwritable_by(new_status: str) -> frozenset[Call.Status]:
+    """The statuses a report of ``new_status`` moves a call from: those behind it.
+
+    The forward half of :func:`record_changes`'s rule, on its own for code that
+    applies it in SQL (a callback on PostgreSQL, in one statement): a call in
+    one of these statuses moves to ``new_status``; in any other it stays. Only
+    an authoritative record may do more (correct one final status into another).
+    """
+    rank = status_rank(new_status)
+    return frozenset(status for status in Call.Status if status_rank(status) < rank)
+
 
 def record_changes(call: Call, record: CallRecord, *, authoritative: bool) -> dict[str, Any]:
     """What the provider's ``record`` changes on ``call``: field name → new value.
@@ -94,11 +115,11 @@ def record_changes(call: Call, record: CallRecord, *, authoritative: bool) -> di
     new_status = status_for_state(record.state)
     changes: dict[str, Any] = {}
     if new_status is not None and new_status != old_status:
-        forward = status_rank(new_status) > status_rank(old_status)
+        forward = old_status in overwritable_by(new_status)
         corrected = authoritative and old_status in FINAL_STATUSES and new_status in FINAL_STATUSES
         if forward or corrected:
             changes["status"] = new_status
-            if old_status in (Call.Status.UNKNOWN, Call.Status.NOT_PLACED):
+            if old_status in ERROR_CODE_STATUSES:
                 changes["error_code"] = ""
     # Fields come only from a record that is not behind the call: one that moved
     # it, one of the provider's own records of the same status (filling in the
@@ -218,6 +239,27 @@ def _match(
     return matched
 
 
+#: A row still ``pending`` this long after it was written lost its process
+#: between writing the row and recording the answer (a killed server): a send
+#: takes at most its connect and read timeouts, seconds.
+ABANDONED_AFTER = timedelta(minutes=10)
+
+
+def _abandon_pending(alias: str, start: datetime, end: datetime, now: datetime) -> None:
+    """Turn the day's abandoned ``pending`` rows into ``unknown`` ones, to be settled.
+
+    Their call may well have been placed; as ``unknown`` a record of the
+    provider settles them instead of becoming a second row for the same call.
+    One UPDATE, whatever the number of rows.
+    """
+    Call.objects.using(alias).filter(
+        status=Call.Status.PENDING,
+        provider_id__isnull=True,
+        created_at__gte=start - SETTLE_AFTER,
+        created_at__lt=min(end + SETTLE_BEFORE, now - ABANDONED_AFTER),
+    ).update(status=Call.Status.UNKNOWN, error_code="abandoned", updated_at=now)
+
+
 def _settle_candidate(call: Call) -> bool:
     """Whether a row without a request id may still be given one by a record.
 
@@ -297,9 +339,10 @@ def reconcile_day(day: date) -> ReconcileReport:
 
     One transaction, and idempotent: a second run changes nothing, and the
     unique request id keeps a row from being created twice. On PostgreSQL it
-    makes at most four queries whatever the number of rows (a lock, a SELECT,
-    an INSERT, an UPDATE), plus one when a row near midnight needs the next or
-    previous day's report to be decided. Other databases read and write in
+    makes at most five queries whatever the number of rows (a lock, an UPDATE
+    of the abandoned pending rows, a SELECT, an INSERT, an UPDATE), plus one
+    when a row near midnight needs the next or previous day's report to be
+    decided. Other databases read and write in
     batches (SQLite limits the parameters of a statement), so there the number
     of queries grows with the rows.
 
@@ -319,6 +362,7 @@ def reconcile_day(day: date) -> ReconcileReport:
     with transaction.atomic(using=alias):
         if postgresql:
             _lock_day(connection, day)
+        _abandon_pending(alias, start, end, now)
         local = _read(connection, alias, list(by_id), start, end, postgresql=postgresql)
         known = {call.provider_id: call for call in local if call.provider_id}
         candidates = [call for call in local if _settle_candidate(call)]
@@ -354,7 +398,7 @@ def reconcile_day(day: date) -> ReconcileReport:
             unsettled = [call for call in candidates if call.pk not in taken]
             _decide_leftovers(plan, unsettled, day, by_id, alias, gateway.daily)
 
-        created = _insert(plan.new, alias)
+        created = _insert(plan.new, alias, connection)
         written = _update(connection, alias, plan, now, postgresql=postgresql)
 
         moved = [
@@ -539,13 +583,29 @@ def _read(
     # writers anyway), and the ids go in batches that respect the limit on a
     # statement's parameters (SQLite's is 32766 by default, 999 before 3.32).
     rows = list(candidates.select_for_update())
-    step = max(1, (connection.features.max_query_params or len(ids) or 1) - 1)
+    step = max(1, (_max_params(connection) or len(ids) or 1) - 1)
     for index in range(0, len(ids), step):
         rows += calls.filter(provider_id__in=ids[index : index + step]).select_for_update()
     return rows
 
 
-def _insert(new: list[Call], alias: str) -> int:
+def _max_params(connection: BaseDatabaseWrapper) -> int | None:
+    """The most parameters one statement may take on ``connection`` (``None``: no limit).
+
+    SQLite's limit is a property of the library it was built with (999 before
+    3.32, 32766 after) and can be lowered at run time; Django 5.2 assumes 999
+    where 6.x asks the connection. Ask the connection here too.
+    """
+    if connection.vendor == "sqlite":
+        connection.ensure_connection()
+        getlimit = getattr(connection.connection, "getlimit", None)
+        if getlimit is not None:
+            return int(getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    limit = connection.features.max_query_params
+    return None if limit is None else int(limit)
+
+
+def _insert(new: list[Call], alias: str, connection: BaseDatabaseWrapper) -> int:
     """Insert the rows of calls placed outside this site; return how many.
 
     ``ignore_conflicts``: a row with the same request id inserted meanwhile by
@@ -556,8 +616,12 @@ def _insert(new: list[Call], alias: str) -> int:
     """
     if new:
         # One INSERT ... SELECT FROM UNNEST on PostgreSQL (Django batches by
-        # the backend's parameter limit only, and PostgreSQL has none here).
-        Call.objects.using(alias).bulk_create(new, ignore_conflicts=True)
+        # the backend's parameter limit only, and PostgreSQL has none here);
+        # elsewhere batches within the connection's real parameter limit.
+        limit = _max_params(connection)
+        fields = len(Call._meta.concrete_fields)
+        batch = None if limit is None else max(1, limit // fields)
+        Call.objects.using(alias).bulk_create(new, batch_size=batch, ignore_conflicts=True)
     return len(new)
 
 
@@ -582,7 +646,7 @@ def _update(
     # Each row takes a "WHEN pk = %s THEN %s" per field and a place in the
     # "pk IN (...)": Django's own estimate (two parameters and one per field)
     # falls short of that when the database limits parameters, as SQLite does.
-    limit = connection.features.max_query_params
+    limit = _max_params(connection)
     batch = (
         FALLBACK_BATCH if limit is None else min(FALLBACK_BATCH, limit // (1 + 2 * len(fields)))
     )

@@ -27,7 +27,7 @@ from django.db import connection
 from django.test import Client, override_settings
 
 from django_voicepassword import calls
-from django_voicepassword.callbacks import callback_url
+from django_voicepassword.callbacks import _turns, callback_url
 from django_voicepassword.emulator.core import Emulator
 from django_voicepassword.emulator.server import EmulatorServer
 from django_voicepassword.gateways import HttpGateway
@@ -113,6 +113,29 @@ def test_fifty_deliveries_of_one_callback_at_once_apply_once(placed, changes):
     call.refresh_from_db()
     assert call.status == Status.BUSY
     assert changes == [(call.pk, Status.PLACED, Status.BUSY)]
+    assert not _turns  # the turns the deliveries took are gone with them
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_without_listeners_fifty_deliveries_at_once_apply_once_too(placed):
+    """No receiver: each delivery is one statement in autocommit, and still applies once."""
+    call, sms = placed
+    assert not call_status_changed.has_listeners(Call)
+    results = at_once([callback("BUSY")] * THREADS, path_of(call))
+    assert Counter(results) == {(200, "applied"): 1, (200, "duplicate"): THREADS - 1}
+    states = ["QUEUED", "SEND", "DELIVERED", "Передано шлюзу", "SEND"]
+    bodies = [callback(states[i % len(states)], id=SMS_ID) for i in range(THREADS)]
+    assert {status for status, _outcome in at_once(bodies, path_of(call))} == {200}
+    call.refresh_from_db()
+    sms.refresh_from_db()
+    assert (call.status, sms.status) == (Status.BUSY, Status.DELIVERED)
+    applied = Counter(
+        CallbackEvent.objects.filter(outcome=Outcome.APPLIED).values_list("state", flat=True)
+    )
+    assert applied["BUSY"] == applied["DELIVERED"] == 1
+    assert all(count == 1 for count in applied.values()), applied
+    assert CallbackEvent.objects.count() == 2 * THREADS
 
 
 @pytest.mark.postgres

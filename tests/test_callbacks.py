@@ -26,12 +26,15 @@ from django.urls import reverse
 
 from django_voicepassword.callbacks import (
     _SALT,
+    _turns,
+    apply_callback,
     call_id_from_token,
     callback_token,
     callback_url,
 )
-from django_voicepassword.client import PROVIDER_TZ
-from django_voicepassword.models import Call, CallbackEvent
+from django_voicepassword.client import PROVIDER_TZ, parse_callback
+from django_voicepassword.models import Call, CallbackEvent, status_for_state
+from django_voicepassword.reconcile import record_changes
 from django_voicepassword.signals import call_status_changed
 
 NUMBER = "79990000001"
@@ -517,6 +520,11 @@ def test_only_post_is_allowed(client, call):
 # --------------------------------------------------------------------------- queries
 
 
+def postgresql() -> bool:
+    """Whether the tests run on PostgreSQL, where a callback is one statement."""
+    return connection.vendor == "postgresql"
+
+
 @pytest.mark.parametrize(
     "transactional",
     [
@@ -524,22 +532,220 @@ def test_only_post_is_allowed(client, call):
         pytest.param(True, marks=pytest.mark.django_db(transaction=True)),
     ],
 )
-def test_an_applied_callback_takes_three_queries(client, call, transactional):
+def test_a_callback_is_one_statement_on_postgresql_and_three_queries_elsewhere(
+    client, call, transactional
+):
     path = path_of(call)
     with CaptureQueriesContext(connection) as captured:
         answer = deliver(client, path, callback("BUSY"))
     assert answer.json()["outcome"] == "applied"
     queries = data_queries(captured)
-    assert len(queries) <= 3, queries
-    select, update, insert = queries
-    assert select.startswith("SELECT")
-    if connection.features.has_select_for_update:
-        assert "FOR UPDATE" in select
-    assert update.startswith("UPDATE")
-    assert insert.startswith("INSERT")
+    if postgresql():
+        assert len(queries) == 1, queries
+        (statement,) = queries
+        assert statement.startswith("WITH")
+        assert "FOR NO KEY UPDATE" in statement
+        assert "UPDATE" in statement.split("FOR NO KEY UPDATE", 1)[1]
+        assert "INSERT" in statement
+        if transactional:
+            # Autocommit: the statement is its own transaction, no BEGIN or COMMIT.
+            assert len(captured.captured_queries) == 1, captured.captured_queries
+    else:
+        assert len(queries) <= 3, queries
+        select, update, insert = queries
+        assert select.startswith("SELECT")
+        assert "ORDER BY" not in select
+        if connection.features.has_select_for_update:
+            assert "FOR UPDATE" in select
+        assert update.startswith("UPDATE")
+        assert insert.startswith("INSERT")
     with CaptureQueriesContext(connection) as captured:
         assert deliver(client, path, callback("BUSY")).json()["outcome"] == "duplicate"
-    assert len(data_queries(captured)) == 2  # no update for a duplicate
+    # No update for a duplicate.
+    assert len(data_queries(captured)) == (1 if postgresql() else 2)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("status", "target", "state", "outcome"),
+    [
+        (Status.PLACED, CALL_ID, "ANSWERED", Outcome.APPLIED),
+        (Status.ANSWERED, CALL_ID, "ANSWERED", Outcome.DUPLICATE),
+        (Status.ANSWERED, CALL_ID, "Дозвон", Outcome.STALE),
+        (Status.PLACED, OTHER_ID, "ANSWERED", Outcome.ORPHAN),
+        (Status.PLACED, "999999", "ANSWERED", Outcome.ORPHAN),
+    ],
+)
+def test_every_outcome_is_one_statement_in_autocommit_on_postgresql(
+    client, call, other, status, target, state, outcome
+):
+    Call.objects.filter(pk=call.pk).update(status=status)
+    with CaptureQueriesContext(connection) as captured:
+        answer = deliver(client, call, callback(state, id=target))
+    assert answer.json()["outcome"] == outcome
+    assert len(captured.captured_queries) == 1, captured.captured_queries
+    event = CallbackEvent.objects.get()
+    assert event.outcome == outcome
+    assert event.call_id == (None if outcome == Outcome.ORPHAN else call.pk)
+
+
+def test_a_label_no_one_knows_takes_at_most_three_queries(client, call):
+    """On PostgreSQL too: the rare case takes the ORM's way, in a transaction."""
+    with CaptureQueriesContext(connection) as captured:
+        answer = deliver(client, call, callback("Ожидает оператора"))
+    assert answer.json()["outcome"] == "stale"
+    assert len(data_queries(captured)) <= 3
+
+
+def test_listeners_get_the_call_as_updated_for_no_query_more(client, call):
+    """Listened to or not, a callback takes the same queries, and the receiver the row."""
+    received: list[tuple[Call, str, str]] = []
+
+    def on_changed(sender, call, old_status, new_status, source, **kwargs):
+        received.append((call, old_status, new_status))
+
+    path = path_of(call)
+    with CaptureQueriesContext(connection) as without:
+        deliver(client, path, callback("Дозвон"))
+    call_status_changed.connect(on_changed)
+    try:
+        with CaptureQueriesContext(connection) as listened:
+            deliver(client, path, callback("BUSY", duration="5"))
+    finally:
+        call_status_changed.disconnect(on_changed)
+    assert len(data_queries(listened)) == len(data_queries(without))
+    [(sent, old_status, new_status)] = received
+    assert (old_status, new_status) == (Status.DIALLING, Status.BUSY)
+    # The whole row, as updated: reading it costs nothing more.
+    with CaptureQueriesContext(connection) as reading:
+        assert sent.pk == call.pk
+        assert sent.status == Status.BUSY
+        assert sent.state_label == "BUSY"
+        assert sent.duration == timedelta(seconds=5)
+        assert sent.number == NUMBER
+        assert sent.channel == Call.Channel.FLASH_CALL
+        assert sent.price == Decimal("0.35")
+        assert sent.provider_date == MOSCOW
+        assert sent.updated_at > sent.created_at
+    assert reading.captured_queries == []
+    # What the receiver got is what was stored, field for field.
+    got = {field.attname: getattr(sent, field.attname) for field in Call._meta.concrete_fields}
+    assert got == row(call)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_receiver_may_apply_a_callback_of_the_same_call(call, sms):
+    """The deliveries of one call take turns while someone listens; a receiver is not held up."""
+    heard: list[str] = []
+
+    def on_changed(sender, call, old_status, new_status, **kwargs):
+        heard.append(new_status)
+        if new_status == Status.QUEUED:
+            record = parse_callback(callback("SEND", id=SMS_ID))
+            apply_callback(call.parent_id, record, callback("SEND", id=SMS_ID), None)
+
+    call_status_changed.connect(on_changed)
+    try:
+        record = parse_callback(callback("QUEUED", id=SMS_ID))
+        event = apply_callback(call.pk, record, callback("QUEUED", id=SMS_ID), None)
+    finally:
+        call_status_changed.disconnect(on_changed)
+    assert event.outcome == Outcome.APPLIED
+    assert heard == [Status.QUEUED, Status.SENT]
+    assert not _turns  # nobody holds or waits for a turn: none is kept
+
+
+@pytest.mark.parametrize(
+    "transactional",
+    [
+        pytest.param(False, marks=pytest.mark.django_db),
+        pytest.param(True, marks=pytest.mark.django_db(transaction=True)),
+    ],
+)
+def test_when_the_constraint_fires_the_delivery_is_a_duplicate_and_writes_no_change(
+    client, call, changes, transactional
+):
+    """The unique constraint is the last word, even if the lock did not serialise.
+
+    An "applied" event for the request id and state, while the call is still
+    behind it, is what a concurrent delivery committed between our read and
+    our insert would leave: the update is rolled back with the insert.
+    """
+    CallbackEvent.objects.create(
+        call=call, provider_id=CALL_ID, state="BUSY", payload={}, outcome=Outcome.APPLIED
+    )
+    before = row(call)
+    answer = deliver(client, call, callback("BUSY"))
+    assert answer.status_code == 200
+    assert answer.json()["outcome"] == "duplicate"
+    assert row(call) == before
+    assert changes == []
+    event = CallbackEvent.objects.order_by("pk").last()
+    assert event is not None
+    assert (event.call, event.state, event.outcome) == (call, "BUSY", Outcome.DUPLICATE)
+    assert event.payload == callback("BUSY")
+
+
+def test_what_the_provider_sends_never_becomes_sql(client, call):
+    body = callback(
+        " busy ",
+        note="it's 100% %(label)s %s $1; DROP TABLE voicepassword_call; --",
+        **{"%(now)s": "'"},
+    )
+    answer = deliver(client, call, body)
+    assert answer.json()["outcome"] == "applied"
+    call.refresh_from_db()
+    assert (call.status, call.state_label) == (Status.BUSY, " busy ")
+    assert CallbackEvent.objects.get().payload == body
+
+
+# Every status a call can be in, against every kind of report: the callback
+# does exactly what record_changes says (the SQL statement on PostgreSQL, the
+# ORM elsewhere), no more.
+REPORTS = [
+    "Дозвон",
+    "QUEUED",
+    "SEND",
+    "ANSWERED",
+    "BUSY",
+    "NO ANSWER",
+    "FAIL",
+    "CANCEL",
+    "DELIVERED",
+    "NOT DELIVERED",
+    "Ожидает оператора",
+]
+
+
+@pytest.mark.parametrize("state", REPORTS)
+@pytest.mark.parametrize("status", list(Status))
+def test_a_callback_changes_what_record_changes_says(client, call, changes, status, state):
+    Call.objects.filter(pk=call.pk).update(
+        status=status, error_code="why", state_label="before", duration=timedelta(seconds=9)
+    )
+    call.refresh_from_db()
+    before = row(call)
+    body = callback(state, duration="4", price="0.5")
+    expected = record_changes(call, parse_callback(body), authoritative=False)
+
+    answer = deliver(client, call, body)
+
+    after = row(call)
+    changed = {field for field in after if after[field] != before[field]}
+    assert changed - {"updated_at"} == set(expected)
+    assert ("updated_at" in changed) == bool(expected)
+    for field, value in expected.items():
+        assert after[field] == value, field
+    reported = status_for_state(parse_callback(body).state)
+    if "status" in expected:
+        outcome = Outcome.APPLIED
+        assert changes == [(call.pk, status, expected["status"], "callback")]
+    else:
+        outcome = Outcome.DUPLICATE if reported == status else Outcome.STALE
+        assert changes == []
+    assert answer.json()["outcome"] == outcome
+    assert CallbackEvent.objects.get().outcome == outcome
 
 
 def test_a_refused_request_takes_no_query(client, call):

@@ -19,6 +19,7 @@ from django_voicepassword.client import (
     PROVIDER_TZ,
     Balance,
     CallRecord,
+    CallState,
     SendResult,
     VoicePasswordClient,
     parse_record,
@@ -537,9 +538,10 @@ def test_the_query_count_does_not_grow_with_the_rows(report):
         return [word for word in words if word not in ("BEGIN", "COMMIT")]
 
     small, large = queries(10), queries(1000)
-    # The day's lock, the rows read (by id, UNION ALL the candidates), one
-    # INSERT of the new rows, one UPDATE of the changed ones.
-    assert small == large == ["SELECT", "(SELECT", "INSERT", "UPDATE"]
+    # The day's lock, the abandoned pending rows made unknown, the rows read
+    # (by id, UNION ALL the candidates), one INSERT of the new rows, one
+    # UPDATE of the changed ones.
+    assert small == large == ["SELECT", "UPDATE", "(SELECT", "INSERT", "UPDATE"]
 
 
 @pytest.mark.postgres
@@ -609,3 +611,31 @@ def test_a_day_with_the_emulator(voicepassword_emulator, monkeypatch, signals):
         ("unknown", "answered"),
         ("unknown", "not_placed"),
     ]
+
+
+def test_an_abandoned_pending_row_is_settled_not_duplicated(report):
+    # A server killed between writing the row and recording the answer leaves
+    # it pending; the provider placed the call all the same.
+    placed = timezone.now() - timedelta(hours=1)
+    call = Call.objects.create(
+        channel=Call.Channel.FLASH_CALL, number="79990000001", created_at=placed
+    )
+    young = Call.objects.create(channel=Call.Channel.FLASH_CALL, number="79990000002")
+    record = CallRecord(
+        id="900001",
+        number="79990000001",
+        date=placed + timedelta(seconds=5),
+        duration=timedelta(seconds=1),
+        price=Decimal("0.35"),
+        state=CallState.ANSWERED,
+        state_label="Успешно",
+        service="Flash Call",
+        raw={},
+    )
+    report[placed.astimezone(PROVIDER_TZ).date()] = [record]
+    calls.reconcile_day(placed.astimezone(PROVIDER_TZ).date())
+    call.refresh_from_db()
+    young.refresh_from_db()
+    assert (call.provider_id, call.status) == ("900001", Call.Status.ANSWERED)
+    assert Call.objects.filter(provider_id="900001").count() == 1
+    assert young.status == Call.Status.PENDING  # its send may still be under way

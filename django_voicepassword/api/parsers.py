@@ -86,6 +86,17 @@ def _unstorable(value: Any) -> str | None:
     return None
 
 
+def _may_be_unstorable(text: str) -> bool:
+    """Whether the JSON ``text``, which parsed, needs :func:`_unstorable` at all.
+
+    Only an escape puts a NUL or an unpaired surrogate into a parsed string:
+    strict JSON has no raw control characters, and text decoded as strict
+    UTF-8 has no surrogates. And nesting deeper than :data:`MAX_DEPTH` takes
+    more brackets than that. Most bodies have neither, and skip the walk.
+    """
+    return "\\u" in text or text.count("[") + text.count("{") > MAX_DEPTH
+
+
 class BoundedJSONParser(JSONParser):
     """Reads at most ``CALLBACK_MAX_BODY`` bytes of strict JSON.
 
@@ -112,11 +123,8 @@ class BoundedJSONParser(JSONParser):
         if len(body) > limit:
             raise PayloadTooLarge()
         try:
-            data = json.loads(
-                body.decode("utf-8"),
-                parse_constant=_refuse_constant,
-                parse_float=_finite_float,
-            )
+            text = body.decode("utf-8")
+            data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
         except UnicodeDecodeError as exc:
             reason: str | None = f"not UTF-8 at byte {exc.start}"
         except RecursionError:
@@ -124,7 +132,7 @@ class BoundedJSONParser(JSONParser):
         except ValueError as exc:
             reason = str(exc)
         else:
-            reason = _unstorable(data)
+            reason = _unstorable(data) if _may_be_unstorable(text) else None
             if reason is None:
                 return data
         message = _("The body is not valid JSON.")

@@ -36,8 +36,9 @@ class CallbackView(APIView):
     URL is the authentication, checked before the body is read: a bad one is
     404 and writes nothing. Then the optional address allowlist (403), the
     body (JSON only: 415; at most ``CALLBACK_MAX_BODY`` bytes: 413; strict
-    fields: 400), and the callback is stored and applied in one transaction.
-    Any input gets a 2xx or a 4xx, never a 5xx.
+    fields: 400), and the callback is stored and applied once
+    (:func:`~django_voicepassword.callbacks.apply_callback`: on PostgreSQL,
+    one statement). Any input gets a 2xx or a 4xx, never a 5xx.
     """
 
     authentication_classes: list[Any] = []
@@ -47,12 +48,16 @@ class CallbackView(APIView):
     renderer_classes = [JSONRenderer]
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
-        """Answer JSON whatever the request's ``Accept`` says.
+        """Answer JSON whatever the request's ``Accept`` says, without reading it.
 
         The provider reads only the status code; refusing a callback with 406
         over an ``Accept: text/html`` would lose it.
         """
-        return super().perform_content_negotiation(request, force=True)
+        renderer = self.get_renderers()[0]
+        return renderer, renderer.media_type
+
+    def perform_authentication(self, request: Request) -> None:
+        """Nothing to authenticate: the token in the URL is checked by :meth:`post`."""
 
     def post(self, request: Request, token: str) -> Response:
         """Verify, validate, store and apply one callback."""
@@ -68,8 +73,8 @@ class CallbackView(APIView):
             raise PermissionDenied
         # Before request.data: DRF reads a JSON body whole before the parser.
         refuse_declared_too_large(request.META)
-        serializer = CallbackSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
         data = request.data
+        serializer = CallbackSerializer(data=data)
+        serializer.is_valid(raise_exception=True)
         event = apply_callback(call_id, serializer.validated_data["record"], dict(data), address)
         return Response({"result": "ok", "outcome": event.outcome}, status=status.HTTP_200_OK)
