@@ -67,8 +67,8 @@ from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
 from django.utils.functional import lazy
 from django.utils.text import format_lazy
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from django_voicepassword.client import PROVIDER_TZ
 from django_voicepassword.conf import ConfigurationError, settings
@@ -88,6 +88,7 @@ __all__ = [
     "parse_rates",
     "release",
     "reserve",
+    "retry_phrase",
 ]
 
 #: The scopes of ``LIMITS``, in the order they are counted (narrowest first).
@@ -186,8 +187,15 @@ _REASONS: Final[dict[str, StrPromise]] = {
 }
 
 
-def _wait_text(seconds: int) -> str:
-    """'Try again in …', rounded up to a unit a person reads at a glance."""
+def retry_phrase(seconds: int | float | None) -> str:
+    """When to try again, in words: ``"Try again in 2 minutes."``.
+
+    Rounded up to a unit a person reads at a glance; the limits' messages and
+    the login pages use the same sentences.
+    """
+    if not seconds or seconds <= 0:
+        return gettext("Try again later.")
+    seconds = math.ceil(seconds)
     if seconds < 60:
         return ngettext(
             "Try again in %(count)d second.", "Try again in %(count)d seconds.", seconds
@@ -205,7 +213,7 @@ def _wait_text(seconds: int) -> str:
 
 # Translated when shown, in the language active then (not when raised):
 # ngettext_lazy(...) % {...} would translate at once.
-_wait = lazy(_wait_text, str)
+_wait = lazy(retry_phrase, str)
 
 
 class LimitExceeded(Exception):  # noqa: N818  (the name is the public contract)

@@ -56,7 +56,7 @@ from django_voicepassword.exceptions import VoicePasswordError
 from django_voicepassword.forms import CodeForm, PhoneForm
 from django_voicepassword.models import Call, Challenge
 from django_voicepassword.phone import InvalidPhoneNumber, mask
-from django_voicepassword.ratelimit import LimitExceeded
+from django_voicepassword.ratelimit import LimitExceeded, retry_phrase
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -71,7 +71,6 @@ __all__ = [
     "PhoneView",
     "VerifyCodeView",
     "VerifyPhoneView",
-    "retry_phrase",
     "urlpatterns",
 ]
 
@@ -95,30 +94,6 @@ ENDED = {
     "exhausted": gettext_lazy("Too many wrong codes were entered. You can ask for a new code."),
     "used": gettext_lazy("This code has already been used."),
 }
-
-
-def retry_phrase(seconds: int | float | None) -> str:
-    """When to try again, in words: ``"Try again in 2 minutes."``.
-
-    The same sentences, and the same rounding, as the limits' messages
-    (:class:`~django_voicepassword.ratelimit.LimitExceeded`).
-    """
-    if not seconds or seconds <= 0:
-        return gettext("Try again later.")
-    seconds = math.ceil(seconds)
-    if seconds < 60:
-        return ngettext(
-            "Try again in %(count)d second.", "Try again in %(count)d seconds.", seconds
-        ) % {"count": seconds}
-    if seconds < 2 * 3600:
-        minutes = math.ceil(seconds / 60)
-        return ngettext(
-            "Try again in %(count)d minute.", "Try again in %(count)d minutes.", minutes
-        ) % {"count": minutes}
-    hours = math.ceil(seconds / 3600)
-    return ngettext("Try again in %(count)d hour.", "Try again in %(count)d hours.", hours) % {
-        "count": hours
-    }
 
 
 def _with_retry_after(response: HttpResponse, seconds: int | float | None) -> HttpResponse:
