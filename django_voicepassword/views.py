@@ -93,6 +93,8 @@ ENDED = {
     "expired": gettext_lazy("This code has expired."),
     "exhausted": gettext_lazy("Too many wrong codes were entered. You can ask for a new code."),
     "used": gettext_lazy("This code has already been used."),
+    # A send by the worker (ASYNC_SEND) that placed nothing: not "expired".
+    "not_sent": PROVIDER_FAILED,
 }
 
 
@@ -241,6 +243,8 @@ class CodeView(_FlowView):
         """Why no code can be entered any more (a key of ``ENDED``), or ``None``."""
         if challenge.verified_at is not None:
             return "used"
+        if verification.send_state(challenge) == "failed":
+            return "not_sent"
         if info.get("expires_in", 1) <= 0:
             return "expired"
         if info.get("attempts_left", 1) <= 0:

@@ -498,3 +498,27 @@ def test_a_site_shows_the_pages_in_its_own_layout(client, tmp_path: Path):
         text = client.get(LOGIN).content.decode()
     assert text.startswith("<div id=site-layout>")
     assert 'name="number"' in text
+
+
+def test_a_code_page_whose_send_failed_says_so_not_expired():
+    # With ASYNC_SEND the worker places the call; when it could not, the
+    # challenge ends without a code and the page must not blame the user.
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_voicepassword import verification, views
+    from django_voicepassword.models import Challenge
+
+    ended = timezone.now() - timedelta(seconds=1)
+    common = {"number": "79990000001", "channel": "flash_call"}
+    common |= {"expires_at": ended, "resend_at": ended}
+    failed = Challenge(**common)
+    expired = Challenge(**common, code_digest="0" * 64)
+    view = views.LoginCodeView()
+    reasons = [
+        view.ended_reason(challenge, verification.challenge_info(challenge))
+        for challenge in (failed, expired)
+    ]
+    assert reasons == ["not_sent", "expired"]
+    assert views.ENDED["not_sent"] == views.PROVIDER_FAILED
