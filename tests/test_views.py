@@ -511,7 +511,7 @@ def test_a_code_page_whose_send_failed_says_so_not_expired():
     from django_voicepassword.models import Challenge
 
     ended = timezone.now() - timedelta(seconds=1)
-    common = {"number": "79990000001", "channel": "flash_call"}
+    common: dict[str, object] = {"number": "79990000001", "channel": "flash_call"}
     common |= {"expires_at": ended, "resend_at": ended}
     failed = Challenge(**common)
     expired = Challenge(**common, code_digest="0" * 64)
