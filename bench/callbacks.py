@@ -2,8 +2,8 @@
 
 Run ``python bench/callbacks.py [--seconds S] [--concurrency C] [--calls N]``.
 
-The script creates its own PostgreSQL database (``voicepassword_bench_cb`` on
-127.0.0.1:5432, dropped at the end), migrates it, creates N placed calls with
+The script creates its own PostgreSQL database (``voicepassword_bench_cb_<pid>``
+on 127.0.0.1:5432, dropped at the end), migrates it, creates N placed calls with
 provider ids and computes their signed callback URLs. Gunicorn then serves the
 bench site (``bench/callbacks_site``: ``DEBUG`` off, persistent connections)
 with two workers, and a separate load process posts to it over loopback from
@@ -72,7 +72,9 @@ from pathlib import Path
 from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
-DB_NAME = "voicepassword_bench_cb"
+#: One database per run: two runs at once (two people, two sessions) would
+#: otherwise drop each other's database.
+DB_NAME = f"voicepassword_bench_cb_{os.getpid()}"
 ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 SETTINGS = "callbacks_site.settings"
 HOST = "127.0.0.1"
