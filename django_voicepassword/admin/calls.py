@@ -168,7 +168,14 @@ class CallPaginator(CappedCountPaginator):
     totals: CallTotals | None = None
 
     def count_rows(self, limit: int) -> int:
-        """Compute the totals and count the rows with them."""
+        """Compute the totals and count the rows with them.
+
+        Only for calls: the admin pages other lists (a call's history: its
+        log entries) with the same paginator, and those have no totals.
+        """
+        object_list = self.object_list
+        if not (isinstance(object_list, QuerySet) and issubclass(object_list.model, Call)):
+            return super().count_rows(limit)
         self.totals = call_totals(cast("QuerySet[Call]", self.object_list), limit=limit)
         return self.totals.calls
 
@@ -363,6 +370,9 @@ class CallAdmin(CallColumns, RecordAdmin):
     search_help_text = _(
         "A phone number in any spelling (+7 999 000-00-00, 8 999 000 00 00) or a provider id."
     )
+    masked_search_help_text = _(
+        "A provider id. Searching by phone number needs the permission to see full numbers."
+    )
     paginator = CallPaginator
     actions = ("refresh_from_provider", "send_sms_fallback", "export_csv")
     fieldsets = (
@@ -411,9 +421,14 @@ class CallAdmin(CallColumns, RecordAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Call], search_term: str
     ) -> tuple[QuerySet[Call], bool]:
-        """Calls whose number (any spelling) or provider id equals the term exactly."""
+        """Calls whose number (any spelling) or provider id equals the term exactly.
+
+        The number only for a request that may see full numbers: to anyone
+        else an exact match would confirm a guess at the hidden digits.
+        """
+        number_field = "number" if self.searches_numbers(request) else None
         found = exact_search(
-            queryset, search_term, number_field="number", id_fields=("provider_id",)
+            queryset, search_term, number_field=number_field, id_fields=("provider_id",)
         )
         return found, False
 

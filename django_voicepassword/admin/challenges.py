@@ -53,6 +53,9 @@ class ChallengeAdmin(RecordAdmin):
     sortable_by = ("created_at",)
     search_fields = ("=number", "=id")
     search_help_text = _("A phone number in any spelling, or a challenge id.")
+    masked_search_help_text = _(
+        "A challenge id. Searching by phone number needs the permission to see full numbers."
+    )
     # code_digest and session_digest are left out on purpose: an HMAC of a
     # four-digit code is as good as the code to whoever holds the key.
     fields = (
@@ -90,10 +93,17 @@ class ChallengeAdmin(RecordAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Challenge], search_term: str
     ) -> tuple[QuerySet[Challenge], bool]:
-        """Challenges whose number (any spelling) or id equals the term exactly."""
+        """Challenges whose number (any spelling) or id equals the term exactly.
+
+        The number only for a request that may see full numbers (see
+        ``CallAdmin.get_search_results``).
+        """
         term = search_term.strip()
         try:
-            uuid.UUID(term)
+            challenge_id = uuid.UUID(term)
         except ValueError:
-            return exact_search(queryset, term, number_field="number"), False
-        return exact_search(queryset, term, number_field="number", id_fields=("id",)), False
+            number_field = "number" if self.searches_numbers(request) else None
+            return exact_search(queryset, term, number_field=number_field), False
+        # A UUID is never a phone number; its usual spelling (36 characters)
+        # is longer than exact_search's ids.
+        return queryset.filter(id=challenge_id), False

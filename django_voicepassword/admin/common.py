@@ -1,10 +1,19 @@
-"""What the app's model admins share: read-only records, exact search, masked numbers."""
+"""What the app's model admins share: read-only records, exact search, masked numbers.
+
+Masking a number is not enough on its own: a staff member who may not see
+numbers could ask the admin to compare them (``?number__startswith=``,
+``?payload__number=``, a search, ``?o=``) and read the hidden digits back
+from which rows answer. :class:`NumberLookups` refuses such requests unless
+the request may see full numbers; every model admin of the app and the user
+admin it extends use it.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
@@ -12,9 +21,12 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from django_voicepassword.admin.changelist import CappedChangeList
+from django_voicepassword.admin.changelist import CappedChangeList, NumberSafeChangeList
 from django_voicepassword.admin.paginator import CappedCountPaginator
 from django_voicepassword.admin.privacy import (
+    can_see_full_numbers,
+    orders_by_number,
+    reads_number,
     show_number,
     show_user,
     shows_full_numbers,
@@ -29,7 +41,14 @@ else:
     _ModelAdmin = admin.ModelAdmin
     _TabularInline = admin.TabularInline
 
-__all__ = ["RecordAdmin", "RecordInline", "display_number", "display_user", "exact_search"]
+__all__ = [
+    "NumberLookups",
+    "RecordAdmin",
+    "RecordInline",
+    "display_number",
+    "display_user",
+    "exact_search",
+]
 
 _M = TypeVar("_M", bound=Model)
 
@@ -91,7 +110,95 @@ def display_user(obj: Any, user: Any) -> SafeString | str:
     return format_html('<a href="{}">{}</a>', url, name)
 
 
-class RecordAdmin(_ModelAdmin):
+#: The prefixes of a search field (``=number``: exact, ``^``: starts with, ``@``: full text).
+_SEARCH_PREFIXES = "=^@"
+
+
+#: The number-safe subclass made of each change list class (one class each, not one a request).
+_NUMBER_SAFE: dict[type[ChangeList], type[ChangeList]] = {}
+
+
+def _number_safe(changelist: type[ChangeList]) -> type[ChangeList]:
+    if issubclass(changelist, NumberSafeChangeList):
+        return changelist
+    if changelist not in _NUMBER_SAFE:
+        bases = (NumberSafeChangeList, changelist)
+        _NUMBER_SAFE[changelist] = type(changelist.__name__, bases, {})
+    return _NUMBER_SAFE[changelist]
+
+
+class NumberLookups:
+    """Refuse lookups that compare a phone number, unless the request may see numbers.
+
+    For a request without ``voicepassword.view_full_number`` (see
+    :func:`~.privacy.can_see_full_numbers`), every path that
+    :func:`~.privacy.reads_number` flags is refused: a filter in the query
+    string (``lookup_allowed``: Django answers 400), a ``_to_field`` (400), a
+    search field (dropped from ``get_search_fields``), a list filter (dropped
+    from ``get_list_filter``, so its choices do not list numbers), an ordering
+    (dropped from ``get_ordering`` and from the change list's, ``?o=``
+    included). Staff with the permission keep all of them. A mixin, put
+    before the ``ModelAdmin`` class.
+    """
+
+    model: Any
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest) -> bool:
+        """Refuse a filter that compares a number; otherwise Django's rule."""
+        if not can_see_full_numbers(request) and reads_number(self.model, lookup):
+            return False
+        allowed: bool = super().lookup_allowed(lookup, value, request)  # type: ignore[misc]
+        return allowed
+
+    def to_field_allowed(self, request: HttpRequest, to_field: str) -> bool:
+        """Refuse to find rows by their number (``?_to_field=number``); otherwise Django's rule."""
+        if not can_see_full_numbers(request) and reads_number(self.model, to_field):
+            return False
+        allowed: bool = super().to_field_allowed(request, to_field)  # type: ignore[misc]
+        return allowed
+
+    def get_search_fields(self, request: HttpRequest) -> list[str]:
+        """The search fields, without those that read a number unless the request may."""
+        fields = list(super().get_search_fields(request))  # type: ignore[misc]
+        if can_see_full_numbers(request):
+            return fields
+        return [
+            field
+            for field in fields
+            if not reads_number(self.model, str(field).lstrip(_SEARCH_PREFIXES))
+        ]
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        """The list filters, without those on a number unless the request may see numbers.
+
+        A filter on a number lists the numbers as its choices. A
+        ``SimpleListFilter`` is the site's own code and is kept.
+        """
+        filters = list(super().get_list_filter(request))  # type: ignore[misc]
+        if can_see_full_numbers(request):
+            return filters
+        kept = []
+        for item in filters:
+            path = item[0] if isinstance(item, list | tuple) else item
+            if isinstance(path, str) and reads_number(self.model, path):
+                continue
+            kept.append(item)
+        return kept
+
+    def get_ordering(self, request: HttpRequest) -> list[Any]:
+        """The default ordering, without what sorts by a number unless the request may."""
+        ordering = list(super().get_ordering(request) or ())  # type: ignore[misc]
+        if can_see_full_numbers(request):
+            return ordering
+        return [item for item in ordering if not orders_by_number(self.model, item)]
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        """The change list class, made to drop orderings by a number (``?o=``)."""
+        changelist: type[ChangeList] = super().get_changelist(request, **kwargs)  # type: ignore[misc]
+        return _number_safe(changelist)
+
+
+class RecordAdmin(NumberLookups, _ModelAdmin):
     """A model admin for records nobody edits by hand: view only, numbers masked.
 
     Rows get the request's full-number decision (see ``privacy``); counts are
@@ -111,9 +218,27 @@ class RecordAdmin(_ModelAdmin):
         """The rows, each carrying whether this request may see full numbers."""
         return with_visibility(super().get_queryset(request), request)
 
+    #: The search box's help for staff who may not see full numbers (they
+    #: cannot search by one); ``None``: ``search_help_text`` for everybody.
+    masked_search_help_text: Any = None
+
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[CappedChangeList]:
         """A change list that shows an estimated or capped count as such."""
         return CappedChangeList
+
+    def get_changelist_instance(self, request: HttpRequest) -> Any:
+        """The change list, its search help saying what this request can search by."""
+        changelist = super().get_changelist_instance(request)
+        if self.masked_search_help_text is not None and not can_see_full_numbers(request):
+            changelist.search_help_text = self.masked_search_help_text
+        return changelist
+
+    def searches_numbers(self, request: HttpRequest) -> bool:
+        """Whether this request's search reads the ``number`` field (see ``NumberLookups``)."""
+        return any(
+            str(field).lstrip(_SEARCH_PREFIXES) == "number"
+            for field in self.get_search_fields(request)
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         """Records are written by the app, never added by hand."""

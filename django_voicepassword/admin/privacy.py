@@ -5,6 +5,14 @@ Full numbers are shown only to active staff with the
 :func:`~django_voicepassword.phone.mask`'s form everywhere the admin shows a
 number: lists, detail pages, search results, exports, callback payloads.
 
+Showing a number masked is half of it: a staff member who may not see a
+number must not get its hidden digits back by asking the admin to compare
+them either (``?number__startswith=7999000004`` narrows a list one digit at a
+time). :func:`reads_number` tells which filter, search, ordering or
+``_to_field`` path reads a number (:data:`NUMBER_FIELDS`), and
+:class:`~django_voicepassword.admin.common.NumberLookups` refuses those paths
+to such a staff member.
+
 Django calls a ``ModelAdmin``'s display methods with the object alone, without
 the request, and one ``ModelAdmin`` serves every request (and thread). So the
 decision is taken once per request, in ``get_queryset(request)``, and travels
@@ -17,17 +25,24 @@ from __future__ import annotations
 
 from typing import Any, TypeVar, cast
 
-from django.db.models import BooleanField, Model, QuerySet, Value
+from django.contrib.auth import get_user_model
+from django.core.exceptions import FieldDoesNotExist
+from django.db.models import BooleanField, F, Model, QuerySet, Value
+from django.db.models.constants import LOOKUP_SEP
+from django.db.models.expressions import BaseExpression
 from django.http import HttpRequest
 
 from django_voicepassword.phone import InvalidPhoneNumber, format_international, mask
 
 __all__ = [
     "FULL_NUMBER_PERMISSION",
+    "NUMBER_FIELDS",
     "NUMBER_KEYS",
     "VISIBILITY",
     "can_see_full_numbers",
     "mask_payload",
+    "orders_by_number",
+    "reads_number",
     "show_number",
     "show_user",
     "shows_full_numbers",
@@ -46,6 +61,19 @@ VISIBILITY = "vp_full_numbers"
 NUMBER_KEYS = frozenset({"number", "phone", "ani"})
 
 
+#: The fields that hold a phone number, as ``app_label.Model.field``. A callback's
+#: payload holds the subscriber's number and the caller id under keys of the
+#: provider's choosing, so the whole payload counts as a number.
+NUMBER_FIELDS = frozenset(
+    {
+        "voicepassword.Call.number",
+        "voicepassword.Challenge.number",
+        "voicepassword.PhoneNumber.number",
+        "voicepassword.CallbackEvent.payload",
+    }
+)
+
+
 def can_see_full_numbers(request: HttpRequest) -> bool:
     """Whether the request's user may see full phone numbers."""
     user = getattr(request, "user", None)
@@ -55,6 +83,66 @@ def can_see_full_numbers(request: HttpRequest) -> bool:
         and user.is_staff
         and user.has_perm(FULL_NUMBER_PERMISSION)
     )
+
+
+def _holds_number(field: Any, *, through_relation: bool) -> bool:
+    if not getattr(field, "concrete", False):
+        return False
+    label = f"{field.model._meta.label}.{field.name}"
+    if label in NUMBER_FIELDS:
+        return True
+    # A username may be a phone number (show_user masks one); reached from
+    # a record (``user__username__startswith``) it is read like one. The
+    # site's own user admin, where it is a local field, is left alone.
+    user_model = get_user_model()
+    return (
+        through_relation
+        and field.model._meta.concrete_model is user_model._meta.concrete_model
+        and field.name == user_model.USERNAME_FIELD
+    )
+
+
+def reads_number(model: type[Model], path: str) -> bool:
+    """Whether the lookup ``path`` from ``model`` compares a phone number's digits.
+
+    ``path`` is a filter, search or ordering path as the admin takes it
+    (``number__startswith``, ``challenge__number``, ``payload__ani``,
+    ``user__voicepassword_numbers__number__gt``), followed through relations
+    in either direction. Any lookup or transform on a number reads it, even
+    ``exact`` or ``length`` (each answer confirms a guess); only ``isnull``
+    does not. A path that names no field reads nothing here (Django reports
+    it as the bad lookup it is).
+    """
+    parts = path.split(LOOKUP_SEP)
+    for depth, part in enumerate(parts):
+        try:
+            field = model._meta.get_field(part)
+        except FieldDoesNotExist:
+            return False
+        if _holds_number(field, through_relation=depth > 0):
+            # ``isnull`` compares nothing: it says whether there is a number.
+            return parts[depth + 1 :] != ["isnull"]
+        related = field.related_model if field.is_relation else None
+        if related is None or isinstance(related, str):
+            return False
+        model = related
+    return False
+
+
+def orders_by_number(model: type[Model], item: Any) -> bool:
+    """Whether the ordering ``item`` (a name, ``-name`` or expression) sorts by a number.
+
+    Sorting by a number leaks it as surely as filtering: the masked rows come
+    out in the order of their hidden digits.
+    """
+    if isinstance(item, str):
+        return item != "?" and reads_number(model, item.removeprefix("-"))
+    parts: list[Any] = [item]
+    if isinstance(item, BaseExpression):
+        # flatten() yields the expression and all it is made of, F() included.
+        parts = list(item.flatten())
+    names = [str(getattr(part, "name", "")) for part in parts if isinstance(part, F)]
+    return any(reads_number(model, name) for name in names)
 
 
 def with_visibility(queryset: QuerySet[_M], request: HttpRequest) -> QuerySet[_M]:

@@ -6,7 +6,10 @@ only if it is registered on the default admin site when this module is
 imported (``admin.autodiscover()`` imports the apps' ``admin`` modules in
 ``INSTALLED_APPS`` order, so ``django_voicepassword`` goes after the app that
 registers the user admin); it is then replaced by a subclass of its own class
-that adds :class:`PhoneNumberInline` to whatever inlines it returns. Nothing
+that adds :class:`PhoneNumberInline` to whatever inlines it returns and
+refuses, like the app's own admins, filters, searches and orderings through
+the user's numbers (``?voicepassword_numbers__number__startswith=``) to staff
+who may not see full numbers (:class:`~.common.NumberLookups`). Nothing
 happens when the user model is not registered, or is registered with the
 inline already. A site that registers its user admin later, or on another
 admin site, adds ``PhoneNumberInline`` to its own ``inlines``.
@@ -21,9 +24,9 @@ from django.contrib.auth import get_user_model
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from django_voicepassword.admin.common import display_number
+from django_voicepassword.admin.common import NumberLookups, display_number
 from django_voicepassword.admin.privacy import with_visibility
-from django_voicepassword.models import PhoneNumber
+from django_voicepassword.models import Challenge, PhoneNumber
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -72,8 +75,9 @@ class PhoneNumberInline(_TabularInline):
 def add_phone_numbers_to_user_admin(site: admin.AdminSite | None = None) -> bool:
     """Add :class:`PhoneNumberInline` to the user admin of ``site``; return whether it did.
 
-    The registered class is subclassed (keeping all of its behaviour) and the
-    subclass registered in its place. On the change page only: a user being
+    The registered class is subclassed (keeping all of its behaviour, with
+    :class:`~.common.NumberLookups` and the deletion of a user's challenges
+    with the user) and the subclass registered in its place. On the change page only: a user being
     added has no numbers yet.
     """
     site = site or admin.site
@@ -87,8 +91,17 @@ def add_phone_numbers_to_user_admin(site: admin.AdminSite | None = None) -> bool
     ):
         return False
 
-    class WithPhoneNumbers(base):  # type: ignore[valid-type,misc]
+    class WithPhoneNumbers(NumberLookups, base):  # type: ignore[valid-type,misc]
         voicepassword_phone_numbers = True
+
+        def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+            deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+            # A user's challenges go with the user (on_delete=CASCADE). The
+            # challenge admin refuses every deletion of its own, which would
+            # otherwise forbid deleting any user who ever asked for a code.
+            challenges = str(Challenge._meta.verbose_name)
+            perms_needed = {name for name in perms_needed if str(name) != challenges}
+            return deleted, counts, perms_needed, protected
 
         def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[Any]:
             inlines = list(super().get_inlines(request, obj))
