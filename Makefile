@@ -28,7 +28,7 @@ EMULATOR_PORT ?= 8765
 SERVICES ?= $(VOICEPASSWORD_TEST_SERVICES)
 export VOICEPASSWORD_TEST_SERVICES := $(SERVICES)
 
-.PHONY: help demo test lint types migrations-check docs matrix browser clean
+.PHONY: help demo test lint types migrations-check docs matrix browser bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -82,6 +82,15 @@ browser:
 
 matrix: $(STAMP)  ## The test suite on Python 3.11 + Django 5.2 and Python 3.13 + Django 6.1
 	$(BIN)/nox --reuse-existing-virtualenvs --no-error-on-missing-interpreters
+
+# Each script exits 1 on a miss (work not done, a target missed) and 2 when it
+# cannot run here; all of them run, and the target fails if any did not pass.
+bench: $(STAMP)  ## Run the micro benchmarks (PostgreSQL on 127.0.0.1:5432); fail on any miss
+	@failed=""; for script in client reconcile callbacks admin; do \
+		echo "==== bench/$$script.py"; \
+		$(BIN)/python bench/$$script.py || failed="$$failed bench/$$script.py"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "make bench: did not pass:$$failed" >&2; exit 1; fi
 
 clean:  ## Remove the environments and caches
 	rm -rf $(VENV) .nox .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage test-output \

@@ -1,16 +1,26 @@
-"""Process management for the load runs: the example site's servers, its worker, the emulator.
+"""What every script in ``bench/`` shares: scratch services, child processes, the verdict.
 
-``bench/soak.py`` starts everything here from one process and stops it in a
-``finally``: every child runs in a session of its own (so Ctrl-C in the
-terminal reaches the script alone, which then stops them in order) and is
-stopped by its process group, which takes gunicorn's workers with their
-arbiter. The scratch database is created and dropped here, and the Redis
-database used is checked empty before and flushed after: nothing else of the
-machine is touched. Everything listens on 127.0.0.1 only.
+* Scratch services: :func:`scratch_database` creates a PostgreSQL database
+  and drops it at the end (:func:`run_database` names one per run, so two runs
+  at once do not drop each other's); :func:`scratch_redis` takes one Redis
+  database, checked empty before and flushed after. Nothing else of the
+  machine is touched, and everything listens on 127.0.0.1 only.
+* Child processes (:class:`Child`, :class:`Gunicorn`, :class:`Emulator`):
+  each runs in a session of its own (so Ctrl-C in the terminal reaches the
+  script alone, which then stops them in order) and is stopped by its process
+  group, which takes gunicorn's workers with their arbiter.
+* The verdict (:class:`Verdict`, :func:`spread`, :func:`main`): a benchmark
+  judges, it does not only report. It checks that the measured side did its
+  work (a side that fails fast would otherwise look fast), compares the
+  median of its repeats with its target, and exits 0 when everything holds,
+  1 on a miss (a target missed, work not done, an error) and 2 when it could
+  not run here (a service or a package missing). ``make bench`` runs them all
+  and fails on any non-zero status.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import json
@@ -18,12 +28,14 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
+import traceback
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -345,21 +357,56 @@ def scratch_redis(db: int, base_url: str = REDIS) -> Iterator[str]:
         client.close()
 
 
-def missing_services(admin_url: str = ADMIN_URL, redis_url: str = REDIS) -> str | None:
-    """Why the load runs cannot run here (a module or a service missing), or ``None``."""
+def run_database(prefix: str) -> str:
+    """A database name of this run alone: ``<prefix>_<pid>``.
+
+    Two runs at once (two people, two sessions) would otherwise drop each
+    other's database.
+    """
+    return f"{prefix}_{os.getpid()}"
+
+
+def django_database(url: str) -> dict[str, Any]:
+    """Django's ``DATABASES`` entry for a ``postgres://user@host:port/name`` URL."""
+    parts = urllib.parse.urlsplit(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": parts.hostname or HOST,
+        "PORT": parts.port or 5432,
+        "NAME": parts.path.lstrip("/"),
+        "USER": parts.username or "postgres",
+    }
+
+
+def missing_postgres(admin_url: str = ADMIN_URL, *, gunicorn: bool = False) -> str | None:
+    """Why a benchmark on PostgreSQL (and gunicorn) cannot run here, or ``None``."""
     import importlib.util
 
-    for module, what in (("psycopg", "psycopg"), ("gunicorn", "gunicorn"), ("redis", "redis")):
+    needed = [("psycopg", "psycopg")] + ([("gunicorn", "gunicorn")] if gunicorn else [])
+    for module, what in needed:
         if importlib.util.find_spec(module) is None:
             return f"{what} is not installed (pip install -e . --group dev)"
     import psycopg
-    import redis
 
     try:
         with psycopg.connect(admin_url, connect_timeout=3):
             pass
     except psycopg.Error as error:
         return f"PostgreSQL is not reachable at {admin_url}: {str(error).strip()}"
+    return None
+
+
+def missing_services(admin_url: str = ADMIN_URL, redis_url: str = REDIS) -> str | None:
+    """Why the load runs cannot run here (a module or a service missing), or ``None``."""
+    import importlib.util
+
+    if importlib.util.find_spec("redis") is None:
+        return "redis is not installed (pip install -e . --group dev)"
+    why = missing_postgres(admin_url, gunicorn=True)
+    if why is not None:
+        return why
+    import redis
+
     try:
         redis.Redis.from_url(redis_url, socket_timeout=3).ping()
     except redis.RedisError as error:
@@ -387,24 +434,191 @@ def http_json(url: str, timeout: float = 10.0) -> Any:
         return json.loads(answer.read())
 
 
+def child_pids(pid: int) -> list[int]:
+    """The child processes of ``pid`` (gunicorn's workers of its arbiter), from ``/proc``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_bytes()
+            except OSError:
+                continue
+            if int(stat.rsplit(b")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+# --------------------------------------------------------------------------- the verdict
+
+
+class Unavailable(Exception):  # noqa: N818 - a state, not a failure
+    """The benchmark cannot run here (a service or a package missing): exit status 2."""
+
+
+class Failed(Exception):  # noqa: N818 - reads as "the bench failed: ..."
+    """The measured side did not do its work; the run stops here: exit status 1."""
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The repeats of one figure: judged by their median, shown with their range."""
+
+    values: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        """The median of the repeats: what is judged and quoted (not the best run)."""
+        return statistics.median(self.values)
+
+    @property
+    def low(self) -> float:
+        """The lowest repeat."""
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        """The highest repeat."""
+        return max(self.values)
+
+    def describe(self, digits: int = 3) -> str:
+        """``"1.020 (1.001-1.090 over 9 repeats)"``."""
+        if len(self.values) == 1:
+            return f"{self.median:.{digits}f} (1 repeat, no spread)"
+        return (
+            f"{self.median:.{digits}f} ({self.low:.{digits}f}-{self.high:.{digits}f} "
+            f"over {len(self.values)} repeats)"
+        )
+
+
+def spread(values: Sequence[float]) -> Spread:
+    """The :class:`Spread` of ``values`` (at least one)."""
+    if not values:
+        raise ValueError("no repeats to summarise")
+    return Spread(tuple(values))
+
+
+def ratios(numerators: Sequence[float], denominators: Sequence[float]) -> Spread:
+    """The ratio of each repeat's pair: sides measured in the same round are compared."""
+    return spread([a / b for a, b in zip(numerators, denominators, strict=True)])
+
+
+@dataclass(frozen=True)
+class Check:
+    """One thing a run must show: the work done, or a target met."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Verdict:
+    """What one benchmark run showed: its checks, printed and turned into an exit status."""
+
+    checks: list[Check] = field(default_factory=list)
+
+    def require(self, name: str, ok: bool, detail: str = "") -> bool:
+        """Record that the measured side did (``ok``) or did not do its work."""
+        self.checks.append(Check(name, bool(ok), detail))
+        return bool(ok)
+
+    def target(
+        self,
+        name: str,
+        figure: Spread,
+        *,
+        at_most: float | None = None,
+        at_least: float | None = None,
+        digits: int = 3,
+    ) -> bool:
+        """Compare the median of ``figure`` with its target (one bound)."""
+        median = figure.median
+        if at_most is not None:
+            ok, wanted = median <= at_most, f"target <= {at_most:g}"
+        elif at_least is not None:
+            ok, wanted = median >= at_least, f"target >= {at_least:g}"
+        else:
+            raise ValueError("a target needs at_most or at_least")
+        return self.require(name, ok, f"median {figure.describe(digits)}; {wanted}")
+
+    @property
+    def passed(self) -> bool:
+        """Every check held (and there was at least one)."""
+        return bool(self.checks) and all(check.ok for check in self.checks)
+
+    def report(self) -> int:
+        """Print every check, then the verdict; return the exit status (0 or 1)."""
+        print("\nverdict:")
+        for check in self.checks:
+            detail = f": {check.detail}" if check.detail else ""
+            print(f"  {'ok  ' if check.ok else 'FAIL'} {check.name}{detail}")
+        if not self.checks:
+            print("  FAIL nothing was checked")
+        missed = sum(not check.ok for check in self.checks)
+        print("PASS" if self.passed else f"FAIL ({missed} of {len(self.checks)} checks missed)")
+        return 0 if self.passed else 1
+
+
+def main(run: Callable[[argparse.Namespace], Verdict], parser: argparse.ArgumentParser) -> None:
+    """Parse the arguments, run the benchmark, exit with its status (see the module docstring).
+
+    SIGTERM is turned into ``KeyboardInterrupt`` so that every ``finally`` runs:
+    children stopped, scratch databases dropped.
+    """
+    args = parser.parse_args()
+
+    def terminated(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        status = run(args).report()
+    except Unavailable as why:
+        print(f"NOT RUN: {why}")
+        status = 2
+    except KeyboardInterrupt:
+        print("NOT RUN: interrupted")
+        status = 2
+    except Failed as error:
+        print(f"FAIL: {error}")
+        status = 1
+    except Exception as error:  # a broken measured side often raises: a miss, not a pass
+        traceback.print_exc()
+        print(f"FAIL: the bench stopped on {type(error).__name__}: {error}")
+        status = 1
+    sys.exit(status)
+
+
 __all__ = [
     "ADMIN_URL",
     "EXAMPLE_DIR",
     "HOST",
     "ROOT",
+    "Check",
     "Child",
     "Emulator",
+    "Failed",
     "Gunicorn",
     "Site",
+    "Spread",
+    "Unavailable",
+    "Verdict",
+    "child_pids",
+    "django_database",
     "free_port",
     "http_json",
     "machine",
+    "main",
     "manage_command",
+    "missing_postgres",
     "missing_services",
     "newest_call",
     "python_command",
+    "ratios",
+    "run_database",
     "scratch_database",
     "scratch_redis",
+    "spread",
     "tail",
     "wait_http",
 ]

@@ -18,12 +18,21 @@ page is requested through Django's test ``Client`` as a superuser (``DEBUG``
 off), a database router pointing Django at one database or the other: a
 warm-up, then ``R`` rounds, each timing one request at 10k and one at 1M in
 alternating order, so that drift in the machine's speed falls on both alike.
-Printed per page: the median server time at 10k and at 1M, their ratio
-(target <= 1.5 for the call list and the dashboard) and the queries of one
-request at each size (target: the same, <= 8). Keeping the last 40 days equal
-is the point: it shows what a longer history costs, which should be nothing;
-the call list's totals read the newest 10,000 rows and the dashboard the last
-30 days at either size.
+Printed per page: the median server time at 10k and at 1M, the median of the
+rounds' 1M/10k ratios with their range, and the queries of one request at each
+size. Keeping the last 40 days equal is the point: it shows what a longer
+history costs, which should be nothing; the call list's totals read the
+newest 10,000 rows and the dashboard the last 30 days at either size.
+
+It judges (exit status 0 pass, 1 miss, 2 not run; see ``bench/_harness.py``):
+
+* the work, on every page at both sizes: every request answered 200, and the
+  page shows what the database holds: the call lists as many rows as the
+  calls the page selects, counted by the ORM (up to the list's page size),
+  the dashboard the last 30 days' calls in its figures and rows of its
+  latest balances. A page that renders no rows would be fast, and fails here;
+* the targets, for the call list and the dashboard: the median ratio at most
+  1.5, and the same queries at both sizes, at most 8.
 
 The pages: the call list unfiltered (the target), the list filtered by status,
 by channel (SMS, 5% of the calls, the one filter without an index of its own),
@@ -31,25 +40,44 @@ searched by a number, and narrowed to a month by the date hierarchy (for
 information), and the balance dashboard (its balance cached, as on a page
 reloaded within 30 seconds; the gateway is the in-process LocmemGateway).
 
-The script reports and always exits 0: a timing is not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import gc
-import socket
+import re
 import statistics
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
-HOST, PORT = "127.0.0.1", 5432
-#: Database alias → name: the 10k table and the 1M one.
-DATABASES = {"default": "voicepassword_bench_admin_10k", "large": "voicepassword_bench_admin_1m"}
+from _harness import (
+    ADMIN_URL,
+    Unavailable,
+    Verdict,
+    django_database,
+    main,
+    missing_postgres,
+    ratios,
+    run_database,
+    scratch_database,
+)
+
+#: Database alias → name (one per run): the 10k table and the 1M one.
+DATABASES = {
+    "default": run_database("voicepassword_bench_admin_10k"),
+    "large": run_database("voicepassword_bench_admin_1m"),
+}
 SIZES = {"default": "10k", "large": "1M"}
+#: The 1M page's time against the 10k page's, at most (the median of the rounds).
+TARGET = 1.5
+#: The most queries a page may make.
+MAX_QUERIES = 8
 RECENT = 10_000
 TOTAL = 1_000_000
 PER_DAY = 250
@@ -88,29 +116,13 @@ def using(alias: str) -> Iterator[None]:
         ACTIVE[0] = previous
 
 
-def reachable() -> bool:
-    """Whether something accepts connections where PostgreSQL should be."""
-    try:
-        with socket.create_connection((HOST, PORT), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 @contextmanager
 def bench_database() -> Iterator[None]:
     """Create the bench's databases, set Django up on them, drop them at the end."""
-    import psycopg
-
-    def admin(sql: str) -> None:
-        with psycopg.connect(host=HOST, port=PORT, user="postgres", dbname="postgres") as conn:
-            conn.autocommit = True
-            conn.execute(sql)
-
-    for name in DATABASES.values():
-        admin(f"DROP DATABASE IF EXISTS {name}")
-        admin(f"CREATE DATABASE {name}")
-    try:
+    with ExitStack() as stack:
+        urls = {
+            alias: stack.enter_context(scratch_database(name)) for alias, name in DATABASES.items()
+        }
         import django
         from django.conf import settings
         from django.core.management import call_command
@@ -153,16 +165,7 @@ def bench_database() -> Iterator[None]:
                     },
                 }
             ],
-            DATABASES={
-                alias: {
-                    "ENGINE": "django.db.backends.postgresql",
-                    "HOST": HOST,
-                    "PORT": PORT,
-                    "NAME": name,
-                    "USER": "postgres",
-                }
-                for alias, name in DATABASES.items()
-            },
+            DATABASES={alias: django_database(url) for alias, url in urls.items()},
             DATABASE_ROUTERS=[f"{__name__}.Router"],
             CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
             PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
@@ -179,13 +182,12 @@ def bench_database() -> Iterator[None]:
         urlpatterns.append(path("admin/", django_admin.site.urls))
         for alias in DATABASES:
             call_command("migrate", database=alias, verbosity=0)
-        yield
-    finally:
-        from django.db import connections
+        try:
+            yield
+        finally:
+            from django.db import connections
 
-        connections.close_all()
-        for name in DATABASES.values():
-            admin(f"DROP DATABASE IF EXISTS {name}")
+            connections.close_all()
 
 
 # --------------------------------------------------------------------------- the data
@@ -280,53 +282,137 @@ def prepare(now: Any) -> Any:
 # --------------------------------------------------------------------------- measuring
 
 
-def pages() -> dict[str, str]:
-    """Name → URL of the pages measured."""
+@dataclass(frozen=True)
+class Page:
+    """A page measured: its URL, and what it must show (checked by :func:`shows`)."""
+
+    url: str
+    kind: str  # "list" or "dashboard"
+    #: The calls the page selects, counted by the ORM (in the active database).
+    selects: Callable[[], int]
+
+
+def pages() -> dict[str, Page]:
+    """Name → the pages measured."""
     from django.urls import reverse
     from django.utils import timezone
 
+    from django_voicepassword.models import Call
+
     calls = reverse("admin:voicepassword_call_changelist")
     month = timezone.localdate()
+
+    def counting(**lookups: Any) -> Callable[[], int]:
+        return lambda: Call.objects.filter(**lookups).count()
+
+    def last_30_days() -> int:
+        # The dashboard's window: local midnight 29 days ago to now, today included.
+        first = timezone.localdate() - dt.timedelta(days=29)
+        since = timezone.make_aware(dt.datetime.combine(first, dt.time.min))
+        return Call.objects.filter(created_at__gte=since).count()
+
     return {
-        "call list": calls,
-        "  filtered by status": calls + "?status__exact=busy",
-        "  filtered by channel (SMS)": calls + "?channel__exact=sms",
-        "  searched by number": calls + "?q=%2B7+999+000-00-07",
-        "  one month (date hierarchy)": (
-            f"{calls}?created_at__year={month.year}&created_at__month={month.month}"
+        "call list": Page(calls, "list", counting()),
+        "  filtered by status": Page(
+            calls + "?status__exact=busy", "list", counting(status="busy")
         ),
-        "balance dashboard": reverse("admin:voicepassword_balancesnapshot_changelist"),
+        "  filtered by channel (SMS)": Page(
+            calls + "?channel__exact=sms", "list", counting(channel="sms")
+        ),
+        "  searched by number": Page(
+            calls + "?q=%2B7+999+000-00-07", "list", counting(number="79990000007")
+        ),
+        "  one month (date hierarchy)": Page(
+            f"{calls}?created_at__year={month.year}&created_at__month={month.month}",
+            "list",
+            counting(created_at__year=month.year, created_at__month=month.month),
+        ),
+        "balance dashboard": Page(
+            reverse("admin:voicepassword_balancesnapshot_changelist"), "dashboard", last_30_days
+        ),
     }
 
 
-def measure(clients: dict[str, Any], url: str, rounds: int) -> dict[str, tuple[float, int]]:
-    """Per alias: the median seconds of ``rounds`` requests, and the queries of one.
+_RESULT_ROWS = re.compile(r'<table id="result_list">.*?<tbody>(.*?)</tbody>', re.DOTALL)
+_SNAPSHOT_ROWS = re.compile(r'<table class="vp-snapshots">.*?<tbody>(.*?)</tbody>', re.DOTALL)
+_CALLS_FIGURE = re.compile(r"<dt>calls</dt>\s*<dd>([^<]*)</dd>")
 
-    The sizes alternate within each round, the first one changing every round.
+
+def table_rows(pattern: re.Pattern[str], html: str) -> int:
+    """The rows in the body of the table ``pattern`` finds (0 without one)."""
+    match = pattern.search(html)
+    return 0 if match is None else match[1].count("<tr")
+
+
+def shows(page: Page, html: str) -> str | None:
+    """What ``page`` lacks in ``html`` (``None`` when it shows what the database holds)."""
+    from django.contrib import admin as django_admin
+
+    from django_voicepassword import dashboard
+    from django_voicepassword.models import BalanceSnapshot, Call
+
+    selected = page.selects()
+    if page.kind == "list":
+        per_page = django_admin.site.get_model_admin(Call).list_per_page
+        expected, rows = min(selected, per_page), table_rows(_RESULT_ROWS, html)
+        if rows != expected:
+            return f"{rows} rows shown, {expected} expected ({selected} calls selected)"
+        return None
+    problems = []
+    figure = _CALLS_FIGURE.search(html)
+    shown = int(re.sub(r"\D", "", figure[1]) or -1) if figure else None
+    if shown != selected:
+        problems.append(f"calls of the last 30 days {shown}, {selected} expected")
+    latest, rows = len(dashboard.latest_snapshots()), table_rows(_SNAPSHOT_ROWS, html)
+    if not latest:
+        stored = BalanceSnapshot.objects.count()
+        problems.append(f"no latest balances to show, {stored} stored")
+    elif rows != latest:
+        problems.append(f"{rows} latest balances shown, {latest} expected")
+    return "; ".join(problems) or None
+
+
+@dataclass
+class Measured:
+    """One page at both sizes: the timed requests, the queries of one, what it showed."""
+
+    seconds: dict[str, list[float]] = field(default_factory=dict)
+    queries: dict[str, int] = field(default_factory=dict)
+    statuses: Counter[int] = field(default_factory=Counter)
+    lacks: dict[str, str | None] = field(default_factory=dict)
+
+
+def measure(clients: dict[str, Any], page: Page, rounds: int) -> Measured:
+    """Time ``rounds`` requests at each size, the sizes alternating within each round.
+
+    The first one changes every round. The warm-up's pages are checked against
+    the database; every answer's status is counted.
     """
     from django.db import connections
     from django.test.utils import CaptureQueriesContext
 
+    result = Measured()
     aliases = list(clients)
     for alias in aliases:
         with using(alias):
             for _warm in range(2):
-                response = clients[alias].get(url)
-                if response.status_code != 200:
-                    raise RuntimeError(f"{url} answered {response.status_code}")
-    seconds: dict[str, list[float]] = {alias: [] for alias in aliases}
+                response = clients[alias].get(page.url)
+                result.statuses[response.status_code] += 1
+            result.lacks[alias] = shows(page, response.content.decode())
+    result.seconds = {alias: [] for alias in aliases}
     for index in range(rounds):
         for alias in aliases if index % 2 == 0 else aliases[::-1]:
             with using(alias):
                 gc.collect()
                 began = time.perf_counter()
-                clients[alias].get(url)
-                seconds[alias].append(time.perf_counter() - began)
-    result = {}
+                response = clients[alias].get(page.url)
+                result.seconds[alias].append(time.perf_counter() - began)
+                result.statuses[response.status_code] += 1
     for alias in aliases:
         with using(alias), CaptureQueriesContext(connections[alias]) as queries:
-            clients[alias].get(url)
-        result[alias] = (statistics.median(seconds[alias]), len(queries.captured_queries))
+            response = clients[alias].get(page.url)
+        result.statuses[response.status_code] += 1
+        result.queries[alias] = len(queries.captured_queries)
     return result
 
 
@@ -350,7 +436,15 @@ def explain(client: Any, url: str) -> None:
                 print("   " + line)
 
 
-def run(rounds: int, show_plans: bool = False) -> None:
+def run(args: argparse.Namespace) -> Verdict:
+    why = missing_postgres(ADMIN_URL)
+    if why is not None:
+        raise Unavailable(why)
+    with bench_database():
+        return judge(max(1, args.rounds), max(RECENT, args.calls), args.explain)
+
+
+def judge(rounds: int, total: int, show_plans: bool = False) -> Verdict:
     from django.utils import timezone
 
     now = timezone.now()
@@ -358,53 +452,76 @@ def run(rounds: int, show_plans: bool = False) -> None:
     for alias, size in SIZES.items():
         with using(alias):
             clients[alias] = prepare(now)
-            took = fill(1, TOTAL if alias == "large" else RECENT, now)
+            took = fill(1, total if alias == "large" else RECENT, now)
         print(f"{size}: filled in {took:.1f} s")
-    results = {name: measure(clients, url, rounds) for name, url in pages().items()}
+    results = {name: measure(clients, page, rounds) for name, page in pages().items()}
     if show_plans:
         with using("large"):
-            for name, url in pages().items():
-                print(f"\n==== {name}: {url}")
-                explain(clients["large"], url)
+            for name, page in pages().items():
+                print(f"\n==== {name}: {page.url}")
+                explain(clients["large"], page.url)
 
+    large = SIZES["large"] if total == TOTAL else f"{total:,}"
     print(f"\nrounds: {rounds} (medians, sizes alternating); the same last 40 days at both\n")
-    print(f"{'page':32} {'10k ms':>8} {'1M ms':>8} {'ratio':>6} {'queries 10k/1M':>15}")
+    print(f"{'page':32} {'10k ms':>8} {large + ' ms':>8} {'ratio (range)':>20} {'queries':>9}")
     for name, result in results.items():
-        (t_small, q_small), (t_large, q_large) = result["default"], result["large"]
+        small_ms = statistics.median(result.seconds["default"]) * 1000
+        large_ms = statistics.median(result.seconds["large"]) * 1000
+        spread = ratios(result.seconds["large"], result.seconds["default"])
         print(
-            f"{name:32} {t_small * 1000:8.1f} {t_large * 1000:8.1f} "
-            f"{t_large / t_small:6.2f} {q_small:>7} / {q_large:<6}"
+            f"{name:32} {small_ms:8.1f} {large_ms:8.1f}"
+            f" {spread.median:6.2f} ({spread.low:.2f}-{spread.high:.2f})"
+            f" {result.queries['default']:>4} / {result.queries['large']:<4}"
         )
-    print()
+
+    verdict = Verdict()
+    for name, result in results.items():
+        answered = sum(result.statuses.values())
+        others = {code: n for code, n in result.statuses.items() if code != 200}
+        verdict.require(
+            f"{name.strip()}: every request answered 200",
+            not others,
+            f"{answered - sum(others.values())} of {answered}"
+            + (f"; others {others}" if others else ""),
+        )
+        for alias, size in SIZES.items():
+            lacks = result.lacks[alias]
+            verdict.require(
+                f"{name.strip()} at {size}: shows what the database holds",
+                lacks is None,
+                lacks or "",
+            )
     for name in ("call list", "balance dashboard"):
-        (t_small, q_small), (t_large, q_large) = results[name]["default"], results[name]["large"]
-        ratio = t_large / t_small
-        verdicts = [
-            f"ratio {ratio:.2f} ({'within' if ratio <= 1.5 else 'OVER'} the target 1.5)",
-            f"queries {q_small} and {q_large} "
-            + ("(the same" if q_small == q_large else "(NOT the same")
-            + f", {'within' if max(q_small, q_large) <= 8 else 'OVER'} the target 8)",
-        ]
-        print(f"{name}: " + "; ".join(verdicts))
+        result = results[name]
+        at_small, at_large = result.queries["default"], result.queries["large"]
+        verdict.require(
+            f"{name}: the same queries at both sizes, at most {MAX_QUERIES}",
+            at_small == at_large and max(at_small, at_large) <= MAX_QUERIES,
+            f"{at_small} and {at_large}",
+        )
+        verdict.target(
+            f"{name}: ratio {large}/10k",
+            ratios(result.seconds["large"], result.seconds["default"]),
+            at_most=TARGET,
+            digits=2,
+        )
+    return verdict
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rounds", type=int, default=9, help="timed requests per page (9)")
     parser.add_argument(
+        "--calls",
+        type=int,
+        default=TOTAL,
+        help="calls in the large database (1000000; smaller for a quick check of the script)",
+    )
+    parser.add_argument(
         "--explain", action="store_true", help="print the plan of every query at 1M"
     )
-    args = parser.parse_args()
-    if not reachable():
-        print(f"PostgreSQL is not reachable at {HOST}:{PORT}: nothing measured.")
-        return
-    try:
-        with bench_database():
-            run(max(1, args.rounds), args.explain)
-    except Exception as error:  # it reports, it does not judge
-        print(f"the bench could not run: {type(error).__name__}: {error}")
+    return parser
 
 
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    main(run, parser())

@@ -20,10 +20,21 @@ C threads:
   which the issue puts at about 0.57 of the bare view on a 2-core machine.
 
 The sides take turns in short rounds whose order rotates, so drift in the
-machine's speed falls on all alike; each side's throughput is its requests
-over its own time. The target is app/bare >= 0.6. The queries per callback
-are counted separately, in this process, with ``CaptureQueriesContext`` over
-the same view on calls of their own (target: at most 3).
+machine's speed falls on all alike; each side's throughput in a round is its
+requests over its own time. The queries per callback are counted separately,
+in this process, with ``CaptureQueriesContext`` over the same view on calls
+of their own.
+
+It judges (exit status 0 pass, 1 miss, 2 not run; see ``bench/_harness.py``):
+
+* the work: every request of every side, warm-up included, answered 200;
+  every callback the app answered 200 for is a ``CallbackEvent`` row, and its
+  outcome ``applied``, ``duplicate`` or ``stale`` (never ``orphan``); every
+  request the bare and DRF views answered is a row of theirs; the in-process
+  callbacks were accepted too. An endpoint that refuses (a broken token check
+  404s at once) would be faster, and fails here;
+* the targets: the median of the rounds' app/bare ratios at least 0.6
+  (printed with the rounds' range), and at most 3 statements per callback.
 
 Workers: two of gunicorn's default ``sync`` workers for every side, the usual
 deployment behind a proxy. A sync worker accepts a connection only when idle
@@ -38,10 +49,9 @@ request, read from ``/proc``, says which side of the socket the cost is on.
 
 Everything runs on this machine, so the load process takes CPU from the
 workers; its cost per request is the same for every side, which makes the
-ratio a little kinder than the server alone would be. The script reports and
-always exits 0: a timing is not a test. ``--profile`` instead runs only the
-app side under cProfile (CPU time) in both workers and prints where the time
-goes.
+ratio a little kinder than the server alone would be. ``--profile`` instead
+runs only the app side under cProfile (CPU time) in both workers and prints
+where the time goes (judging the work only).
 """
 
 from __future__ import annotations
@@ -50,16 +60,13 @@ import argparse
 import contextlib
 import dataclasses
 import http.client
-import importlib.util
 import itertools
 import json
 import multiprocessing
 import os
 import random
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -71,13 +78,32 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from _harness import (
+    ADMIN_URL,
+    HOST,
+    Child,
+    Unavailable,
+    Verdict,
+    child_pids,
+    free_port,
+    main,
+    missing_postgres,
+    python_command,
+    ratios,
+    run_database,
+    scratch_database,
+    spread,
+    tail,
+    wait_http,
+)
+
 BENCH_DIR = Path(__file__).resolve().parent
 #: One database per run: two runs at once (two people, two sessions) would
 #: otherwise drop each other's database.
-DB_NAME = f"voicepassword_bench_cb_{os.getpid()}"
-ADMIN_URL = "postgres://postgres@127.0.0.1:5432/postgres"
+DB_NAME = run_database("voicepassword_bench_cb")
 SETTINGS = "callbacks_site.settings"
-HOST = "127.0.0.1"
+#: The app's throughput against the bare view's, at least (the median of the rounds).
+TARGET = 0.6
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 #: Callbacks counted in process, on calls that the load never touches.
 QUERY_CALLS = 40
@@ -150,6 +176,9 @@ class Side:
     statuses: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     workers: Counter[str] = field(default_factory=Counter)
+    # Every answer, the warm-up's included: what the database must hold.
+    answered: Counter[str] = field(default_factory=Counter)
+    answered_outcomes: Counter[str] = field(default_factory=Counter)
     wrapped: bool = False
     worker_cpu: float = 0.0  # seconds of CPU the gunicorn workers spent in its rounds
     database_cpu: float = 0.0  # and the PostgreSQL backends of the bench database
@@ -253,8 +282,10 @@ def run_load(plan: LoadPlan) -> list[Side]:
                         outcomes[str(json.loads(answer).get("outcome", "-"))] += 1
                     if response.will_close:
                         connection.close()
-                if measure:
-                    with lock:
+                with lock:
+                    side.answered.update(statuses)
+                    side.answered_outcomes.update(outcomes)
+                    if measure:
                         side.statuses.update(statuses)
                         side.outcomes.update(outcomes)
                         side.workers.update(workers)
@@ -400,13 +431,6 @@ def count_queries() -> dict[str, QueryCount]:
 # --------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @contextlib.contextmanager
 def gunicorn(
     database_url: str, worker_class: str, log: Path, profile_dir: Path | None
@@ -422,8 +446,7 @@ def gunicorn(
         DATABASE_URL=database_url,
         PYTHONPATH=os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]),
     )
-    command = [
-        sys.executable,
+    argv = python_command(
         "-m",
         "gunicorn",
         "callbacks_site.wsgi:application",
@@ -435,78 +458,17 @@ def gunicorn(
         "--timeout=60",
         "--graceful-timeout=10",
         "--log-level=warning",
-    ]
+    )
     if profile_dir is not None:
         env["BENCH_PROFILE_DIR"] = str(profile_dir)
-        command.append("--config=python:callbacks_site.gunicorn_profile")
-    with log.open("wb") as output:
-        # A session of its own: Ctrl-C in the terminal reaches us, and we stop it.
-        process = subprocess.Popen(
-            command,
-            cwd=BENCH_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        argv.append("--config=python:callbacks_site.gunicorn_profile")
+    server = Child("gunicorn", argv, env, log, cwd=BENCH_DIR)
     try:
-        wait_ready(process, port, log)
-        yield port, children(process.pid)
+        server.start()
+        wait_http(f"http://{HOST}:{port}/bare/", server)
+        yield port, child_pids(server.pid or 0)
     finally:
-        stop_process_group(process)
-
-
-def children(pid: int) -> list[int]:
-    """The child processes of ``pid`` (gunicorn's workers of its arbiter)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_bytes()
-            except OSError:
-                continue
-            if int(stat.rsplit(b")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited ({process.returncode}): {tail(log)}")
-        connection = http.client.HTTPConnection(HOST, port, timeout=5)
-        try:
-            connection.request("GET", "/bare/")
-            connection.getresponse().read()
-            return
-        except OSError:
-            time.sleep(0.1)
-        finally:
-            connection.close()
-    raise RuntimeError(f"gunicorn did not answer within 30 s: {tail(log)}")
-
-
-def stop_process_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to gunicorn's group (the arbiter stops its workers), SIGKILL if it lingers."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=15)
-    # Workers outlive a killed arbiter; the group is gunicorn's alone.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=5)
-
-
-def tail(log: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
+        server.stop(timeout=15)
 
 
 def run_load_process(plan: LoadPlan) -> list[Side]:
@@ -535,58 +497,85 @@ def run_load_process(plan: LoadPlan) -> list[Side]:
             process.join()
 
 
-# --------------------------------------------------------------------------- database
-
-
-@contextlib.contextmanager
-def bench_database(admin_url: str) -> Iterator[str]:
-    """Create the bench database on the server of ``admin_url``; drop it at the end."""
-    import psycopg
-    from psycopg import sql
-
-    def execute(statement: sql.Composed) -> None:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as admin:
-            admin.execute(statement)
-
-    name = sql.Identifier(DB_NAME)
-    execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-    execute(sql.SQL("CREATE DATABASE {}").format(name))
-    try:
-        yield admin_url.rsplit("/", 1)[0] + "/" + DB_NAME
-    finally:
-        execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-
-
-def missing(admin_url: str) -> str | None:
-    """Why the bench cannot run here, or ``None``."""
-    for module, what in (
-        ("psycopg", "psycopg (pip install -e . --group dev)"),
-        ("gunicorn", "gunicorn (pip install -e . --group bench)"),
-    ):
-        if importlib.util.find_spec(module) is None:
-            return f"{what} is not installed"
-    import psycopg
-
-    try:
-        with psycopg.connect(admin_url, connect_timeout=3):
-            pass
-    except psycopg.Error as error:
-        return f"PostgreSQL is not reachable at {admin_url}: {str(error).strip()}"
-    return None
-
-
 # --------------------------------------------------------------------------- report
 
 
-def report(sides: list[Side], counts: dict[str, QueryCount]) -> None:
+#: What a callback may come to when the load posts it: never an orphan (the
+#: calls are the site's own), never a refusal.
+GOOD_OUTCOMES = {"applied", "duplicate", "stale"}
+
+
+def verify_sides(sides: list[Side], written: dict[str, int], verdict: Verdict) -> None:
+    """Whether every side did its work: every request answered 200, and stored.
+
+    ``written`` holds the rows each side's table gained during the load:
+    ``"app"`` the ``CallbackEvent`` rows, ``"bare"`` the ``BareEvent`` rows of
+    the bare view and the DRF reference together. A side that answers 404
+    (a broken token check) or 500 fails here, however fast it was.
+    """
+    for side in sides:
+        answered = sum(side.answered.values())
+        refused = {code: n for code, n in side.answered.items() if code != "200"}
+        verdict.require(
+            f"{side.name}: every request answered 200",
+            answered > 0 and not refused,
+            f"{answered - sum(refused.values())} of {answered}"
+            + (f"; others {dict(sorted(refused.items()))}" if refused else ""),
+        )
+    by_name = {side.name: side for side in sides}
+    app = by_name.get("app")
+    if app is not None:
+        ok = app.answered["200"]
+        verdict.require(
+            "app: every callback answered 200 was written (CallbackEvent rows)",
+            written.get("app") == ok,
+            f"{written.get('app')} rows for {ok} callbacks",
+        )
+        odd = {name: n for name, n in app.answered_outcomes.items() if name not in GOOD_OUTCOMES}
+        verdict.require(
+            "app: every callback applied, a duplicate or stale",
+            app.answered_outcomes["applied"] > 0 and not odd,
+            ", ".join(f"{name}: {n}" for name, n in app.answered_outcomes.most_common()),
+        )
+    floors = [by_name[name] for name in ("bare", "drf") if name in by_name]
+    if floors:
+        ok = sum(side.answered["200"] for side in floors)
+        verdict.require(
+            "bare (and drf): every request answered 200 was written",
+            written.get("bare") == ok,
+            f"{written.get('bare')} rows for {ok} requests",
+        )
+
+
+def verify_queries(counts: dict[str, QueryCount], verdict: Verdict) -> None:
+    """The in-process callbacks were applied (not refused), within 3 statements each."""
+    refused = sorted(name for name in counts if name.startswith("HTTP"))
+    verdict.require(
+        "query count: every in-process callback accepted",
+        not refused and "applied" in counts,
+        "outcomes "
+        + ", ".join(f"{name}: {len(c.statements)}" for name, c in sorted(counts.items())),
+    )
+    statements = [
+        n for name, count in counts.items() if name != "bare" for n in count.statements
+    ] or [0]
+    verdict.require(
+        "app: statements per callback",
+        max(statements) <= 3,
+        f"at most {max(statements)}; target <= 3",
+    )
+
+
+def report(sides: list[Side], counts: dict[str, QueryCount], verdict: Verdict) -> None:
     by_name = {side.name: side for side in sides}
     bare = by_name["bare"]
     rate = {side.name: side.measured / side.elapsed if side.elapsed else 0.0 for side in sides}
-    print(f"\nthroughput ({len(bare.rounds)} rotating rounds per side):")
+    print(f"\nthroughput ({len(bare.rounds)} rotating rounds per side; medians of the rounds):")
     for side in sides:
+        rounds = spread(side.rounds or [0.0])
         print(
-            f"  {side.name:5} {rate[side.name]:8.1f} req/s "
-            f"({side.measured} requests in {side.elapsed:.1f} s)"
+            f"  {side.name:5} {rounds.describe(1)} req/s "
+            f"({side.measured} requests in {side.elapsed:.1f} s: {rate[side.name]:.1f} req/s)"
         )
     print("CPU per request (from /proc; the load process's own is left out):")
     for side in sides:
@@ -600,32 +589,21 @@ def report(sides: list[Side], counts: dict[str, QueryCount]) -> None:
     def cpu_per_request(side: Side) -> float:
         return (side.worker_cpu + side.database_cpu) / side.measured if side.measured else 0.0
 
-    for name, label in (("app", "app/bare"), ("drf", "drf/bare (reference, ~0.57 quoted)")):
-        if name in by_name and rate["bare"]:
-            side = by_name[name]
-            ratios = [a / b for a, b in zip(side.rounds, bare.rounds, strict=True)]
-            verdict = "" if name != "app" else (" OK" if rate[name] / rate["bare"] >= 0.6 else "")
-            target = "; target >= 0.6" if name == "app" else ""
+    if "drf" in by_name and bare.rounds:
+        drf = ratios(by_name["drf"].rounds, bare.rounds)
+        print(f"ratio drf/bare (reference, ~0.57 quoted): median {drf.describe()}")
+    for name in ("app", "drf"):
+        if name in by_name and cpu_per_request(by_name[name]):
+            # On a machine whose CPU is the limit, throughput goes as 1 / CPU per
+            # request; this reading moves less when other work shares the machine.
             print(
-                f"ratio {label}: {rate[name] / rate['bare']:.3f} "
-                f"(median of rounds {statistics.median(ratios):.3f}{target}){verdict}"
+                f"  {name}/bare by CPU per request (worker + PostgreSQL): "
+                f"{cpu_per_request(bare) / cpu_per_request(by_name[name]):.3f}"
             )
-            if cpu_per_request(side):
-                # On a machine whose CPU is the limit, throughput goes as 1 / CPU per
-                # request; this reading moves less when other work shares the machine.
-                print(
-                    f"  by CPU per request (worker + PostgreSQL): "
-                    f"{cpu_per_request(bare) / cpu_per_request(side):.3f}"
-                )
-    print("\nstatus codes:")
+    print("\nstatus codes (measured rounds):")
     for side in sides:
         codes = ", ".join(f"{code}: {n}" for code, n in sorted(side.statuses.items()))
         print(f"  {side.name:5} {codes}")
-        errors = {
-            code: n for code, n in side.statuses.items() if code.startswith("5") or code[0] > "9"
-        }
-        if errors:
-            print(f"  ERROR: {side.name} had {sum(errors.values())} 5xx or failed requests")
     app = by_name.get("app")
     if app is not None:
         mix = ", ".join(f"{name}: {n}" for name, n in app.outcomes.most_common())
@@ -633,8 +611,8 @@ def report(sides: list[Side], counts: dict[str, QueryCount]) -> None:
         if app.wrapped:
             print("  (the callbacks ran out and started over: later ones were repeats)")
     for side in sides:
-        spread = ", ".join(f"{n}" for _, n in side.workers.most_common())
-        print(f"requests per worker, {side.name}: {spread}")
+        workers = ", ".join(f"{n}" for _, n in side.workers.most_common())
+        print(f"requests per worker, {side.name}: {workers}")
     print("\nqueries per callback (in process, CaptureQueriesContext over the same URL):")
     app_counts = {name: count for name, count in counts.items() if name != "bare"}
     for outcome, count in sorted(counts.items()):
@@ -643,18 +621,19 @@ def report(sides: list[Side], counts: dict[str, QueryCount]) -> None:
             f"statements max {max(count.statements)}, "
             f"+ transaction control max {max(count.control)}"
         )
-    statements = [n for count in app_counts.values() for n in count.statements]
+    statements = [n for count in app_counts.values() for n in count.statements] or [0]
     total = [
         s + c
         for count in app_counts.values()
         for s, c in zip(count.statements, count.control, strict=True)
-    ]
+    ] or [0]
     print(
-        f"  app: statements max {max(statements)}, mean {statistics.fmean(statements):.2f} "
-        f"(target <= 3){' OK' if max(statements) <= 3 else ''}; "
+        f"  app: statements max {max(statements)}, mean {statistics.fmean(statements):.2f}; "
         f"with BEGIN/COMMIT (counted by Django >= 6.0) max {max(total)}, "
         f"mean {statistics.fmean(total):.2f}"
     )
+    if app is not None and app.rounds and bare.rounds:
+        verdict.target("ratio app/bare", ratios(app.rounds, bare.rounds), at_least=TARGET)
 
 
 def report_profile(profile_dir: Path, limit: int = 25) -> None:
@@ -681,18 +660,22 @@ def report_profile(profile_dir: Path, limit: int = 25) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def bench(args: argparse.Namespace) -> None:
-    why = missing(args.postgres)
+def bench(args: argparse.Namespace) -> Verdict:
+    why = missing_postgres(args.postgres, gunicorn=True)
     if why is not None:
-        print(f"the bench cannot run: {why}")
-        return
-    with bench_database(args.postgres) as database_url:
+        raise Unavailable(why)
+    verdict = Verdict()
+    with scratch_database(DB_NAME, args.postgres) as database_url:
         setup_django(database_url)
+        from callbacks_site.models import BareEvent
         from django.core.management import call_command
         from django.db import connections
 
+        from django_voicepassword.models import CallbackEvent
+
         call_command("migrate", run_syncdb=True, verbosity=0)
         counts = count_queries()
+        verify_queries(counts, verdict)
         pks, provider_ids, numbers = create_calls(args.calls)
         deliveries = plan_deliveries(provider_ids, numbers, seed=1)
         app = Side(
@@ -705,6 +688,7 @@ def bench(args: argparse.Namespace) -> None:
         sides.append(app)
         if args.profile:
             sides = [app]
+        events_before, bare_before = CallbackEvent.objects.count(), BareEvent.objects.count()
         connections.close_all()
 
         rounds = max(1, round(args.seconds / args.round / len(sides)))
@@ -739,11 +723,18 @@ def bench(args: argparse.Namespace) -> None:
                 print(f"gunicorn's log (last lines):\n{errors}")
             if profile_dir is not None:
                 report_profile(profile_dir)
-                return
-        report(measured, counts)
+        written = {
+            "app": CallbackEvent.objects.count() - events_before,
+            "bare": BareEvent.objects.count() - bare_before,
+        }
+        connections.close_all()
+    verify_sides(measured, written, verdict)
+    if not args.profile:
+        report(measured, counts, verdict)
+    return verdict
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=36.0, help="measured time, all sides")
     parser.add_argument("--concurrency", type=int, default=4, help="load connections")
@@ -754,19 +745,8 @@ def main() -> None:
     parser.add_argument("--no-reference", dest="reference", action="store_false")
     parser.add_argument("--postgres", default=ADMIN_URL, help="a database URL on the server")
     parser.add_argument("--profile", action="store_true", help="cProfile the workers (app only)")
-    args = parser.parse_args()
-
-    def terminated(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt  # so that every finally runs: children stopped, database dropped
-
-    signal.signal(signal.SIGTERM, terminated)
-    try:
-        bench(args)
-    except KeyboardInterrupt:
-        print("interrupted")
-    except Exception as error:  # it reports, it does not judge
-        print(f"the bench could not run: {type(error).__name__}: {error}")
+    return parser
 
 
 if __name__ == "__main__":
-    main()
+    main(bench, parser())

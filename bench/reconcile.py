@@ -24,10 +24,18 @@ Python around it are measured. Each round times, in alternating order:
   rows through the ORM. (The time of the ``bulk_create()`` call alone is
   printed too, the stricter floor.)
 
-The target is reconcile/bulk_create <= 2.0 (medians over the rounds). The
-statements reconcile executes are counted in separate runs at N and N/10:
-they must be the same. The script reports and always exits 0: a timing is not
-a test.
+The statements reconcile executes are counted in separate runs at N and N/10.
+
+It judges (exit status 0 pass, 1 miss, 2 not run; see ``bench/_harness.py``):
+
+* the work, after every round: each of the N records is exactly one row
+  holding its request id, with the record's status, label and price; no row
+  is left ``unknown``, the rows no record matches are ``not_placed``, and the
+  report counts the N records; the floor's table holds the N rows. A
+  reconciliation that writes nothing would be fast, and fails here;
+* the targets: the median of the rounds' reconcile/bulk_create ratios at most
+  2.0 (printed with the rounds' range), and the same statement count at N and
+  N/10.
 """
 
 from __future__ import annotations
@@ -35,10 +43,9 @@ from __future__ import annotations
 import argparse
 import gc
 import random
-import socket
 import statistics
-import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -46,9 +53,23 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-HOST, PORT = "127.0.0.1", 5432
-DATABASE = "voicepassword_bench"
+from _harness import (
+    ADMIN_URL,
+    Failed,
+    Unavailable,
+    Verdict,
+    django_database,
+    main,
+    missing_postgres,
+    ratios,
+    run_database,
+    scratch_database,
+)
+
+DATABASE = run_database("voicepassword_bench_reconcile")
 DAY = date(2025, 3, 14)
+#: reconcile_day() against the bare bulk_create, at most (the median of the rounds).
+TARGET = 2.0
 
 #: The provider's labels and their share of the records, with the service.
 STATES = (
@@ -61,28 +82,10 @@ STATES = (
 )
 
 
-def reachable() -> bool:
-    """Whether something accepts connections where PostgreSQL should be."""
-    try:
-        with socket.create_connection((HOST, PORT), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
 @contextmanager
 def bench_database() -> Iterator[None]:
     """Create the bench's database, set Django up on it, drop it at the end."""
-    import psycopg
-
-    def admin(sql: str) -> None:
-        with psycopg.connect(host=HOST, port=PORT, user="postgres", dbname="postgres") as conn:
-            conn.autocommit = True
-            conn.execute(sql)
-
-    admin(f"DROP DATABASE IF EXISTS {DATABASE}")
-    admin(f"CREATE DATABASE {DATABASE}")
-    try:
+    with scratch_database(DATABASE) as url:
         import django
         from django.conf import settings
         from django.core.management import call_command
@@ -98,25 +101,17 @@ def bench_database() -> Iterator[None]:
                 "django.contrib.contenttypes",
                 "django_voicepassword",
             ],
-            DATABASES={
-                "default": {
-                    "ENGINE": "django.db.backends.postgresql",
-                    "HOST": HOST,
-                    "PORT": PORT,
-                    "NAME": DATABASE,
-                    "USER": "postgres",
-                }
-            },
+            DATABASES={"default": django_database(url)},
             VOICEPASSWORD={"GATEWAY": f"{__name__}.PreparedGateway"},
         )
         django.setup()
         call_command("migrate", verbosity=0)
-        yield
-    finally:
-        from django.db import connections
+        try:
+            yield
+        finally:
+            from django.db import connections
 
-        connections.close_all()
-        admin(f"DROP DATABASE IF EXISTS {DATABASE}")
+            connections.close_all()
 
 
 # --------------------------------------------------------------------------- the day
@@ -310,29 +305,96 @@ def count_statements(day: Day) -> int:
     return executed
 
 
-def run(rows: int, rounds: int) -> None:
+def verify_reconciled(day: Day, report: Any) -> list[str]:
+    """What the table lacks after ``reconcile_day`` of ``day`` (nothing when it did its work)."""
+    from django_voicepassword.models import Call, status_for_state
+
+    expected = {record.id: record for record in day.records}
+    rows_of: Counter[str] = Counter()
+    wrong = stray = left_unknown = not_placed = 0
+    fields = ("provider_id", "status", "price", "state_label")
+    for provider_id, status, price, label in Call.objects.values_list(*fields).iterator(
+        chunk_size=20_000
+    ):
+        if provider_id is None:
+            left_unknown += status == Call.Status.UNKNOWN
+            not_placed += status == Call.Status.NOT_PLACED
+            continue
+        record = expected.get(provider_id)
+        if record is None:
+            stray += 1
+            continue
+        rows_of[provider_id] += 1
+        if (status, price, label) != (
+            status_for_state(record.state),
+            record.price,
+            record.state_label,
+        ):
+            wrong += 1
+    problems = []
+    missing = len(expected) - len(rows_of)
+    twice = sum(n > 1 for n in rows_of.values())
+    lonely = sum(
+        "provider_id" not in row and row["number"].startswith("7998") for row in day.local
+    )
+    for count, what in (
+        (missing, "records without a row"),
+        (twice, "records on more than one row"),
+        (wrong, "rows whose status, label or price is not the record's"),
+        (stray, "rows with a request id of no record"),
+        (left_unknown, "rows left unknown"),
+    ):
+        if count:
+            problems.append(f"{count} {what}")
+    if not_placed != lonely:
+        problems.append(f"{not_placed} rows not_placed, {lonely} expected")
+    if getattr(report, "provider_rows", None) != len(day.records):
+        problems.append(f"the report counts {getattr(report, 'provider_rows', None)} records")
+    return problems
+
+
+def run(args: argparse.Namespace) -> Verdict:
+    why = missing_postgres(ADMIN_URL)
+    if why is not None:
+        raise Unavailable(why)
+    with bench_database():
+        return measure(max(10, args.rows), max(1, args.rounds))
+
+
+def measure(rows: int, rounds: int) -> Verdict:
+    from django_voicepassword.models import Call
+
+    verdict = Verdict()
     day = generate(rows)
     print(
         f"{rows} provider records; {len(day.local)} local rows "
         f"({sum('provider_id' in r for r in day.local)} with a request id)"
     )
-    run_reconcile(day)  # warm-up: imports, caches, the first plan
+    # Warm-up (imports, caches, the first plan), and a first look at the work.
+    _seconds, report = run_reconcile(day)
+    problems = verify_reconciled(day, report)
+    if problems:
+        raise Failed("reconcile_day() did not do its work: " + "; ".join(problems))
     run_bulk_create(day)
 
     reconcile_s: list[float] = []
     floor_s: list[float] = []
     insert_s: list[float] = []
-    report = None
+    undone: list[str] = []
+    short: list[int] = []
 
     def reconcile_side() -> None:
         nonlocal report
         seconds, report = run_reconcile(day)
         reconcile_s.append(seconds)
+        undone.extend(verify_reconciled(day, report))
 
     def floor_side() -> None:
         whole, insert = run_bulk_create(day)
         floor_s.append(whole)
         insert_s.append(insert)
+        if Call.objects.count() != len(day.records):
+            short.append(Call.objects.count())
 
     # Alternating which side goes first, so that drift in the machine's speed
     # (other work on it, the disk's cache) falls on both alike.
@@ -341,42 +403,45 @@ def run(rows: int, rounds: int) -> None:
         for side in sides:
             side()
 
-    reconcile_med = statistics.median(reconcile_s)
-    floor_med = statistics.median(floor_s)
-    insert_med = statistics.median(insert_s)
+    verdict.require(
+        "reconcile: every round reconciled every record",
+        not undone,
+        "; ".join(sorted(set(undone))) or f"{rounds} rounds checked, row by row",
+    )
+    verdict.require(
+        "bulk_create: every round wrote every record",
+        not short,
+        f"rows {short} for {len(day.records)}" if short else f"{len(day.records)} rows each",
+    )
     print(f"report: {report}")
     print(f"rounds: {rounds} (medians)")
-    print(f"reconcile_day():                       {reconcile_med:7.3f} s")
-    print(f"bulk_create (objects built + insert):  {floor_med:7.3f} s")
-    print(f"bulk_create() call alone:              {insert_med:7.3f} s")
-    ratios = [r / f for r, f in zip(reconcile_s, floor_s, strict=True)]
+    print(f"reconcile_day():                       {statistics.median(reconcile_s):7.3f} s")
+    print(f"bulk_create (objects built + insert):  {statistics.median(floor_s):7.3f} s")
+    print(f"bulk_create() call alone:              {statistics.median(insert_s):7.3f} s")
     print(
-        f"ratio reconcile/bulk_create: {reconcile_med / floor_med:.2f} "
-        f"(median of the rounds' ratios {statistics.median(ratios):.2f}; target <= 2.0)"
+        "ratio reconcile/bulk_create() call alone: "
+        f"{ratios(reconcile_s, insert_s).describe(2)} (for information)"
     )
-    print(f"ratio reconcile/bulk_create() call alone: {reconcile_med / insert_med:.2f}")
 
     small = generate(max(1, rows // 10))
     at_n, at_tenth = count_statements(day), count_statements(small)
-    verdict = "equal" if at_n == at_tenth else "NOT equal"
-    print(f"statements: {at_n} at {rows} rows, {at_tenth} at {rows // 10} rows ({verdict})")
+    verdict.require(
+        "statements the same at N and N/10",
+        at_n == at_tenth,
+        f"{at_n} at {rows} rows, {at_tenth} at {rows // 10} rows",
+    )
+    verdict.target(
+        "ratio reconcile/bulk_create", ratios(reconcile_s, floor_s), at_most=TARGET, digits=2
+    )
+    return verdict
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=100_000, help="provider records (100000)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per side (3)")
-    args = parser.parse_args()
-    if not reachable():
-        print(f"PostgreSQL is not reachable at {HOST}:{PORT}: nothing measured.")
-        return
-    try:
-        with bench_database():
-            run(max(10, args.rows), max(1, args.rounds))
-    except Exception as error:  # it reports, it does not judge
-        print(f"the bench could not run: {type(error).__name__}: {error}")
+    return parser
 
 
 if __name__ == "__main__":
-    main()
-    sys.exit(0)
+    main(run, parser())
