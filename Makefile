@@ -28,7 +28,7 @@ EMULATOR_PORT ?= 8765
 SERVICES ?= $(VOICEPASSWORD_TEST_SERVICES)
 export VOICEPASSWORD_TEST_SERVICES := $(SERVICES)
 
-.PHONY: help demo test lint types migrations-check docs matrix browser bench clean
+.PHONY: help demo test lint types migrations-check docs matrix service-packages bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
@@ -58,7 +58,7 @@ demo: $(STAMP)  ## Set up and run the example site on the local emulator
 	VOICEPASSWORD_CALLBACK_BASE_URL=http://$(HOST):$(PORT) \
 		$(MANAGE) runserver $(HOST):$(PORT)
 
-test: lint types migrations-check docs browser matrix  ## Run every gate, the docs build and the test suite on both ends of the version matrix
+test: lint types migrations-check docs service-packages matrix  ## Run every gate, the docs build and the test suite on both ends of the version matrix
 
 lint: $(STAMP)  ## ruff: lint and format check
 	$(BIN)/ruff check .
@@ -76,7 +76,7 @@ docs: $(STAMP)  ## Build the documentation site into docs/_build/html (warnings 
 # The service tier's system packages: Debian's Chromium for the browser tests,
 # GNU gettext for the catalog test (makemessages). Installed with apt as root.
 SYSTEM_PACKAGES := chromium:chromium gettext:xgettext
-browser:
+service-packages:
 	@if [ -n "$(SERVICES)" ] && [ "$(SERVICES)" != 0 ]; then \
 		missing=; for entry in $(SYSTEM_PACKAGES); do \
 			command -v "$${entry#*:}" >/dev/null || missing="$$missing $${entry%%:*}"; done; \
