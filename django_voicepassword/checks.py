@@ -451,7 +451,8 @@ def check_sqlite_transactions(
 
     from django_voicepassword.models import Call, CallbackEvent, Challenge, PhoneNumber
 
-    databases = django_settings.DATABASES
+    # getattr: typed as a dict, but a settings file may hold anything.
+    databases: object = getattr(django_settings, "DATABASES", None)
     if not isinstance(databases, Mapping):
         return []
     aliases = sorted(
