@@ -234,7 +234,7 @@ def test_w007_quiet_for_an_in_memory_test_database(tmp_path):
 
     for name in (":memory:", "file:memorydb_default?mode=memory&cache=shared"):
         databases = {"default": {"ENGINE": SQLITE, "NAME": name}}
-        with pytest.warns(UserWarning), override_settings(DATABASES=databases):
+        with pytest.warns(UserWarning, match="DATABASES"), override_settings(DATABASES=databases):
             assert check_sqlite_transactions() == []
 
 

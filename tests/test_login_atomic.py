@@ -89,7 +89,7 @@ def locked(request, monkeypatch) -> Iterator[Locked]:
         save = SessionStore.save
 
         def failing_save(self: SessionStore, must_create: bool = False) -> None:
-            if SESSION_KEY in self._get_session():
+            if SESSION_KEY in self:
                 lock()  # the save of the logged-in session
             save(self, must_create)
 

@@ -251,3 +251,34 @@ def test_a_burst_of_callbacks_during_logins_loses_nothing(site):
     assert logins == [(len(LOGIN_NUMBERS),)]
     # runserver logs each request with its status: not one 5xx.
     assert not re.search(r'" 5\d\d ', site.log.read_text(errors="replace"))
+
+
+def test_parallel_right_codes_log_in_once_and_never_fail(site):
+    """One browser sends the right code eight times at once: one login, no 500."""
+    number = "79990000084"
+    with requests.Session() as browser:
+        started = browser.post(site.url + START, json={"number": "+" + number}, timeout=60)
+        assert started.status_code == 201, started.text
+        challenge = started.json()["id"]
+        calls = [call for call in site.emulator_state()["calls"] if call["number"] == number]
+        cookies = browser.cookies.copy()
+
+    def confirm(_index: int) -> tuple[int, bool]:
+        with requests.Session() as session:
+            session.cookies.update(cookies)
+            answer = session.post(
+                f"{site.url}{START}{challenge}/confirm/",
+                json={"code": calls[-1]["code"]},
+                timeout=60,
+            )
+            home = session.get(site.url + "/", timeout=60)
+            return answer.status_code, 'action="/logout/"' in home.text
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(confirm, range(8)))
+
+    statuses = sorted(status for status, _logged_in in answers)
+    assert statuses.count(200) == 1, statuses
+    assert set(statuses) <= {200, 404, 410}, statuses  # used, or the session moved on
+    assert [logged_in for status, logged_in in answers if status == 200] == [True]
+    assert not re.search(r'" 5\d\d ', site.log.read_text(errors="replace"))
