@@ -14,6 +14,15 @@ and log in with the code a phone received for a challenge started with
     if user is not None:
         login(request, user)  # cycles the session key
 
+To confirm the code and log in as one unit, so that a login that fails (a
+locked database, a session that cannot be saved) leaves the code unused, do
+both inside :func:`atomic_login`, as the package's own views do::
+
+    with atomic_login(request, challenge):
+        user = authenticate(request, challenge=challenge, otp_token=code)
+        if user is not None:
+            login(request, user)
+
 Like django-sesame's backend it acts only when called with its own keywords
 (``challenge`` and ``otp_token``), returns ``None`` on any failure and says why
 in a DEBUG log line, never with the code. The keyword is ``otp_token`` so that
@@ -23,13 +32,15 @@ contains "token", never carries the code either.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import BaseBackend
-from django.db import transaction
+from django.db import router, transaction
 
 from django_voicepassword.adapter import get_adapter
 from django_voicepassword.conf import settings
@@ -42,9 +53,54 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
     from django.http import HttpRequest
 
-__all__ = ["PhoneCodeBackend"]
+__all__ = ["PhoneCodeBackend", "atomic_login"]
 
 logger = logging.getLogger(__name__)
+
+# The request's attributes that django.contrib.auth.login() replaces.
+_USER_ATTRIBUTES = ("user", "auser")
+
+
+@contextlib.contextmanager
+def atomic_login(request: HttpRequest, challenge: Challenge | None = None) -> Iterator[None]:
+    """Confirm a login code and log in as one unit: all of it is stored, or none.
+
+    Around ``authenticate()`` and ``login()``: the attempt, the code's
+    consumption, a new user, the verified number and the logged-in session
+    (saved here, inside the transaction, rather than after the view) commit
+    together. If anything in the block or the commit raises (``OperationalError``:
+    SQLite locked past its timeout; a session store that fails), the
+    transaction is rolled back, so the code is not consumed and the person can
+    enter it again, and the request is put back as it was before the block:
+    its session as stored (the cycled key and the login are dropped, so the
+    middleware saves nothing and sends no cookie), its ``user``, and
+    ``challenge``'s in-memory fields that a confirmation sets. The error is
+    raised again for the view to answer (the package's views: 503).
+
+    Without it the code was consumed in a transaction of its own, and a login
+    that failed after it ended "used" with nobody logged in.
+    """
+    session = getattr(request, "session", None)
+    session_key = session.session_key if session is not None else None
+    users = {name: request.__dict__[name] for name in _USER_ATTRIBUTES if name in request.__dict__}
+    confirmed = (challenge.verified_at, challenge.code_digest) if challenge is not None else None
+    try:
+        with transaction.atomic(using=router.db_for_write(Challenge)):
+            yield
+            # Saved now, in the transaction: a session store that fails must
+            # leave the code unused. SessionMiddleware saves it again (same data).
+            if session is not None and request.session.modified:
+                request.session.save()
+    except BaseException:
+        if session is not None:
+            # A fresh store of the key from before: loads what the database
+            # has again (the rollback restored it); unmodified, so nothing is saved.
+            request.session = type(session)(session_key)
+        for name, value in users.items():
+            setattr(request, name, value)
+        if challenge is not None and confirmed is not None:
+            challenge.verified_at, challenge.code_digest = confirmed
+        raise
 
 
 class PhoneCodeBackend(BaseBackend):

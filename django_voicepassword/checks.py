@@ -32,12 +32,17 @@ that runs later agree on what a setting means.
 ``voicepassword.W006``  ``ASYNC_SEND`` on a worker with ``DAILY_BUDGET`` and the
                         local-memory cache: the worker gives reservations back
                         in its own memory, never to the site's budget.
+``voicepassword.W007``  the app's tables are on a SQLite file database whose
+                        write transactions do not take the lock at ``BEGIN``
+                        (``OPTIONS["transaction_mode"]``): concurrent writes
+                        fail with "database is locked" instead of waiting.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from importlib import import_module
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -55,7 +60,13 @@ from django.utils.module_loading import import_string
 from django_voicepassword.conf import settings
 from django_voicepassword.phone import NUMBER_TYPES
 
-__all__ = ["check_async_send", "check_limits", "check_limits_cache", "check_settings"]
+__all__ = [
+    "check_async_send",
+    "check_limits",
+    "check_limits_cache",
+    "check_settings",
+    "check_sqlite_transactions",
+]
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 
@@ -395,3 +406,78 @@ def check_login_sessions(
             id="voicepassword.E011",
         )
     ]
+
+
+# Transaction modes that take SQLite's write lock at BEGIN (Django 5.1+).
+_LOCKING_MODES = frozenset({"IMMEDIATE", "EXCLUSIVE"})
+
+
+def _is_sqlite(config: Mapping[str, Any]) -> bool:
+    """Whether ``config`` (one entry of ``DATABASES``) is a SQLite database, without connecting.
+
+    By the backend's vendor, so that SpatiaLite and a site's own subclass of
+    the SQLite backend count too.
+    """
+    engine = config.get("ENGINE")
+    if not isinstance(engine, str) or not engine:
+        return False
+    try:
+        wrapper = import_module(f"{engine}.base").DatabaseWrapper
+    except (ImportError, AttributeError):
+        return False  # Django's own checks and the first query report a broken ENGINE.
+    return getattr(wrapper, "vendor", None) == "sqlite"
+
+
+def _in_memory(name: object) -> bool:
+    # ":memory:", a shared in-memory URI, or "" (a temporary database): a test
+    # database of one process, where a burst of writers does not happen.
+    return not name or name == ":memory:" or "mode=memory" in str(name)
+
+
+@register(Tags.compatibility, "voicepassword")
+def check_sqlite_transactions(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn when the app writes to a SQLite file whose transactions fail instead of waiting.
+
+    A callback or a login is a transaction that reads, then writes. In
+    SQLite's default (deferred) mode it takes the write lock only at its
+    first write, and when another connection holds that lock SQLite answers
+    "database is locked" at once, whatever the ``timeout``: waiting could
+    deadlock. With ``"transaction_mode": "IMMEDIATE"`` the lock is taken at
+    ``BEGIN``, where SQLite waits up to ``"timeout"`` seconds for it.
+    """
+    from django.db import router
+
+    from django_voicepassword.models import Call, CallbackEvent, Challenge, PhoneNumber
+
+    # getattr: typed as a dict, but a settings file may hold anything.
+    databases: object = getattr(django_settings, "DATABASES", None)
+    if not isinstance(databases, Mapping):
+        return []
+    aliases = sorted(
+        {router.db_for_write(model) for model in (Call, CallbackEvent, Challenge, PhoneNumber)}
+    )
+    messages: list[CheckMessage] = []
+    for alias in aliases:
+        config = databases.get(alias)
+        if not isinstance(config, Mapping) or not _is_sqlite(config):
+            continue
+        if _in_memory(config.get("NAME")):
+            continue
+        options = config.get("OPTIONS")
+        mode = options.get("transaction_mode") if isinstance(options, Mapping) else None
+        if isinstance(mode, str) and mode.upper() in _LOCKING_MODES:
+            continue
+        messages.append(
+            Warning(
+                f"The database {alias!r} is SQLite with deferred transactions: when "
+                "requests write at the same moment (callbacks during logins), some "
+                "fail with 'database is locked' instead of waiting, and a callback "
+                "answered with an error is lost.",
+                hint=f'Add "OPTIONS": {{"transaction_mode": "IMMEDIATE", '
+                f'"timeout": 20}} to DATABASES[{alias!r}], or use PostgreSQL.',
+                id="voicepassword.W007",
+            )
+        )
+    return messages

@@ -38,7 +38,7 @@ from django.conf import settings as django_settings
 from django.contrib import messages
 from django.contrib.auth import REDIRECT_FIELD_NAME, authenticate, login
 from django.contrib.auth.mixins import LoginRequiredMixin
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
 from django.template.response import TemplateResponse
@@ -52,6 +52,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
 from django_voicepassword import verification
+from django_voicepassword.auth_backends import atomic_login
 from django_voicepassword.exceptions import VoicePasswordError
 from django_voicepassword.forms import CodeForm, PhoneForm
 from django_voicepassword.models import Call, Challenge
@@ -88,6 +89,11 @@ _NEXT_KEPT = 5
 #: Shown for every provider failure: its own words are for the log, not the page.
 PROVIDER_FAILED = gettext_lazy("We could not call you just now. Please try again later.")
 WRONG_CHANNEL = gettext_lazy("This way of sending the code is not available.")
+#: Shown when the login could not be stored (the database is locked or down);
+#: the code was not used up.
+LOGIN_FAILED = gettext_lazy("We could not log you in just now. Please enter the code again.")
+#: Seconds to wait before entering the code again after :data:`LOGIN_FAILED`.
+LOGIN_RETRY_AFTER = 2
 #: Why a code page has ended, when the services did not say.
 ENDED = {
     "expired": gettext_lazy("This code has expired."),
@@ -424,13 +430,31 @@ class LoginCodeView(CodeView):
     ]
 
     def confirm(self, challenge: Challenge, form: CodeForm) -> HttpResponse:
-        """Authenticate through ``PhoneCodeBackend`` and log in (the session key cycles)."""
-        user = authenticate(self.request, challenge=challenge, otp_token=form.cleaned_data["code"])
+        """Authenticate through ``PhoneCodeBackend`` and log in (the session key cycles).
+
+        The code is consumed only if the login is stored with it
+        (:func:`~django_voicepassword.auth_backends.atomic_login`); a database
+        that is locked or down answers 503, and the same code can be entered again.
+        """
+        code = form.cleaned_data["code"]
+        try:
+            with atomic_login(self.request, challenge):
+                user = authenticate(self.request, challenge=challenge, otp_token=code)
+                if user is not None:
+                    # Read before login(): it flushes the session when another user was in it.
+                    response = self.succeeded(challenge)
+                    login(self.request, user, backend=BACKEND)
+        except OperationalError as error:
+            logger.warning(
+                "Phone login for %s not completed, database unavailable: %s",
+                mask(challenge.number),
+                error,
+            )
+            return self.render_code(
+                challenge, error=LOGIN_FAILED, status=503, retry_after=LOGIN_RETRY_AFTER
+            )
         if user is None:
             return self.refused(challenge, form)
-        # Read before login(): it flushes the session when another user was in it.
-        response = self.succeeded(challenge)
-        login(self.request, user, backend=BACKEND)
         return response
 
 

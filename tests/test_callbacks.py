@@ -863,3 +863,47 @@ def test_the_accept_header_does_not_matter(client, call, accept):
         client, "/voicepassword/callback/forged/", callback("BUSY"), HTTP_ACCEPT=accept
     )
     assert refused.status_code == 404
+
+
+# --------------------------------------------------------------------------- a locked database
+
+
+@pytest.mark.parametrize(
+    "transactional",
+    [
+        pytest.param(False, marks=pytest.mark.django_db),
+        pytest.param(True, marks=pytest.mark.django_db(transaction=True)),
+    ],
+)
+def test_a_locked_database_is_503_with_retry_after_and_writes_nothing(
+    client, call, changes, caplog, transactional
+):
+    """SQLite's "database is locked" past its timeout: retryable, logged, nothing half-stored.
+
+    The error is raised at the event's insert, after the ORM path has updated
+    the call (PostgreSQL's one statement never runs): the update must be
+    rolled back with it.
+    """
+    from django.db import OperationalError
+
+    event_table = CallbackEvent._meta.db_table
+
+    def locked(execute, sql, params, many, context):
+        if f'INTO "{event_table}"' in sql:
+            raise OperationalError("database is locked")
+        return execute(sql, params, many, context)
+
+    before = snapshot()
+    with connection.execute_wrapper(locked), caplog.at_level("WARNING"):
+        answer = deliver(client, call, callback("ANSWERED"))
+
+    assert answer.status_code == 503
+    assert answer["Retry-After"] == "5"
+    assert snapshot() == before
+    assert changes == []
+    [record] = [r for r in caplog.records if r.name == "django_voicepassword.api.views"]
+    assert record.levelname == "WARNING"
+    assert "database is locked" in record.getMessage()
+    # The provider's retry, once the lock is gone, is applied as if first.
+    assert deliver(client, call, callback("ANSWERED")).json()["outcome"] == "applied"
+    assert row(call)["status"] == Status.ANSWERED

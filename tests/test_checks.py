@@ -191,3 +191,69 @@ def test_e011_signed_cookie_sessions_with_the_login_routed():
         assert [m.id for m in check_login_sessions()] == ["voicepassword.E011"]
     with override_settings(SESSION_ENGINE=signed, ROOT_URLCONF="tests.urls_without_app"):
         assert check_login_sessions() == []
+
+
+# --- SQLite's transaction mode (check_sqlite_transactions) ----------------------------
+
+
+def sqlite_ids(tmp_path, **config):
+    from django_voicepassword.checks import check_sqlite_transactions
+
+    databases = {"default": {"NAME": str(tmp_path / "db.sqlite3"), **config}}
+    # override_settings(DATABASES=...) warns that open connections keep the old
+    # settings; the check reads the setting only, so the warning is expected.
+    with (
+        pytest.warns(UserWarning, match="DATABASES"),
+        override_settings(DATABASES=databases),
+    ):
+        return [message.id for message in check_sqlite_transactions()]
+
+
+SQLITE = "django.db.backends.sqlite3"
+
+
+def test_w007_sqlite_without_options(tmp_path):
+    assert sqlite_ids(tmp_path, ENGINE=SQLITE) == ["voicepassword.W007"]
+    assert sqlite_ids(tmp_path, ENGINE=SQLITE, OPTIONS=None) == ["voicepassword.W007"]
+    assert sqlite_ids(tmp_path, ENGINE=SQLITE, OPTIONS={"timeout": 20}) == ["voicepassword.W007"]
+
+
+def test_w007_sqlite_with_deferred_transactions(tmp_path):
+    options = {"transaction_mode": "DEFERRED", "timeout": 20}
+    assert sqlite_ids(tmp_path, ENGINE=SQLITE, OPTIONS=options) == ["voicepassword.W007"]
+
+
+@pytest.mark.parametrize("mode", ["IMMEDIATE", "immediate", "EXCLUSIVE"])
+def test_w007_quiet_when_transactions_take_the_lock_at_begin(tmp_path, mode):
+    options = {"transaction_mode": mode, "timeout": 20}
+    assert sqlite_ids(tmp_path, ENGINE=SQLITE, OPTIONS=options) == []
+
+
+def test_w007_quiet_for_an_in_memory_test_database(tmp_path):
+    from django_voicepassword.checks import check_sqlite_transactions
+
+    for name in (":memory:", "file:memorydb_default?mode=memory&cache=shared"):
+        databases = {"default": {"ENGINE": SQLITE, "NAME": name}}
+        with pytest.warns(UserWarning, match="DATABASES"), override_settings(DATABASES=databases):
+            assert check_sqlite_transactions() == []
+
+
+def test_w007_quiet_on_postgresql(tmp_path):
+    pytest.importorskip("psycopg")
+    assert sqlite_ids(tmp_path, ENGINE="django.db.backends.postgresql") == []
+
+
+def test_w007_the_example_site_configures_sqlite_as_the_check_asks(tmp_path):
+    from tests.test_example_project import manage
+
+    result = manage("check", "--fail-level", "WARNING", tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = manage(
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])",
+        tmp_path=tmp_path,
+    )
+    assert result.stdout.strip() == "{'transaction_mode': 'IMMEDIATE', 'timeout': 20}"

@@ -45,7 +45,7 @@ import logging
 from typing import TYPE_CHECKING, Any, cast
 
 from django.contrib.auth import login
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext, ngettext
@@ -67,7 +67,7 @@ from django_voicepassword.api.login_serializers import (
     ChallengeStartSerializer,
 )
 from django_voicepassword.api.parsers import BoundedJSONParser
-from django_voicepassword.auth_backends import PhoneCodeBackend
+from django_voicepassword.auth_backends import PhoneCodeBackend, atomic_login
 from django_voicepassword.exceptions import VoicePasswordError
 from django_voicepassword.models import Call, Challenge
 from django_voicepassword.phone import InvalidPhoneNumber, mask
@@ -101,6 +101,7 @@ __all__ = [
     "ChallengeStartView",
     "ChallengeUsed",
     "LimitReached",
+    "LoginUnavailable",
     "ResendTooSoon",
     "ServiceUnavailable",
     "WrongCode",
@@ -110,6 +111,9 @@ logger = logging.getLogger(__name__)
 
 # The channels a challenge starts with; an SMS needs a call before it.
 CALL_CHANNELS = (Call.Channel.FLASH_CALL.value, Call.Channel.VOICE_CALL.value)
+
+#: Seconds to wait before sending the code again after :class:`LoginUnavailable`.
+LOGIN_RETRY_AFTER = 2
 
 #: The backend a phone login is recorded with in the session.
 BACKEND = "django_voicepassword.auth_backends.PhoneCodeBackend"
@@ -223,6 +227,18 @@ class ServiceUnavailable(ChallengeAPIException):
     # The HTML flow's words, for every channel.
     default_detail = _("We could not call you just now. Please try again later.")
     default_code = "service_unavailable"
+
+
+class LoginUnavailable(ChallengeAPIException):
+    """The login could not be stored (the database is locked or down); the code is not used.
+
+    503 with ``Retry-After``: the same code can be sent again.
+    """
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    # The HTML flow's words.
+    default_detail = _("We could not log you in just now. Please enter the code again.")
+    default_code = "login_unavailable"
 
 
 #: The field error for a channel that cannot be used now (the HTML flow's words).
@@ -403,7 +419,11 @@ class ChallengeConfirmView(ChallengeAPIView):
 
     A wrong code is 400 ``wrong_code`` with ``attempts_left``; input that is
     no code at all (letters, too few digits) is 400 on the ``code`` field and
-    costs no attempt; ``expired``, ``exhausted`` and ``used`` are 410.
+    costs no attempt; ``expired``, ``exhausted`` and ``used`` are 410. A login
+    that cannot be stored (the database is locked or down) is 503
+    ``login_unavailable`` with ``Retry-After``, and the code is not used up:
+    the check and the login are one transaction
+    (:func:`~django_voicepassword.auth_backends.atomic_login`).
 
     A site that issues its own tokens subclasses this view and overrides
     :meth:`get_response_data` (and :meth:`perform_login` to skip the session).
@@ -427,8 +447,26 @@ class ChallengeConfirmView(ChallengeAPIView):
             ) % {"count": challenge.code_length}
             raise ValidationError({"code": [message]}, code="malformed")
         if challenge.purpose == Challenge.Purpose.LOGIN:
-            user = self.confirm_login(challenge, entered)
-            self.perform_login(user, challenge)
+            refusal: ChallengeAPIException | None = None
+            try:
+                # One unit: a login that cannot be stored leaves the code unused.
+                with atomic_login(self.http_request, challenge):
+                    try:
+                        user = self.confirm_login(challenge, entered)
+                    except ChallengeAPIException as refused:
+                        # Raised once committed: the attempt of a wrong code counts.
+                        refusal = refused
+                    else:
+                        self.perform_login(user, challenge)
+            except OperationalError as error:
+                logger.warning(
+                    "Phone login for %s not completed, database unavailable: %s",
+                    mask(challenge.number),
+                    error,
+                )
+                raise LoginUnavailable(wait=LOGIN_RETRY_AFTER) from None
+            if refusal is not None:
+                raise refusal
         else:
             user = self.confirm_verification(challenge, entered)
         return Response(self.get_response_data(user, challenge))

@@ -98,6 +98,16 @@ def _provider_failed() -> Any:
     )
 
 
+def _login_unavailable() -> Any:
+    if not AVAILABLE:
+        return None
+    return OpenApiResponse(
+        ErrorSerializer,
+        description="The login could not be stored (the database is locked or down); "
+        "the code is not used up: send it again after Retry-After.",
+    )
+
+
 #: ``POST challenges/``
 start = _describe(
     operation_id="voicepassword_challenge_start",
@@ -144,6 +154,7 @@ confirm = _describe(
         200: ConfirmedSerializer,
         400: WrongCodeSerializer,
         410: ErrorSerializer,
+        503: _login_unavailable(),
     },
 )
 

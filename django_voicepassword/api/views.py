@@ -6,7 +6,7 @@ import ipaddress
 import logging
 from typing import Any
 
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.http import Http404
 from django.utils.decorators import method_decorator
 from rest_framework import status
@@ -27,6 +27,9 @@ __all__ = ["CallbackView"]
 
 logger = logging.getLogger(__name__)
 
+#: Seconds a callback refused for an unavailable database is asked to wait.
+CALLBACK_RETRY_AFTER = 5
+
 
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
 class CallbackView(APIView):
@@ -38,7 +41,9 @@ class CallbackView(APIView):
     body (JSON only: 415; at most ``CALLBACK_MAX_BODY`` bytes: 413; strict
     fields: 400), and the callback is stored and applied once
     (:func:`~django_voicepassword.callbacks.apply_callback`: on PostgreSQL,
-    one statement). Any input gets a 2xx or a 4xx, never a 5xx.
+    one statement). Any input gets a 2xx or a 4xx, never a 5xx; a database
+    that is locked or unreachable gets 503 with ``Retry-After``, stores
+    nothing and is logged at warning.
     """
 
     authentication_classes: list[Any] = []
@@ -76,5 +81,23 @@ class CallbackView(APIView):
         data = request.data
         serializer = CallbackSerializer(data=data)
         serializer.is_valid(raise_exception=True)
-        event = apply_callback(call_id, serializer.validated_data["record"], dict(data), address)
+        try:
+            event = apply_callback(
+                call_id, serializer.validated_data["record"], dict(data), address
+            )
+        except OperationalError as error:
+            # The database is locked past its timeout or unreachable: a state
+            # of the server, not of the callback. apply_callback is one
+            # transaction (or one statement), so nothing of it was stored; 503
+            # says "try again", where a 500 would say the callback is at fault.
+            logger.warning(
+                "VoicePassword callback for call %s not stored, database unavailable: %s",
+                call_id,
+                error,
+            )
+            return Response(
+                {"result": "error", "detail": "database unavailable, retry later"},
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(CALLBACK_RETRY_AFTER)},
+            )
         return Response({"result": "ok", "outcome": event.outcome}, status=status.HTTP_200_OK)

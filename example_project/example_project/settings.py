@@ -68,6 +68,15 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # SQLite's deferred transactions fail at once with "database is locked" when two
+    # requests write at the same moment (a callback during a login): IMMEDIATE takes
+    # the write lock at BEGIN, where SQLite waits for it up to "timeout" seconds
+    # (docs/howto/deploy.md, voicepassword.W007). Options in DATABASE_URL
+    # (sqlite:///db.sqlite3?timeout=30) win.
+    sqlite_options = DATABASES["default"].setdefault("OPTIONS", {})
+    sqlite_options.setdefault("transaction_mode", "IMMEDIATE")
+    sqlite_options.setdefault("timeout", 20)
 CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
