@@ -937,3 +937,43 @@ def test_counters_on_redis_expire_with_their_window(clock):
         backend: Any = caches["default"]
         ttl = backend._cache.get_client().ttl(key)
         assert 600 < ttl <= 660  # the window, and a minute's grace
+
+
+# --- through the verification service ----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_flood_of_logins_by_strangers_does_not_lock_out_the_sites_users(
+    clock, voicepassword_emulator, monkeypatch
+):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import AnonymousUser
+
+    from django_voicepassword import verification
+    from django_voicepassword.models import PhoneNumber
+
+    monkeypatch.setattr(verification, "pause", lambda seconds: None)
+    user = get_user_model()._default_manager.create_user(username="known", password=None)
+    PhoneNumber.objects.create(user=user, number="79990000001")
+
+    def browser() -> Any:
+        request = rf.post("/", REMOTE_ADDR="192.0.2.10")
+        request.session = SessionStore()
+        request.user = AnonymousUser()
+        return request
+
+    settings = {"API_KEY": "emulator-key", "LIMITS": {"global": "20/h"}}
+    with override_settings(VOICEPASSWORD=settings):
+        # Strangers' logins place no call, but fill the share of new numbers...
+        for number in numbers(40):
+            verification.start_challenge(number, request=browser())
+        # ... and a stranger's verification (a number to call) is shed,
+        stranger = get_user_model()._default_manager.create_user(username="new", password=None)
+        with pytest.raises(LimitExceeded):
+            verification.start_challenge(
+                "79990000002", request=browser(), purpose="verify", user=stranger
+            )
+        # while the site's user is called.
+        verification.start_challenge("79990000001", request=browser())
+    assert len(voicepassword_emulator.sends("79990000001")) == 1
+    assert voicepassword_emulator.sends("79990000002") == []
