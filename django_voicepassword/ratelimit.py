@@ -121,8 +121,8 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_PERIOD",
     "SCOPES",
-    "NumberKind",
     "LimitExceeded",
+    "NumberKind",
     "Rate",
     "Reservation",
     "check_send",
@@ -481,13 +481,13 @@ def _session_key(request: HttpRequest) -> str | None:
 
 
 # The identity of every request whose address PROXY_HEADER does not give.
-UNIDENTIFIED: Final = "unidentified"
+_UNIDENTIFIED: Final = "unidentified"
 _warned_unidentified = False
 
 
 def _address_identity(scope: str, request: HttpRequest) -> str | None:
     """The ip or network scope's identity of ``request``; ``None``: not limited."""
-    global _warned_unidentified  # noqa: PLW0603  (one warning per process)
+    global _warned_unidentified  # one warning per process
     address = client_address(request)
     if address is not None:
         return network_of(address) if scope == "ip" else wider_network_of(address)
@@ -507,7 +507,7 @@ def _address_identity(scope: str, request: HttpRequest) -> str | None:
             "Check that the proxy sets the header on every request.",
             settings.PROXY_HEADER,
         )
-    return UNIDENTIFIED
+    return _UNIDENTIFIED
 
 
 def _identities(number: str, request: HttpRequest | None) -> Iterator[tuple[str, str]]:
