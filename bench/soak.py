@@ -1107,6 +1107,7 @@ def run(args: argparse.Namespace) -> int:
                 "VOICEPASSWORD_LIMIT_NUMBER": f"{limit}/d",
                 # Every user of a loopback run has one address and one prefix.
                 "VOICEPASSWORD_LIMIT_IP": "",
+                "VOICEPASSWORD_LIMIT_NETWORK": "",
                 "VOICEPASSWORD_LIMIT_PREFIX": "",
                 "VOICEPASSWORD_LIMIT_GLOBAL": "",
                 "VOICEPASSWORD_DAILY_BUDGET": f"{budget:.2f}",

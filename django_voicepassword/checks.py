@@ -36,6 +36,8 @@ that runs later agree on what a setting means.
                         write transactions do not take the lock at ``BEGIN``
                         (``OPTIONS["transaction_mode"]``): concurrent writes
                         fail with "database is locked" instead of waiting.
+``voicepassword.W008``  the HTTP gateway in production (``DEBUG`` off) without
+                        ``DAILY_BUDGET``: nothing caps a day's spend.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from django_voicepassword.phone import NUMBER_TYPES
 
 __all__ = [
     "check_async_send",
+    "check_daily_budget",
     "check_limits",
     "check_limits_cache",
     "check_settings",
@@ -248,6 +251,34 @@ def check_limits(
             )
         )
     return messages
+
+
+@register(Tags.security, "voicepassword")
+def check_daily_budget(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn when a production site places real calls without a daily budget.
+
+    The limits bound how fast codes go out, not what a day of them costs: at
+    the default rates and price estimates, a determined attacker can spend
+    tens of thousands a day. Only ``DAILY_BUDGET`` is a ceiling in money.
+    """
+    from django_voicepassword.gateways import HttpGateway
+
+    if settings.problems() or django_settings.DEBUG or settings.DAILY_BUDGET is not None:
+        return []
+    gateway = settings.GATEWAY
+    if not (isinstance(gateway, type) and issubclass(gateway, HttpGateway)):
+        return []  # the console and locmem gateways spend nothing
+    return [
+        Warning(
+            "VOICEPASSWORD['DAILY_BUDGET'] is not set: nothing caps what a day of "
+            "calls and SMS can cost, and the limits alone allow thousands of codes a day.",
+            hint="Set DAILY_BUDGET to a day's spend you accept, in the account currency "
+            "(for example '300.00'); sends beyond it are refused until Moscow midnight.",
+            id="voicepassword.W007",
+        )
+    ]
 
 
 _BACKEND = "django_voicepassword.auth_backends.PhoneCodeBackend"

@@ -102,10 +102,15 @@ DEFAULTS: dict[str, Any] = {
     "LIMITS": {
         "number": "3/10m,10/d",
         "ip": "10/h,50/d",
+        "network": "12/h,60/d",
         "prefix": "50/h",
         "session": "5/h",
         "global": "500/h",
     },
+    # The part of LIMITS["global"] that numbers not verified on the site may
+    # use (0 < share <= 1); the rest is kept for verified numbers, so that
+    # an attack by new numbers cannot lock every user out.
+    "GLOBAL_NEW_SHARE": 0.5,
     # Digits of the number that make its prefix (country code, operator, block).
     "PREFIX_LENGTH": 7,
     # Spend allowed per Moscow day, in the account currency; None: no budget.
@@ -190,7 +195,7 @@ def _is_cooldowns(value: Any) -> bool:
 
 
 _RATE = re.compile(r"^\s*\d+\s*/\s*\d*\s*[smhd]\s*$")
-_LIMIT_SCOPES = frozenset({"number", "ip", "prefix", "session", "global"})
+_LIMIT_SCOPES = frozenset({"number", "ip", "network", "prefix", "session", "global"})
 _CHANNELS = frozenset({"flash_call", "voice_call", "sms"})
 
 
@@ -204,6 +209,10 @@ def _is_limits(value: Any) -> bool:
             for v in value.values()
         )
     )
+
+
+def _is_share(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value <= 1
 
 
 def _is_prices(value: Any) -> bool:
@@ -261,8 +270,10 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "USER_PHONE_FIELD": (_is_optional_str, "a field name or None"),
     "LIMITS": (
         _is_limits,
-        "a dict of scopes (number, ip, prefix, session, global) to rates such as '3/10m,10/d'",
+        "a dict of scopes (number, ip, network, prefix, session, global) to rates "
+        "such as '3/10m,10/d'",
     ),
+    "GLOBAL_NEW_SHARE": (_is_share, "a number above 0 and at most 1, such as 0.5"),
     "PREFIX_LENGTH": (_is_days, "a positive whole number of digits"),
     "DAILY_BUDGET": (_is_optional_amount, "an amount (number, string or Decimal) or None"),
     "PRICE_ESTIMATES": (
@@ -319,6 +330,7 @@ class VoicePasswordSettings:
     ADAPTER: type[Any]
     USER_PHONE_FIELD: str | None
     LIMITS: dict[str, str]
+    GLOBAL_NEW_SHARE: float
     PREFIX_LENGTH: int
     DAILY_BUDGET: Decimal | None
     PRICE_ESTIMATES: dict[str, Decimal]

@@ -8,7 +8,7 @@ from django.http import HttpRequest
 
 from django_voicepassword.conf import settings
 
-__all__ = ["client_address", "network_of"]
+__all__ = ["client_address", "network_of", "wider_network_of"]
 
 
 def client_address(request: HttpRequest) -> str | None:
@@ -43,3 +43,15 @@ def network_of(address: str) -> str:
     if isinstance(ip, ipaddress.IPv6Address):
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+def wider_network_of(address: str) -> str:
+    """The block one party can rotate addresses in: the /24 for IPv4, the /48 for IPv6.
+
+    An IPv6 site is usually assigned a /48 (65,536 /64s), so a limit per /64
+    alone lets one customer multiply it at will; a cheap server can likewise
+    hold many addresses of one IPv4 /24.
+    """
+    ip = ipaddress.ip_address(address)
+    prefix = 48 if isinstance(ip, ipaddress.IPv6Address) else 24
+    return str(ipaddress.ip_network((ip, prefix), strict=False))

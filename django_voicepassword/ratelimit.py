@@ -6,17 +6,20 @@ limits allow it and :func:`reserve` for its price against the day's budget.
 
 How the limits count
 --------------------
-- **Fixed windows.** A rate ``3/10m`` is three codes per ten-minute window, the
-  windows aligned to the Unix epoch (so a ``d`` window ends at midnight UTC). A
-  client can send up to twice a rate across a window boundary; that is the
-  price of one atomic operation per rate and nothing to clean up.
+- **Fixed windows for the client and the number.** A rate ``3/10m`` is three
+  codes per ten-minute window, the windows aligned to the Unix epoch (so a
+  ``d`` window ends at midnight UTC). A client can send up to twice a rate
+  across a window boundary; that is the price of one atomic operation per
+  rate and nothing to clean up.
+- **A sliding window for the whole site** (see "The global scope" below).
 - **One atomic counter per (scope, identity, period, window).** ``cache.add(key,
   0)`` then ``cache.incr(key)``: both atomic on Redis, memcached and the
   local-memory cache, so concurrent requests in any number of processes sharing
   the cache can never together pass a limit. The system checks report a cache
   that cannot count (``voicepassword.E007``) and a per-process cache in
   production (``voicepassword.W002``).
-- **Scopes in order, narrowest first:** session, ip, number, prefix, global. The
+- **Scopes in order, narrowest first:** session, ip, network, number, prefix,
+  global. The
   first scope over its limit refuses, and the attempt is counted in it and in the
   scopes before it, not after it. So a refused attempt is counted against the
   client that made it (its session and address: a hammering client stays
@@ -27,6 +30,11 @@ How the limits count
   are read (not counted); when one of them is full too and frees up later, the
   refusal names that scope and its time: :attr:`LimitExceeded.retry_after` is
   when a retry can succeed, not merely when the first refusing window ends.
+- **An address that cannot be read fails closed.** With ``PROXY_HEADER`` set,
+  a request whose header is missing or holds no address is counted in the ip
+  and network scopes under one shared identity (``unidentified``), and a
+  warning is logged once per process: a proxy that stopped sending the header
+  shares one allowance among all its clients rather than lifting the limit.
 - **Nothing personal in the cache.** Keys hold an HMAC (``salted_hmac`` under
   ``SECRET_KEY``, a salt per scope) of the number, address, prefix or session
   key, never the value: a shared Redis is often read by more people than the
@@ -36,6 +44,37 @@ How the limits count
   propagates, and no code is sent. A cache that forgets what it was given
   (``DummyCache``) counts nothing, so every limit is a no-op; the check
   ``voicepassword.E007`` reports it.
+
+The global scope
+----------------
+The global scope is a ceiling for the whole site, so it is the one scope an
+attacker can fill for everybody. Two things keep that from locking every user
+out:
+
+- **Verified numbers keep a share.** ``check_send`` is told the number's
+  ``kind``: ``"verified"`` (a number of an account that can log in, which will
+  be called), ``"new"`` (a number that will be called but is not verified on
+  the site: a sign-up, a number being added) or ``"uncalled"`` (a login for a
+  number without an account: no call is placed). Every counted send is counted
+  in the ``all`` pool, limited by ``LIMITS["global"]``; a new or uncalled send
+  is first counted in the ``new`` pool, limited by ``GLOBAL_NEW_SHARE`` of
+  it. New numbers therefore never take more than their share, and verified
+  numbers always have the rest. An uncalled send that finds the new pool full
+  is not refused for it (it costs nothing) and is not counted anywhere; it is
+  refused exactly when a verified number would be (the ``all`` pool is full),
+  so the answer to a login never tells whether the number has an account.
+  The trade-off: while the new pool is full, a new number that would be called
+  (with ``CREATE_USERS`` or for verification) is refused where a verified one
+  is not; with ``CREATE_USERS`` on, that tells an attacker who can fill the
+  pool which numbers have an account (``docs/decisions.md``).
+- **The window slides.** Each rate keeps a counter per window, and the count
+  is the current window's plus the previous window's weighted by the part of
+  it still inside the sliding period (the sliding-window counter of
+  rate-limiters at scale). A burst therefore frees capacity gradually over
+  the next period, and there is no boundary at which a full allowance returns
+  at once for an attacker to take again. Counting stays one atomic ``incr``
+  per rate (the previous window no longer changes); a send the global scope
+  refuses is ``decr``-ed back, so refused attempts never keep the site full.
 
 The budget
 ----------
@@ -53,6 +92,7 @@ tests can move the clock.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import time
@@ -60,7 +100,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 from django.core.cache import cache
 from django.http import HttpRequest
@@ -72,7 +112,7 @@ from django.utils.translation import gettext_lazy as _
 
 from django_voicepassword.client import PROVIDER_TZ
 from django_voicepassword.conf import ConfigurationError, settings
-from django_voicepassword.net import client_address, network_of
+from django_voicepassword.net import client_address, network_of, wider_network_of
 from django_voicepassword.signals import limit_exceeded
 
 if TYPE_CHECKING:
@@ -82,6 +122,7 @@ __all__ = [
     "MAX_PERIOD",
     "SCOPES",
     "LimitExceeded",
+    "NumberKind",
     "Rate",
     "Reservation",
     "check_send",
@@ -92,7 +133,13 @@ __all__ = [
 ]
 
 #: The scopes of ``LIMITS``, in the order they are counted (narrowest first).
-SCOPES: Final = ("session", "ip", "number", "prefix", "global")
+SCOPES: Final = ("session", "ip", "network", "number", "prefix", "global")
+
+#: What a send is to the global scope: see :func:`check_send`.
+NumberKind = Literal["verified", "new", "uncalled"]
+_KINDS: Final = frozenset({"verified", "new", "uncalled"})
+
+logger = logging.getLogger(__name__)
 
 #: The longest period a rate may have: a year (of 366 days).
 MAX_PERIOD: Final = 366 * 86400
@@ -180,6 +227,7 @@ def _configured_rates(scope: str) -> tuple[Rate, ...]:
 _REASONS: Final[dict[str, StrPromise]] = {
     "number": _("Too many codes were sent to this number."),
     "ip": _("Too many codes were requested from your network."),
+    "network": _("Too many codes were requested from your network."),
     "prefix": _("Too many codes were sent to numbers like this one."),
     "session": _("Too many codes were requested in this session."),
     "global": _("Too many codes are being sent right now."),
@@ -219,8 +267,8 @@ _wait = lazy(retry_phrase, str)
 class LimitExceeded(Exception):  # noqa: N818  (the name is the public contract)
     """A limit refused to send a code.
 
-    ``scope`` is ``"number"``, ``"ip"``, ``"prefix"``, ``"session"``,
-    ``"global"`` or ``"budget"``; ``retry_after`` the whole seconds (1 or more)
+    ``scope`` is ``"number"``, ``"ip"``, ``"network"``, ``"prefix"``,
+    ``"session"``, ``"global"`` or ``"budget"``; ``retry_after`` the whole seconds (1 or more)
     until a retry can succeed, for a ``Retry-After`` header; ``message`` a
     translatable sentence saying why and when, for the person (``str(exc)``
     gives it). ``args`` holds the scope and the seconds: nothing personal.
@@ -292,7 +340,7 @@ class _Window:
 
 
 def _windows(scope: str, identity: str, rates: tuple[Rate, ...], now: float) -> list[_Window]:
-    ident = "all" if scope == "global" else _digest(scope, identity)
+    ident = _digest(scope, identity)
     windows = []
     for rate in rates:
         index = int(now // rate.seconds)
@@ -300,6 +348,122 @@ def _windows(scope: str, identity: str, rates: tuple[Rate, ...], now: float) -> 
         key = f"{_PREFIX}limit:{scope}:{ident}:{rate.seconds}:{index}"
         windows.append(_Window(rate, key, max(1, math.ceil(end - now))))
     return windows
+
+
+@dataclass(frozen=True)
+class _Sliding:
+    """The sliding window of one rate of one pool of the global scope, at ``now``."""
+
+    limit: int
+    period: int
+    key: str
+    previous: str
+    # Seconds into the current window (0 <= elapsed < period).
+    elapsed: float
+
+    @property
+    def timeout(self) -> int:
+        # The counter is read as the previous window's throughout the next one.
+        return math.ceil(2 * self.period - self.elapsed) + _GRACE
+
+    def count(self, previous: int, current: int) -> float:
+        """The sends in the sliding period: the previous window's still inside it, and ours."""
+        return previous * (self.period - self.elapsed) / self.period + current
+
+    def retry_after(self, previous: int, current: int) -> int:
+        """Seconds until one more send fits, if nobody else sends."""
+        if self.limit < 1:
+            # A rate of 0: nothing ever fits; say when this window ends.
+            return max(1, math.ceil(self.period - self.elapsed))
+        # Later in this window the previous window's weight falls until
+        # previous * (period - t) / period + current + 1 <= limit ...
+        if current + 1 <= self.limit and previous > 0:
+            t = self.period - (self.limit - current - 1) * self.period / previous
+            if t < self.period:
+                return max(1, math.ceil(t - self.elapsed))
+        # ... or in the next window, where ours is the previous one.
+        t = self.period - (self.limit - 1) * self.period / current if current > 0 else 0.0
+        return max(1, math.ceil(self.period - self.elapsed + max(0.0, t)))
+
+
+def _new_limit(count: int) -> int:
+    """The new-number pool's limit for a global rate of ``count``."""
+    if count == 0:
+        return 0
+    # At least one: a site with a tiny ceiling still lets a new number in.
+    return max(1, math.floor(count * settings.GLOBAL_NEW_SHARE))
+
+
+def _slidings(pool: str, rates: tuple[Rate, ...], now: float) -> list[_Sliding]:
+    slidings = []
+    for rate in rates:
+        index = int(now // rate.seconds)
+        base = f"{_PREFIX}limit:global:{pool}:{rate.seconds}"
+        limit = rate.count if pool == "all" else _new_limit(rate.count)
+        slidings.append(
+            _Sliding(
+                limit, rate.seconds, f"{base}:{index}", f"{base}:{index - 1}", now % rate.seconds
+            )
+        )
+    return slidings
+
+
+def _read_full(slidings: list[_Sliding]) -> int | None:
+    """Without counting: the seconds until a send fits, ``None`` when one fits now."""
+    stored = cache.get_many([k for s in slidings for k in (s.key, s.previous)])
+    waits = []
+    for s in slidings:
+        previous, current = int(stored.get(s.previous, 0)), int(stored.get(s.key, 0))
+        if s.count(previous, current + 1) > s.limit:
+            waits.append(s.retry_after(previous, current))
+    return max(waits) if waits else None
+
+
+def _count_sliding(slidings: list[_Sliding]) -> int | None:
+    """Count one send in every window; ``None`` when it fits, else give it back and wait.
+
+    The ``incr`` hands each concurrent send its own place in the current
+    window, and the previous window no longer changes (but for give-backs,
+    which only lower it), so concurrent sends never together pass a limit.
+    """
+    counted = [(s, _count(s.key, 1, s.timeout)) for s in slidings]
+    stored = cache.get_many([s.previous for s in slidings])
+    over = [
+        (s, int(stored.get(s.previous, 0)), current)
+        for s, current in counted
+        if s.count(int(stored.get(s.previous, 0)), current) > s.limit
+    ]
+    if not over:
+        return None
+    for s, current in counted:
+        if current > 0:  # 0: a cache that keeps nothing counted nothing
+            _give_back(s.key, 1)
+    return max(s.retry_after(previous, current - 1) for s, previous, current in over)
+
+
+def _check_global(
+    rates: tuple[Rate, ...], now: float, kind: NumberKind, *, count: bool
+) -> int | None:
+    """The global scope (see the module docstring): ``None`` or the seconds to wait."""
+    every = _slidings("all", rates, now)
+    new = _slidings("new", rates, now) if kind != "verified" else []
+    if not count:
+        # An earlier scope refused: read, do not count.
+        waits = [w for w in (_read_full(every), _read_full(new) if kind == "new" else None) if w]
+        return max(waits) if waits else None
+    if new:
+        new_wait = _count_sliding(new)
+        if new_wait is not None:
+            if kind == "new":
+                full = _read_full(every)
+                return max(new_wait, full or 0)
+            # Uncalled: refused exactly when a verified number would be.
+            return _read_full(every)
+    every_wait = _count_sliding(every)
+    if every_wait is not None and new:
+        for s in new:
+            _give_back(s.key, 1)
+    return every_wait
 
 
 def _session_key(request: HttpRequest) -> str | None:
@@ -316,6 +480,36 @@ def _session_key(request: HttpRequest) -> str | None:
     return key
 
 
+# The identity of every request whose address PROXY_HEADER does not give.
+_UNIDENTIFIED: Final = "unidentified"
+_warned_unidentified = False
+
+
+def _address_identity(scope: str, request: HttpRequest) -> str | None:
+    """The ip or network scope's identity of ``request``; ``None``: not limited."""
+    global _warned_unidentified  # one warning per process
+    address = client_address(request)
+    if address is not None:
+        return network_of(address) if scope == "ip" else wider_network_of(address)
+    if not settings.PROXY_HEADER:
+        # The connection itself has no IP address (a Unix socket): nothing to
+        # count by, and every client would share one allowance.
+        return None
+    # The proxy header is missing or unreadable: the request did not pass the
+    # site's proxy as configured, or the proxy stopped adding it. Skipping the
+    # limit would let anyone drop the header to escape it; one shared counter
+    # keeps the limit (fail closed) at the price of sharing it.
+    if not _warned_unidentified:
+        _warned_unidentified = True
+        logger.warning(
+            "VOICEPASSWORD['PROXY_HEADER'] names %r, but a request came without a "
+            "readable address in it: such requests share one ip and network limit. "
+            "Check that the proxy sets the header on every request.",
+            settings.PROXY_HEADER,
+        )
+    return _UNIDENTIFIED
+
+
 def _identities(number: str, request: HttpRequest | None) -> Iterator[tuple[str, str]]:
     """(scope, identity) for every limited scope that has one, in counting order."""
     limited = settings.LIMITS
@@ -325,9 +519,8 @@ def _identities(number: str, request: HttpRequest | None) -> Iterator[tuple[str,
         identity: str | None
         if scope == "session":
             identity = _session_key(request) if request is not None else None
-        elif scope == "ip":
-            address = client_address(request) if request is not None else None
-            identity = network_of(address) if address is not None else None
+        elif scope in ("ip", "network"):
+            identity = _address_identity(scope, request) if request is not None else None
         elif scope == "number":
             identity = number
         elif scope == "prefix":
@@ -341,18 +534,24 @@ def _identities(number: str, request: HttpRequest | None) -> Iterator[tuple[str,
 _NORMALIZED: Final = re.compile(r"[0-9]{1,15}")
 
 
-def check_send(number: str, request: HttpRequest | None) -> None:
+def check_send(number: str, request: HttpRequest | None, *, kind: NumberKind = "new") -> None:
     """Count one code about to be sent to ``number``; raise if a limit refuses it.
 
     ``number`` is normalized (:func:`django_voicepassword.phone.normalize`), so
-    every spelling of it shares one counter; ``request`` gives the ip and
-    session scopes (``None``: those are skipped, as is the session scope for a
-    request without a session). Call it for every number, known or not, so
-    that a refusal never tells whether a number has an account.
+    every spelling of it shares one counter; ``request`` gives the ip, network
+    and session scopes (``None``: those are skipped, as is the session scope
+    for a request without a session). Call it for every number, known or not,
+    so that a refusal never tells whether a number has an account.
 
-    Scopes are counted narrowest first (session, ip, number, prefix, global)
-    and the first one over its limit refuses; see the module's documentation
-    for why. The :class:`LimitExceeded` raised names the scope whose refusal
+    ``kind`` says what the send is to the global scope: ``"verified"``, a
+    number of an account that can log in (it may use the whole of
+    ``LIMITS["global"]``); ``"new"``, any other number that will be called
+    (only ``GLOBAL_NEW_SHARE`` of it); ``"uncalled"``, a login that places no
+    call (counted as new, but refused only when a verified number would be).
+
+    Scopes are counted narrowest first (session, ip, network, number, prefix,
+    global) and the first one over its limit refuses; see the module's
+    documentation for why. The :class:`LimitExceeded` raised names the scope whose refusal
     lasts longest among that one and the later scopes already full (the first
     of them on a tie), and the ``limit_exceeded`` signal is sent with the same
     scope and ``retry_after``.
@@ -364,9 +563,16 @@ def check_send(number: str, request: HttpRequest | None) -> None:
     if not _NORMALIZED.fullmatch(number):
         # Not the number itself in the message: it may be what a person typed.
         raise ValueError("check_send() needs a normalized number (E.164 digits without '+').")
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be 'verified', 'new' or 'uncalled', not {kind!r}")
     now = _now()
     refusals: list[tuple[str, int]] = []
     for scope, identity in _identities(number, request):
+        if scope == "global":
+            wait = _check_global(_configured_rates(scope), now, kind, count=not refusals)
+            if wait is not None:
+                refusals.append((scope, wait))
+            continue
         windows = _windows(scope, identity, _configured_rates(scope), now)
         if refusals:
             # Already refused: read, do not count (see the module docstring).

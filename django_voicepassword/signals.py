@@ -55,6 +55,6 @@ phone_verified = Signal()
 login_failed = Signal()
 
 #: A limit refused to send a code. Sent with ``sender=None`` and: ``scope``
-#: (``"number"``, ``"ip"``, ``"prefix"``, ``"session"``, ``"global"``,
+#: (``"number"``, ``"ip"``, ``"network"``, ``"prefix"``, ``"session"``, ``"global"``,
 #: ``"budget"``), ``retry_after`` (seconds) and ``request`` (or ``None``).
 limit_exceeded = Signal()

@@ -336,6 +336,23 @@ def _recipient(number: str, purpose: str, user: AbstractBaseUser | None) -> _Rec
     return _Recipient(call=adapter.can_log_in(found), user=found)
 
 
+def _limit_kind(number: str, purpose: str, user: AbstractBaseUser | None) -> ratelimit.NumberKind:
+    """What a send to ``number`` is to the global limit (:func:`~.ratelimit.check_send`).
+
+    A login that will call an account's number is ``"verified"``: it keeps its
+    place when new numbers fill their share. A verification adds a number the
+    site has not verified for this user: ``"new"``, as is a login that creates
+    its user. A login that places no call is ``"uncalled"``, which the limit
+    answers as it would a verified number, so that it tells nothing.
+    """
+    if purpose == Challenge.Purpose.VERIFY:
+        return "new"
+    recipient = _recipient(number, purpose, user)
+    if not recipient.call:
+        return "uncalled"
+    return "verified" if recipient.user is not None else "new"
+
+
 def _cooldown(sends: int) -> timedelta:
     """The wait after the ``sends``-th code: ``RESEND_COOLDOWNS``, the last repeating."""
     cooldowns = settings.RESEND_COOLDOWNS
@@ -595,7 +612,7 @@ def start_challenge(
         return reusable
 
     # Before anything is written or billed, for every number alike.
-    ratelimit.check_send(normalized, request)
+    ratelimit.check_send(normalized, request, kind=_limit_kind(normalized, purpose, user))
     if settings.ASYNC_SEND:
         return _start_queued(normalized, purpose, channel, user, session_digest, request, now)
     recipient = _recipient(normalized, purpose, user)
@@ -660,7 +677,9 @@ def resend_challenge(
     if fresh.resend_at > now:
         raise ChallengeError("cooldown", retry_after=_seconds_until(fresh.resend_at, now))
 
-    ratelimit.check_send(fresh.number, request)
+    ratelimit.check_send(
+        fresh.number, request, kind=_limit_kind(fresh.number, fresh.purpose, fresh.user)
+    )
     if settings.ASYNC_SEND:
         return _resend_queued(challenge, fresh, channel, request, now)
     recipient = _recipient(fresh.number, fresh.purpose, fresh.user)

@@ -7,7 +7,12 @@ from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
 
-from django_voicepassword.checks import check_limits, check_limits_cache, check_settings
+from django_voicepassword.checks import (
+    check_daily_budget,
+    check_limits,
+    check_limits_cache,
+    check_settings,
+)
 
 HTTP = "django_voicepassword.gateways.HttpGateway"
 CONSOLE = "django_voicepassword.gateways.ConsoleGateway"
@@ -152,6 +157,54 @@ def test_e008_negative_amounts():
     assert limit_ids(DAILY_BUDGET="-1") == ["voicepassword.E008"]
     prices = {"flash_call": "0.50", "voice_call": "-1", "sms": "4"}
     assert limit_ids(PRICE_ESTIMATES=prices) == ["voicepassword.E008"]
+
+
+def test_e002_network_scope_and_new_share_are_validated():
+    assert ids(API_KEY="k", LIMITS={"network": "12/h,60/d"}, GLOBAL_NEW_SHARE=0.25) == []
+    assert ids(API_KEY="k", GLOBAL_NEW_SHARE=1) == []
+    for share in (0, -0.5, 1.5, "0.5", True, None):
+        assert ids(API_KEY="k", GLOBAL_NEW_SHARE=share) == ["voicepassword.E002"]
+    assert ids(API_KEY="k", LIMITS={"networks": "1/h"}) == ["voicepassword.E002"]
+    assert limit_ids(LIMITS={"network": "1/0h"}) == ["voicepassword.E008"]
+
+
+def test_a_bad_new_share_is_a_configuration_error_naming_the_setting():
+    from django_voicepassword.conf import ConfigurationError, settings
+
+    with (
+        override_settings(VOICEPASSWORD={"API_KEY": "k", "GLOBAL_NEW_SHARE": 2}),
+        pytest.raises(ConfigurationError, match=r"GLOBAL_NEW_SHARE.*above 0 and at most 1"),
+    ):
+        settings.GLOBAL_NEW_SHARE  # noqa: B018
+
+
+def budget_ids(*, debug=False, **voicepassword):
+    with override_settings(DEBUG=debug, VOICEPASSWORD=voicepassword):
+        return [message.id for message in check_daily_budget()]
+
+
+def test_w007_production_without_a_daily_budget():
+    assert budget_ids(API_KEY="k") == ["voicepassword.W008"]
+    assert budget_ids(API_KEY="k", LIMITS={}) == ["voicepassword.W008"]
+
+
+def test_w007_not_with_a_budget_in_development_or_without_real_calls():
+    assert budget_ids(API_KEY="k", DAILY_BUDGET="300.00") == []
+    assert budget_ids(API_KEY="k", DAILY_BUDGET=0) == []
+    assert budget_ids(API_KEY="k", debug=True) == []
+    assert budget_ids(GATEWAY=CONSOLE) == []
+    assert budget_ids(GATEWAY="django_voicepassword.gateways.LocmemGateway") == []
+    assert budget_ids(API_KEY="k", READ_TIMEOUT="x") == []  # check_settings reports it
+
+
+@pytest.mark.django_db
+def test_w007_runs_with_manage_py_check(capsys):
+    with override_settings(VOICEPASSWORD={"API_KEY": "k"}):
+        call_command("check")
+    assert "voicepassword.W008" in capsys.readouterr().err
+    with override_settings(VOICEPASSWORD={"API_KEY": "k", "DAILY_BUDGET": "300"}):
+        call_command("check")
+    assert "voicepassword.W008" not in capsys.readouterr().err
 
 
 @pytest.mark.django_db

@@ -171,6 +171,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             VOICEPASSWORD_LIMIT_NUMBER=f"{NUMBER_LIMIT}/d",
             # Every client of a loopback test has one address and one prefix.
             VOICEPASSWORD_LIMIT_IP="",
+            VOICEPASSWORD_LIMIT_NETWORK="",
             VOICEPASSWORD_LIMIT_PREFIX="",
             VOICEPASSWORD_LIMIT_GLOBAL="",
             VOICEPASSWORD_DAILY_BUDGET=f"{BUDGET_CALLS * 0.5:.2f}",

@@ -272,6 +272,65 @@ def test_ip_scope_groups_an_ipv6_64_and_separates_others(clock):
         assert refusal(request=request_from("203.0.113.8")).scope == "ip"
 
 
+def test_network_scope_groups_an_ipv6_48_and_an_ipv4_24(clock):
+    with limits(ip="10/h", network="12/h"):
+        # 15 /64s of one /48: each is a fresh address, but one network.
+        passed = 0
+        for n in range(15):
+            with contextlib.suppress(LimitExceeded):
+                check_send(NUMBER, request_from(f"2001:db8:1:{n:x}::1"))
+                passed += 1
+        assert passed == 12
+        assert refusal(request=request_from("2001:db8:1:ff::1")).scope == "network"
+        check_send(NUMBER, request_from("2001:db8:2::1"))  # the next /48
+        for host in range(1, 13):
+            check_send(NUMBER, request_from(f"198.51.100.{host}"))
+        assert refusal(request=request_from("198.51.100.200")).scope == "network"
+        check_send(NUMBER, request_from("198.51.101.1"))  # the next /24
+
+
+def test_the_network_scope_is_on_by_default(clock):
+    with override_settings(VOICEPASSWORD=BASE):
+        passed = 0
+        for n in range(15):
+            with contextlib.suppress(LimitExceeded):
+                check_send(numbers(1, n)[0], request_from(f"2001:db8:1:{n:x}::1"))
+                passed += 1
+        assert passed < 15
+
+
+PROXIED = {**BASE, "LIMITS": {"ip": "2/h", "network": "3/h"}, "PROXY_HEADER": "X-Forwarded-For"}
+
+
+@pytest.fixture
+def fresh_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ratelimit, "_warned_unidentified", False, raising=False)
+
+
+@pytest.mark.parametrize("header", [None, "", "garbage", "1.2.3.4, not-an-address"])
+def test_a_request_without_a_readable_proxy_header_is_limited_not_let_through(
+    clock, fresh_warning, caplog, header
+):
+    extra = {} if header is None else {"HTTP_X_FORWARDED_FOR": header}
+    with override_settings(VOICEPASSWORD=PROXIED), caplog.at_level("WARNING"):
+        # Every such request shares one allowance, whatever its connection.
+        check_send(NUMBER, rf.post("/", REMOTE_ADDR="10.0.0.1", **extra))
+        check_send(OTHER, rf.post("/", REMOTE_ADDR="10.0.0.2", **extra))
+        refused = refusal(request=rf.post("/", REMOTE_ADDR="10.9.9.9", **extra))
+        assert refused.scope == "ip"
+        # A client whose header the proxy did set is not held by them.
+        check_send(NUMBER, rf.post("/", HTTP_X_FORWARDED_FOR="198.51.100.1"))
+    warnings = [r for r in caplog.records if "PROXY_HEADER" in r.getMessage()]
+    assert len(warnings) == 1  # once per process, not per request
+    assert warnings[0].levelname == "WARNING"
+
+
+def test_the_proxy_warning_is_not_given_when_the_header_is_there(clock, fresh_warning, caplog):
+    with override_settings(VOICEPASSWORD=PROXIED), caplog.at_level("WARNING"):
+        check_send(NUMBER, rf.post("/", HTTP_X_FORWARDED_FOR="198.51.100.1"))
+    assert caplog.records == []
+
+
 def test_ip_scope_reads_the_proxy_header(clock):
     settings = {**BASE, "LIMITS": {"ip": "1/h"}, "PROXY_HEADER": "X-Forwarded-For"}
     with override_settings(VOICEPASSWORD=settings):
@@ -325,13 +384,123 @@ def test_no_session_is_created_when_the_session_scope_is_off(clock):
 
 def test_global_scope_counts_every_number(clock):
     with limits(**{"global": "3/h"}):
-        check_send("79161234567", None)
-        check_send("79031112233", None)
-        check_send("79261112233", None)
-        refused = refusal("79991112233")
-        assert (refused.scope, refused.retry_after) == ("global", 3600)
+        check_send("79161234567", None, kind="verified")
+        check_send("79031112233", None, kind="verified")
+        check_send("79261112233", None, kind="verified")
+        with pytest.raises(LimitExceeded) as info:
+            check_send("79991112233", None, kind="verified")
+        # Sliding: the three sends weigh on the next hour too, and the first
+        # place returns when a third of it has passed (3 * 2/3 + 1 <= 3).
+        assert (info.value.scope, info.value.retry_after) == ("global", 3600 + 1200)
+        clock.advance(3600 + 1200)
+        check_send("79991112233", None, kind="verified")
+
+
+def global_limits(rate: str, share: float = 0.5) -> Any:
+    settings = {**BASE, "LIMITS": {"global": rate}, "GLOBAL_NEW_SHARE": share}
+    return override_settings(VOICEPASSWORD=settings)
+
+
+def numbers(count: int, start: int = 0) -> list[str]:
+    """``count`` distinct normalized numbers: the attacker needs no real ones."""
+    return [f"7916{n:07d}" for n in range(start, start + count)]
+
+
+def global_counters() -> dict[str, int]:
+    """pool -> the sum of its stored counters."""
+    counts: dict[str, int] = {}
+    for key in stored_keys():
+        parts = unprefixed(key).split(":")
+        if parts[2] == "global":
+            counts[parts[3]] = counts.get(parts[3], 0) + int(cache.get(unprefixed(key)))
+    return counts
+
+
+def test_new_numbers_take_only_their_share_of_the_global_scope(clock):
+    with global_limits("10/h", share=0.3):
+        for number in numbers(3):
+            check_send(number, None)
+        with pytest.raises(LimitExceeded) as info:
+            check_send(numbers(1, 3)[0], None, kind="new")
+        assert info.value.scope == "global"
+        # The other seven places are the verified numbers'.
+        for number in numbers(7, 100):
+            check_send(number, None, kind="verified")
+        with pytest.raises(LimitExceeded):
+            check_send(numbers(1, 200)[0], None, kind="verified")
+        assert global_counters() == {"new": 3, "all": 10}
+
+
+def test_an_attack_by_new_numbers_cannot_stop_a_verified_number(clock):
+    with global_limits("100/h"):
+        attack = iter(numbers(20_000))
+        users = iter(numbers(100, 50_000))
+        new_passed = refused = 0
+        # Two hours of a new number every 12 seconds (300 an hour, where their
+        # share is 50), while the site's users log in every ten minutes.
+        for second in range(0, 2 * 3600, 12):
+            kind: Any = "new" if second % 24 else "uncalled"
+            try:
+                check_send(next(attack), None, kind=kind)
+                new_passed += kind == "new"
+            except LimitExceeded:
+                refused += 1
+            if second % 600 == 0:
+                check_send(next(users), None, kind="verified")
+            clock.advance(12)
+        assert refused > 0  # the attack is shed,
+        assert new_passed < 2 * 50  # within its share of 50 an hour
+        # and the site's allowance is never held by refused attempts.
+        assert global_counters()["all"] <= 2 * 100
+
+
+def test_an_uncalled_login_is_refused_exactly_when_a_verified_one_is(clock):
+    # A login for a number without an account places no call; its answer must
+    # not tell the number apart from one that has an account.
+    with global_limits("4/h"):
+        check_send(numbers(1)[0], None, kind="uncalled")
+        check_send(numbers(1, 1)[0], None, kind="uncalled")  # the new share (2) is full
+        check_send(numbers(1, 2)[0], None, kind="uncalled")  # passes, counted nowhere
+        assert global_counters() == {"new": 2, "all": 2}
+        with pytest.raises(LimitExceeded):
+            check_send(numbers(1, 3)[0], None, kind="new")  # a new number to call is shed
+        check_send(numbers(1, 4)[0], None, kind="verified")
+        check_send(numbers(1, 5)[0], None, kind="verified")
+        answers = []
+        for kind in ("verified", "uncalled"):
+            with pytest.raises(LimitExceeded) as info:
+                check_send(numbers(1, 6)[0], None, kind=kind)
+            answers.append((info.value.scope, info.value.retry_after, str(info.value)))
+        assert answers[0] == answers[1]
+        assert global_counters() == {"new": 2, "all": 4}
+
+
+def test_the_global_window_slides(clock):
+    with global_limits("100/h", share=1):
+        for number in numbers(100):
+            check_send(number, None)
+        # The hour turns: a fixed window would hand back all 100 places at once.
         clock.advance(3600)
-        check_send("79991112233", None)
+        with pytest.raises(LimitExceeded) as info:
+            check_send(OTHER, None)
+        assert info.value.retry_after == 36  # one place per 36 s of the hour
+        # A tenth of the hour later, a tenth of the places are back, not more.
+        clock.advance(360)
+        passed = 0
+        for number in numbers(50, 1000):
+            with contextlib.suppress(LimitExceeded):
+                check_send(number, None)
+                passed += 1
+        assert passed == 10
+        # The burst is gone entirely only when a whole hour has slid past it.
+        clock.advance(3600 - 360)
+        for number in numbers(90, 2000):
+            check_send(number, None)
+
+
+def test_kind_must_be_one_of_the_three(clock):
+    with global_limits("5/h"), pytest.raises(ValueError, match="kind"):
+        check_send(NUMBER, None, kind="known")  # type: ignore[arg-type]
 
 
 def test_scopes_without_an_identity_are_skipped(clock):
@@ -367,7 +536,8 @@ def test_a_refused_attempt_does_not_use_up_the_scopes_it_did_not_reach(clock):
         counts = sorted(
             (unprefixed(key).split(":")[2], cache.get(unprefixed(key))) for key in stored_keys()
         )
-        assert counts == [("global", 2), ("ip", 52), ("number", 2)]
+        # The global scope counts a new number twice: in its share and in all.
+        assert counts == [("global", 2), ("global", 2), ("ip", 52), ("number", 2)]
 
 
 def unprefixed(stored: str) -> str:
@@ -379,9 +549,10 @@ def test_the_refusal_names_the_scope_that_frees_up_last(clock):
     with limits(ip="1/m", **{"global": "1/h"}):
         check_send(NUMBER, request_from("203.0.113.1"))
         clock.advance(10)
-        # The address is refused for 50 s, but the whole site is full for longer.
+        # The address is refused for 50 s, but the whole site is full for longer
+        # (until the send of 10 s ago has slid out of the hour).
         refused = refusal(OTHER, request_from("203.0.113.1"))
-        assert (refused.scope, refused.retry_after) == ("global", 3590)
+        assert (refused.scope, refused.retry_after) == ("global", 2 * 3600 - 10)
 
 
 def test_on_a_tie_the_narrowest_scope_is_named(clock):
@@ -507,18 +678,21 @@ def test_the_exception_carries_nothing_personal():
 @pytest.mark.django_db
 def test_no_key_holds_a_number_an_address_or_a_session_key(clock):
     session = SessionStore()
-    with limits(number="9/h,20/d", ip="9/h", prefix="9/h", session="9/h", **{"global": "9/h"}):
+    rates = {"number": "9/h,20/d", "ip": "9/h", "network": "9/h", "prefix": "9/h"}
+    with limits(**rates, session="9/h", **{"global": "9/h"}):
         check_send(NUMBER, request_from("203.0.113.7", session))
         check_send(NUMBER, request_from("2001:db8:1:2::5", session))
     keys = stored_keys()
     scopes = {unprefixed(key).split(":")[2] for key in keys}
-    assert scopes == {"number", "ip", "prefix", "session", "global"}
+    assert scopes == {"number", "ip", "network", "prefix", "session", "global"}
     secrets = [
         NUMBER,
         NUMBER[1:],
         NUMBER[:7],
         "203.0.113.7",
+        "203.0.113.0",
         "2001:db8:1:2",
+        "2001:db8:1::",
         "2001:0db8",
         str(session.session_key),
     ]
@@ -671,6 +845,89 @@ def test_concurrent_reservations_never_exceed_the_budget_redis(clock):
     assert_exactly_ten_of_a_hundred_fit()
 
 
+# --- every scope under concurrency ------------------------------------------------------
+
+THREADS = 60
+
+# scope -> (its rate, the arguments of the n-th concurrent send)
+CONCURRENT: dict[str, tuple[str, Any]] = {
+    "ip": ("7/h", lambda n: (numbers(1, n)[0], request_from("203.0.113.9"), "new")),
+    "network": ("7/h", lambda n: (numbers(1, n)[0], request_from(f"203.0.113.{n}"), "new")),
+    "number": ("7/h", lambda n: (NUMBER, None, "new")),
+    "prefix": ("7/h", lambda n: (f"7916123{n:04d}", None, "new")),
+    "global": ("14/h", lambda n: (numbers(1, n)[0], None, "verified" if n % 2 else "new")),
+}
+
+
+def send_concurrently(scope: str) -> int:
+    """THREADS sends limited by ``scope`` alone, at once, each from its own thread."""
+    make_args = CONCURRENT[scope][1]
+    arguments = [make_args(n) for n in range(THREADS)]
+    start = threading.Barrier(THREADS)
+
+    def attempt(n: int) -> bool:
+        number, request, kind = arguments[n]
+        start.wait()
+        try:
+            check_send(number, request, kind=kind)
+            return True
+        except LimitExceeded:
+            return False
+        finally:
+            disconnect_thread_cache()
+
+    with ThreadPoolExecutor(max_workers=THREADS) as pool:
+        return sum(pool.map(attempt, range(THREADS)))
+
+
+def assert_scope_holds_under_concurrency(scope: str) -> None:
+    with limits(**{scope: CONCURRENT[scope][0]}):
+        passed = send_concurrently(scope)
+    if scope != "global":
+        # A fixed window counts every attempt: exactly the first 7 pass.
+        assert passed == 7
+        return
+    # The global scope gives refused attempts back, so a send may be refused
+    # while another's attempt is being given back (how many pass depends on
+    # the interleaving), but never passed beyond a limit: at most 14, of them
+    # at most 7 new numbers (half of 14), and the counters hold what passed.
+    counters = global_counters()
+    assert 1 <= passed <= 14
+    assert counters["new"] <= 7
+    assert counters["all"] == passed
+
+
+@pytest.mark.parametrize("scope", sorted(CONCURRENT))
+def test_every_scope_holds_under_concurrency_locmem(clock, scope):
+    locmem = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    with override_settings(CACHES=locmem):
+        try:
+            assert type(caches["default"]).__name__ == "LocMemCache"
+            assert_scope_holds_under_concurrency(scope)
+        finally:
+            forget_counters()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("scope", sorted(CONCURRENT))
+def test_every_scope_holds_under_concurrency_redis(clock, scope):
+    assert type(caches["default"]).__name__ == "RedisCache"
+    assert_scope_holds_under_concurrency(scope)
+
+
+@pytest.mark.redis
+def test_global_counters_on_redis_outlive_their_window_by_one_window(clock):
+    assert type(caches["default"]).__name__ == "RedisCache"
+    with limits(**{"global": "5/10m"}):
+        clock.advance(100)
+        check_send(NUMBER, None, kind="verified")
+        [key] = stored_keys()
+        backend: Any = caches["default"]
+        ttl = backend._cache.get_client().ttl(key)
+        # Read as the previous window all through the next one.
+        assert 1100 < ttl <= 1100 + 60
+
+
 @pytest.mark.redis
 def test_counters_on_redis_expire_with_their_window(clock):
     assert type(caches["default"]).__name__ == "RedisCache"
@@ -680,3 +937,43 @@ def test_counters_on_redis_expire_with_their_window(clock):
         backend: Any = caches["default"]
         ttl = backend._cache.get_client().ttl(key)
         assert 600 < ttl <= 660  # the window, and a minute's grace
+
+
+# --- through the verification service ----------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_flood_of_logins_by_strangers_does_not_lock_out_the_sites_users(
+    clock, voicepassword_emulator, monkeypatch
+):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import AnonymousUser
+
+    from django_voicepassword import verification
+    from django_voicepassword.models import PhoneNumber
+
+    monkeypatch.setattr(verification, "pause", lambda seconds: None)
+    user = get_user_model()._default_manager.create_user(username="known", password=None)
+    PhoneNumber.objects.create(user=user, number="79990000001")
+
+    def browser() -> Any:
+        request = rf.post("/", REMOTE_ADDR="192.0.2.10")
+        request.session = SessionStore()
+        request.user = AnonymousUser()
+        return request
+
+    settings = {"API_KEY": "emulator-key", "LIMITS": {"global": "20/h"}}
+    with override_settings(VOICEPASSWORD=settings):
+        # Strangers' logins place no call, but fill the share of new numbers...
+        for number in numbers(40):
+            verification.start_challenge(number, request=browser())
+        # ... and a stranger's verification (a number to call) is shed,
+        stranger = get_user_model()._default_manager.create_user(username="new", password=None)
+        with pytest.raises(LimitExceeded):
+            verification.start_challenge(
+                "79990000002", request=browser(), purpose="verify", user=stranger
+            )
+        # while the site's user is called.
+        verification.start_challenge("79990000001", request=browser())
+    assert len(voicepassword_emulator.sends("79990000001")) == 1
+    assert voicepassword_emulator.sends("79990000002") == []

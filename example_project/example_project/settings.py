@@ -121,7 +121,7 @@ VOICEPASSWORD = {
 }
 
 # Limits and timeouts (docs/settings.md), for load runs such as bench/soak.py. Each
-# VOICEPASSWORD_LIMIT_<SCOPE> (NUMBER, IP, PREFIX, SESSION, GLOBAL) is that scope's rates,
+# VOICEPASSWORD_LIMIT_<SCOPE> (NUMBER, IP, NETWORK, PREFIX, SESSION, GLOBAL) is that scope's rates,
 # "3/10m,10/d"; empty: the scope is not limited; unset: the package's default rates.
 limits = dict(DEFAULTS["LIMITS"])
 for scope in limits:
