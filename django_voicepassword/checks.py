@@ -276,7 +276,7 @@ def check_daily_budget(
             "calls and SMS can cost, and the limits alone allow thousands of codes a day.",
             hint="Set DAILY_BUDGET to a day's spend you accept, in the account currency "
             "(for example '300.00'); sends beyond it are refused until Moscow midnight.",
-            id="voicepassword.W007",
+            id="voicepassword.W008",
         )
     ]
 

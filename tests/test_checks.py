@@ -183,12 +183,12 @@ def budget_ids(*, debug=False, **voicepassword):
         return [message.id for message in check_daily_budget()]
 
 
-def test_w007_production_without_a_daily_budget():
+def test_w008_production_without_a_daily_budget():
     assert budget_ids(API_KEY="k") == ["voicepassword.W008"]
     assert budget_ids(API_KEY="k", LIMITS={}) == ["voicepassword.W008"]
 
 
-def test_w007_not_with_a_budget_in_development_or_without_real_calls():
+def test_w008_not_with_a_budget_in_development_or_without_real_calls():
     assert budget_ids(API_KEY="k", DAILY_BUDGET="300.00") == []
     assert budget_ids(API_KEY="k", DAILY_BUDGET=0) == []
     assert budget_ids(API_KEY="k", debug=True) == []
@@ -198,7 +198,7 @@ def test_w007_not_with_a_budget_in_development_or_without_real_calls():
 
 
 @pytest.mark.django_db
-def test_w007_runs_with_manage_py_check(capsys):
+def test_w008_runs_with_manage_py_check(capsys):
     with override_settings(VOICEPASSWORD={"API_KEY": "k"}):
         call_command("check")
     assert "voicepassword.W008" in capsys.readouterr().err
