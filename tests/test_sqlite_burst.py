@@ -37,6 +37,8 @@ from typing import Any
 import pytest
 import requests
 
+from django_voicepassword.conf import DEFAULTS
+
 EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "example_project"
 HOST = "127.0.0.1"
 START = "/voicepassword/api/challenges/"
@@ -134,11 +136,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         VOICEPASSWORD_API_URL=f"http://{HOST}:{emulator_port}/api/voice-password/",
         VOICEPASSWORD_CALLBACK_BASE_URL=f"http://{HOST}:{port}",
         VOICEPASSWORD_CREATE_USERS="true",
-        # Every client of a loopback test has one address and one prefix: no limits.
-        **{
-            f"VOICEPASSWORD_LIMIT_{scope}": ""
-            for scope in ("NUMBER", "IP", "PREFIX", "SESSION", "GLOBAL")
-        },
+        # Every client of a loopback test has one address, network and prefix: no
+        # limits, in every scope there is.
+        **{f"VOICEPASSWORD_LIMIT_{scope.upper()}": "" for scope in DEFAULTS["LIMITS"]},
     )
     manage = [sys.executable, str(EXAMPLE_DIR / "manage.py")]
 
