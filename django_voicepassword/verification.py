@@ -533,15 +533,17 @@ def _unmatchable(channel: str) -> str | None:
     return None if channel == Call.Channel.SMS else secrets.token_hex(16)
 
 
-def _masked(challenge: Challenge, channel: str, not_sent: _NotSent) -> str | None:
+def _masked(challenge: Challenge, channel: str, not_sent: _NotSent, *, first: bool) -> str | None:
     """A failed send of a *login* answered as a sent one; any other is raised.
 
     A number without an account is never called, so it cannot see the
     provider refuse it, fail, or say that a call is still ringing; a number
     with one must not either, or the difference tells who has an account.
     So a login whose code did not go out gets the same challenge, cooldown
-    and answers as one whose code did, with a code nobody can enter: the
-    person waits for the countdown and asks again. The failure is logged and
+    and answers as one whose code did: a ``first`` send a code nobody can
+    enter, a resend the code sent before (``None``: as an SMS does, which
+    looks no different from outside); the person waits for the countdown
+    and asks again. The failure is logged and
     kept on the :class:`~django_voicepassword.models.Call` row (the admin
     shows it). A verification is for a logged-in user and calls every
     number, so its failure says nothing about accounts: ``not_sent`` is
@@ -557,7 +559,7 @@ def _masked(challenge: Challenge, channel: str, not_sent: _NotSent) -> str | Non
         mask(challenge.number),
         getattr(cause, "error_code", "") or getattr(cause, "code", "") or type(cause).__name__,
     )
-    return _unmatchable(channel)
+    return _unmatchable(channel) if first else None
 
 
 def _announce_start(challenge: Challenge, request: HttpRequest | None, channel: str) -> None:
@@ -706,7 +708,7 @@ def start_challenge(
         try:
             code = _deliver(challenge, channel, recipient, request)
         except _NotSent as not_sent:
-            code, sent = _masked(challenge, channel, not_sent), False
+            code, sent = _masked(challenge, channel, not_sent, first=True), False
     except _NotSent as not_sent:
         Challenge.objects.filter(pk=challenge.pk).update(expires_at=timezone.now())
         raise not_sent.error from not_sent.__cause__
@@ -778,7 +780,7 @@ def resend_challenge(
             code = _deliver(fresh, channel, recipient, request)
         except _NotSent as not_sent:
             # A login keeps the cooldown it claimed, as a send that went out does.
-            code, sent = _masked(fresh, channel, not_sent), False
+            code, sent = _masked(fresh, channel, not_sent, first=False), False
     except _NotSent as not_sent:
         if not not_sent.billed:
             give_back()
@@ -1020,7 +1022,8 @@ def send_queued(
     except _NotSent as not_sent:
         if challenge.purpose == Challenge.Purpose.LOGIN:
             # As in the request: the page goes on looking as if it was sent.
-            _store_code(challenge, channel, _masked(challenge, channel, not_sent), sends=sends)
+            code = _masked(challenge, channel, not_sent, first=sends == 1)
+            _store_code(challenge, channel, code, sends=sends)
         else:
             undo(billed=not_sent.billed)
             logger.warning("Queued %s to %s: no code sent", channel, mask(challenge.number))
