@@ -211,6 +211,8 @@ class Flow:
         return right if which == "right" else wrong_for(right)
 
     def challenge(self) -> Any:
+        if self.challenge_id is None:
+            return Challenge.objects.none()
         return Challenge.objects.filter(pk=self.challenge_id)
 
     def play(self, step: tuple[Any, ...]) -> None:
