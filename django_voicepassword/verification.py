@@ -332,6 +332,9 @@ def pause(seconds: float) -> None:
 # request pays for what later ones do not (building the client, opening the
 # connection, TLS), which a pause copied from warm sends would not show.
 _warm_gateway: BaseGateway | None = None
+# How late this process's pauses end, on average (see _stand_in).
+_oversleep = 0.0
+_OVERSLEEP_WEIGHT: Final = 0.2
 
 
 def _stand_in(channel: str) -> None:
@@ -346,11 +349,20 @@ def _stand_in(channel: str) -> None:
     no number): a real round trip, the connection set-up included, is the
     nearest thing to a send that nothing measured yet.
     """
-    global _warm_gateway
+    global _warm_gateway, _oversleep
     gateway = get_gateway()
     durations = _durations(channel)
     if durations and gateway is _warm_gateway:
-        pause(secrets.choice(durations))
+        wanted = secrets.choice(durations)
+        # A sleep ends late (the thread waits for a core once it wakes), and
+        # the durations it copies were late in the same way already: ask for
+        # less by what sleeps here were late of late, or the copy would be
+        # slower than the original by that much.
+        asked = max(wanted - _oversleep, 0.0)
+        began = time.monotonic()
+        pause(asked)
+        late = min(max(time.monotonic() - began - asked, 0.0), MAX_PAUSE)
+        _oversleep += _OVERSLEEP_WEIGHT * (late - _oversleep)
         return
     # A provider that fails fails a real send the same way (and that is answered alike).
     with contextlib.suppress(VoicePasswordError):

@@ -14,6 +14,7 @@ import hmac
 import json
 import re
 import secrets
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -447,12 +448,35 @@ def test_the_pause_is_drawn_from_recent_warm_sends(emulated, pauses, monkeypatch
         user_with(number)
         start_challenge(number)
     assert verification.send_seconds("flash_call") == 2.0  # the median of 1, 2, 4
+    monkeypatch.setattr(verification, "time", time)
+    monkeypatch.setattr(verification, "_oversleep", 0.0)
     chosen = []
     monkeypatch.setattr(verification.secrets, "choice", lambda seq: chosen.append(seq) or seq[0])
     start_challenge(UNKNOWN)
     assert chosen == [[1.0, 2.0, 3.0]]  # 4.0 s is more than MAX_PAUSE
     assert pauses == [1.0]
     assert emulated.sends(UNKNOWN) == []
+
+
+def test_a_pause_asks_for_less_by_how_late_pauses_end(emulated, monkeypatch):
+    forget_durations()
+    cache.set("voicepassword:send-durations:flash_call", [0.05])
+    monkeypatch.setattr(verification, "_oversleep", 0.0)
+    now = [100.0]
+    asked: list[float] = []
+
+    def late_pause(seconds: float) -> None:
+        asked.append(seconds)
+        now[0] += seconds + 0.01  # every sleep ends 10 ms late
+
+    monkeypatch.setattr(verification, "pause", late_pause)
+    monkeypatch.setattr(verification, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    verification._stand_in("flash_call")  # a cold gateway: a round trip
+    for _ in range(30):
+        verification._stand_in("flash_call")
+    assert asked[0] == pytest.approx(0.05)
+    # It learns the lateness, and asks for that much less.
+    assert asked[-1] == pytest.approx(0.04, abs=0.001)
 
 
 def test_a_cold_gateway_or_no_measured_send_gets_a_free_round_trip(emulated, pauses):
