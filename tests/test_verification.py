@@ -450,8 +450,13 @@ def test_the_pause_is_drawn_from_recent_warm_sends(emulated, pauses, monkeypatch
     assert verification.send_seconds("flash_call") == 2.0  # the median of 1, 2, 4
     monkeypatch.setattr(verification, "time", time)
     monkeypatch.setattr(verification, "_oversleep", 0.0)
-    chosen = []
-    monkeypatch.setattr(verification.secrets, "choice", lambda seq: chosen.append(seq) or seq[0])
+    chosen: list[list[float]] = []
+
+    def first(seq: list[float]) -> float:
+        chosen.append(seq)
+        return seq[0]
+
+    monkeypatch.setattr(secrets, "choice", first)
     start_challenge(UNKNOWN)
     assert chosen == [[1.0, 2.0, 3.0]]  # 4.0 s is more than MAX_PAUSE
     assert pauses == [1.0]
