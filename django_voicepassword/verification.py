@@ -42,9 +42,12 @@ money on calls. What stops them:
   neither find it nor confirm it.
 - **Enumerating accounts**: a login for a number without an account (and
   without ``CREATE_USERS``) places no call but creates the same challenge,
-  answers the same and takes about as long as a real call (see
-  :func:`pause`); the limits count it the same. Such a challenge cannot be
-  confirmed: its digest is of a 128-bit secret, not of a 4-digit code.
+  answers the same and takes as long as a real call (see :func:`pause`
+  and ``_stand_in``); the limits count it the same. Such a challenge cannot
+  be confirmed: its digest is of a 128-bit secret, not of a 4-digit code.
+  A login whose call failed (the provider refused the number, was down,
+  or the call still rang when an SMS was asked for) is answered in the
+  same way, since a number that is never called cannot fail.
 - **Spending**: nothing billable happens before the limits and the daily
   budget said yes; a budget reservation is given back only when the provider
   certainly placed nothing.
@@ -56,6 +59,7 @@ that record must be committed to be a trace.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -80,7 +84,13 @@ from django.utils.translation import gettext_lazy as _
 from django_voicepassword import calls, ratelimit
 from django_voicepassword.adapter import get_adapter
 from django_voicepassword.conf import ConfigurationError, settings
-from django_voicepassword.exceptions import APIError, OutcomeUnknownError, TransportError
+from django_voicepassword.exceptions import (
+    APIError,
+    OutcomeUnknownError,
+    TransportError,
+    VoicePasswordError,
+)
+from django_voicepassword.gateways.base import BaseGateway, get_gateway
 from django_voicepassword.models import Call, Challenge, PhoneNumber
 from django_voicepassword.phone import mask, normalize
 from django_voicepassword.signals import challenge_started, login_failed, phone_verified
@@ -131,12 +141,12 @@ _SESSION_SALT: Final = "django_voicepassword.verification.session"
 # empty session is never saved, and the binding would then bind nothing.
 _SESSION_MARK: Final = "_voicepassword"
 
-# The moving average of real send durations (for the pause of unknown numbers).
-_AVERAGE_KEY: Final = "voicepassword:send-seconds:"
-_AVERAGE_WEIGHT: Final = 0.2
-_AVERAGE_TIMEOUT: Final = 7 * 86400
-# Until a real send was measured: about what an HTTPS round trip to the provider takes.
-_DEFAULT_SEND_SECONDS: Final = 0.5
+# The durations of recent real sends, per channel (for the pause of unknown
+# numbers): enough of them that the pause has the spread of real sends, not
+# one value a timing measurement could pick out.
+_DURATIONS_KEY: Final = "voicepassword:send-durations:"
+_DURATIONS_KEPT: Final = 32
+_DURATIONS_TIMEOUT: Final = 7 * 86400
 
 _CALL_CHANNELS: Final = (Call.Channel.FLASH_CALL.value, Call.Channel.VOICE_CALL.value)
 
@@ -272,39 +282,92 @@ def _mask_token(value: object) -> str:
 # --- the pause for numbers without an account -------------------------------------
 
 
-def send_seconds(channel: str) -> float:
+def _durations(channel: str) -> list[float]:
+    """The recent real send durations by ``channel`` kept in the cache (bounded)."""
+    value = cache.get(_DURATIONS_KEY + channel)
+    if not isinstance(value, list):
+        return []
+    return [
+        float(min(max(item, 0.0), MAX_PAUSE))
+        for item in value[-_DURATIONS_KEPT:]
+        if isinstance(item, int | float) and item == item  # not garbage, not NaN
+    ]
+
+
+def send_seconds(channel: str) -> float | None:
     """How long a real send by ``channel`` took lately, at most :data:`MAX_PAUSE`.
 
-    A moving average of the durations of the sends that were placed, kept in
-    the cache so that every process of the site pauses alike.
+    The median of the recent sends that were placed, kept in the cache so
+    that every process of the site pauses alike; ``None`` before any was
+    measured.
     """
-    value = cache.get(_AVERAGE_KEY + channel)
-    if not isinstance(value, int | float) or value != value:  # missing, garbage or NaN
-        value = _DEFAULT_SEND_SECONDS
-    return float(min(max(value, 0.0), MAX_PAUSE))
+    durations = sorted(_durations(channel))
+    if not durations:
+        return None
+    return durations[len(durations) // 2]
 
 
 def _record_send_seconds(channel: str, seconds: float) -> None:
-    """Fold one real send's duration into the moving average."""
-    key = _AVERAGE_KEY + channel
-    seconds = min(max(seconds, 0.0), MAX_PAUSE)
-    old = cache.get(key)
-    if isinstance(old, int | float) and old == old:
-        seconds = old + _AVERAGE_WEIGHT * (seconds - old)
-    # Not atomic: two processes may each lose the other's update, which moves
-    # an average by a few milliseconds. A lock would cost more than it saves.
-    cache.set(key, seconds, _AVERAGE_TIMEOUT)
+    """Keep one real send's duration among the recent ones."""
+    key = _DURATIONS_KEY + channel
+    kept = [*_durations(channel), min(max(seconds, 0.0), MAX_PAUSE)][-_DURATIONS_KEPT:]
+    # Not atomic: two processes may each lose the other's duration, which
+    # shifts the spread by one sample in 32. A lock would cost more than it saves.
+    cache.set(key, kept, _DURATIONS_TIMEOUT)
 
 
 def pause(seconds: float) -> None:
     """Sleep ``seconds`` (at most :data:`MAX_PAUSE`): the time a send would have taken.
 
     Called instead of the provider for a login by a number without an
-    account, with :func:`send_seconds`, so that the answer takes about as long
-    as a real one (allauth spends the time of a password hash on users that do
-    not exist, for the same reason). Tests replace it with ``monkeypatch``.
+    account, with one of the recent real send durations, so that the answer
+    takes as long as a real one (allauth spends the time of a password hash on
+    users that do not exist, for the same reason). Tests replace it with
+    ``monkeypatch``.
     """
     time.sleep(min(max(seconds, 0.0), MAX_PAUSE))
+
+
+# The gateway that has talked to the provider in this process: its first
+# request pays for what later ones do not (building the client, opening the
+# connection, TLS), which a pause copied from warm sends would not show.
+_warm_gateway: BaseGateway | None = None
+# How late this process's pauses end, on average (see _stand_in).
+_oversleep = 0.0
+_OVERSLEEP_WEIGHT: Final = 0.2
+
+
+def _stand_in(channel: str) -> None:
+    """Spend what a send by ``channel`` would have spent, placing nothing.
+
+    The gateway is built as for a real send (the same cost on a cold process,
+    and the same :class:`~django_voicepassword.conf.ConfigurationError` when
+    the settings are broken). Once it is warm and real sends were measured,
+    :func:`pause` sleeps one of their recent durations, drawn at random. A
+    cold gateway, or a site that has placed no call yet, gets a free request
+    instead (``get/`` ``balance``, which places and bills nothing and names
+    no number): a real round trip, the connection set-up included, is the
+    nearest thing to a send that nothing measured yet.
+    """
+    global _warm_gateway, _oversleep
+    gateway = get_gateway()
+    durations = _durations(channel)
+    if durations and gateway is _warm_gateway:
+        wanted = secrets.choice(durations)
+        # A sleep ends late (the thread waits for a core once it wakes), and
+        # the durations it copies were late in the same way already: ask for
+        # less by what sleeps here were late of late, or the copy would be
+        # slower than the original by that much.
+        asked = max(wanted - _oversleep, 0.0)
+        began = time.monotonic()
+        pause(asked)
+        late = min(max(time.monotonic() - began - asked, 0.0), MAX_PAUSE)
+        _oversleep += _OVERSLEEP_WEIGHT * (late - _oversleep)
+        return
+    # A provider that fails fails a real send the same way (and that is answered alike).
+    with contextlib.suppress(VoicePasswordError):
+        gateway.balance()
+    _warm_gateway = gateway
 
 
 # --- sending ---------------------------------------------------------------------
@@ -406,19 +469,26 @@ def _send_reserved(
     ``reservation`` is given back whenever nothing was placed (and kept when
     the provider may have billed).
     """
+    global _warm_gateway
     if not recipient.call:
         # Nothing is placed, so nothing is spent; the reservation was still
         # made, so that a spent budget refuses every number alike.
         ratelimit.release(reservation)
-        pause(send_seconds(channel))
-        # A new "code" nobody can enter: a 128-bit secret, forgotten at once.
-        # Its digest looks like any other, so the database does not tell which
-        # numbers have accounts either. An SMS keeps the code, as a real one does.
-        return None if channel == Call.Channel.SMS else secrets.token_hex(16)
+        _stand_in(channel)
+        return _unmatchable(channel)
 
     client_code: str | None = None
     if channel == Call.Channel.VOICE_CALL or settings.FLASH_CODE_SOURCE == "client":
         client_code = _new_code()
+    # Before the clock starts: only the durations of warm sends are kept, the
+    # first one of a process is copied by _stand_in's own first request.
+    try:
+        gateway = get_gateway()
+    except ConfigurationError:
+        ratelimit.release(reservation)
+        raise
+    warm = gateway is _warm_gateway
+    _warm_gateway = gateway
     started = time.monotonic()
     try:
         if channel == Call.Channel.SMS:
@@ -477,8 +547,48 @@ def _send_reserved(
         # Placed, but the answer named no code: nothing the challenge can check.
         logger.error("%s to %s: the provider sent no code", channel, mask(challenge.number))
         raise _NotSent(ChallengeError("channel_unavailable"), billed=True)
-    _record_send_seconds(channel, time.monotonic() - started)
+    if warm:
+        _record_send_seconds(channel, time.monotonic() - started)
     return code
+
+
+def _unmatchable(channel: str) -> str | None:
+    """The "code" of a send that reached nobody: one nobody can enter.
+
+    A 128-bit secret, forgotten at once; its digest looks like any other, so
+    the database does not tell which challenges had a call either. An SMS
+    keeps the code the challenge has, as a real one does.
+    """
+    return None if channel == Call.Channel.SMS else secrets.token_hex(16)
+
+
+def _masked(challenge: Challenge, channel: str, not_sent: _NotSent, *, first: bool) -> str | None:
+    """A failed send of a *login* answered as a sent one; any other is raised.
+
+    A number without an account is never called, so it cannot see the
+    provider refuse it, fail, or say that a call is still ringing; a number
+    with one must not either, or the difference tells who has an account.
+    So a login whose code did not go out gets the same challenge, cooldown
+    and answers as one whose code did: a ``first`` send a code nobody can
+    enter, a resend the code sent before (``None``: as an SMS does, which
+    looks no different from outside); the person waits for the countdown
+    and asks again. The failure is logged and
+    kept on the :class:`~django_voicepassword.models.Call` row (the admin
+    shows it). A verification is for a logged-in user and calls every
+    number, so its failure says nothing about accounts: ``not_sent`` is
+    raised again.
+    """
+    if challenge.purpose != Challenge.Purpose.LOGIN:
+        raise not_sent
+    cause = not_sent.__cause__
+    logger.warning(
+        "%s to %s failed (%s); answered as sent, so that it looks like a number "
+        "without an account",
+        channel,
+        mask(challenge.number),
+        getattr(cause, "error_code", "") or getattr(cause, "code", "") or type(cause).__name__,
+    )
+    return _unmatchable(channel) if first else None
 
 
 def _announce_start(challenge: Challenge, request: HttpRequest | None, channel: str) -> None:
@@ -569,10 +679,15 @@ def start_challenge(
     A login by a number without an account (without ``CREATE_USERS``) gets a
     challenge just the same, but no call (see the module's threat model).
 
-    Raises :class:`ChallengeError` (``"channel_unavailable"``) when no code
-    went out: the provider refused or could not be reached (``__cause__``),
-    or the outcome and the provider's code are unknown. The challenge it
-    created is then expired, so that it is never returned again.
+    When no code went out (the provider refused or could not be reached, or
+    the outcome and the provider's code are unknown), a login challenge is
+    returned all the same, with a code nobody can enter: a number without an
+    account is never called, so it cannot fail, and a number with one must
+    answer alike (``docs/decisions.md``; the failure is logged and kept on
+    the :class:`~django_voicepassword.models.Call` row). A verification
+    raises :class:`ChallengeError` (``"channel_unavailable"``, the provider's
+    error as ``__cause__``) instead, and the challenge it created is expired,
+    so that it is never returned again.
     ``ValueError`` for a ``purpose`` that is not one, or ``verify`` without
     ``user``.
 
@@ -617,8 +732,12 @@ def start_challenge(
         return _start_queued(normalized, purpose, channel, user, session_digest, request, now)
     recipient = _recipient(normalized, purpose, user)
     challenge = _new_challenge(normalized, purpose, channel, user, session_digest, now)
+    sent = recipient.call
     try:
-        code = _deliver(challenge, channel, recipient, request)
+        try:
+            code = _deliver(challenge, channel, recipient, request)
+        except _NotSent as not_sent:
+            code, sent = _masked(challenge, channel, not_sent, first=True), False
     except _NotSent as not_sent:
         Challenge.objects.filter(pk=challenge.pk).update(expires_at=timezone.now())
         raise not_sent.error from not_sent.__cause__
@@ -626,7 +745,7 @@ def start_challenge(
         Challenge.objects.filter(pk=challenge.pk).update(expires_at=timezone.now())
         raise
     _store_code(challenge, channel, code)
-    if recipient.call:
+    if sent:
         _announce_start(challenge, request, channel)
     logger.debug("Challenge for %s started (%s)", mask(normalized), channel)
     return challenge
@@ -641,15 +760,17 @@ def resend_challenge(
     is of another session than the one that started it; ``"used"``,
     ``"expired"``; ``"cooldown"`` before the time :func:`challenge_info`
     gives as ``resend_in`` (``retry_after`` says how long); and
-    ``"channel_unavailable"`` for a channel that cannot be used now or a send
-    that failed (as :func:`start_challenge`). Limits and the budget apply as to
-    a new challenge (:class:`~django_voicepassword.ratelimit.LimitExceeded`).
+    ``"channel_unavailable"`` for a channel that cannot be used now or (for
+    a verification) a send that failed; a login's failed send is answered as
+    a sent one, as in :func:`start_challenge`, and so is an SMS asked for
+    while the call still rings. Limits and the budget apply as to a new
+    challenge (:class:`~django_voicepassword.ratelimit.LimitExceeded`).
 
     A flash or voice call sends a new code: the old one stops working, the
     attempts start again and the next cooldown is longer. An SMS
     (``SMS_FALLBACK`` on, after a call) sends the last call's code again,
-    with a fresh set of attempts. A failed send that cost nothing changes
-    nothing, not even the cooldown. ``request=None`` is for trusted code
+    with a fresh set of attempts. A failed send of a verification that cost
+    nothing changes nothing, not even the cooldown. ``request=None`` is for trusted code
     that has checked the session itself (:func:`get_challenge`).
 
     With ``ASYNC_SEND`` the send is claimed (the cooldown starts) and the
@@ -684,8 +805,13 @@ def resend_challenge(
         return _resend_queued(challenge, fresh, channel, request, now)
     recipient = _recipient(fresh.number, fresh.purpose, fresh.user)
     _sends, give_back = _claim_send(fresh, now)
+    sent = recipient.call
     try:
-        code = _deliver(fresh, channel, recipient, request)
+        try:
+            code = _deliver(fresh, channel, recipient, request)
+        except _NotSent as not_sent:
+            # A login keeps the cooldown it claimed, as a send that went out does.
+            code, sent = _masked(fresh, channel, not_sent, first=False), False
     except _NotSent as not_sent:
         if not not_sent.billed:
             give_back()
@@ -698,7 +824,7 @@ def resend_challenge(
     fresh.refresh_from_db()
     for field in ("channel", "code_digest", "attempts", "sends", "expires_at", "resend_at"):
         setattr(challenge, field, getattr(fresh, field))
-    if recipient.call:
+    if sent:
         _announce_start(challenge, request, channel)
     logger.debug("Challenge for %s re-sent (%s)", mask(fresh.number), channel)
     return challenge
@@ -887,11 +1013,14 @@ def send_queued(
 
     A send that fails returns :data:`NOT_SENT`, and is logged (the number
     masked): the reservation is given back unless the provider may have
-    billed, a first send expires its challenge (:func:`send_state` then says
-    ``"failed"``), and a resend that cost nothing gives its cooldown back (the
-    old code goes on working). It is never retried: a retry could place and
-    bill a second call. Anything unexpected is raised, for the task backend to
-    record, after the same clean-up.
+    billed. A login challenge is then left as if the code had gone out, with
+    a code nobody can enter, so that it looks like one of a number without an
+    account (see :func:`start_challenge`). For a verification, a first send
+    expires its challenge (:func:`send_state` then says ``"failed"``), and a
+    resend that cost nothing gives its cooldown back (the old code goes on
+    working). It is never retried: a retry could place and bill a second
+    call. Anything unexpected is raised, for the task backend to record,
+    after the same clean-up.
     """
     try:
         challenge = Challenge.objects.filter(pk=uuid.UUID(challenge_id)).first()
@@ -922,8 +1051,13 @@ def send_queued(
     try:
         code = _send_reserved(challenge, channel, recipient, reservation)
     except _NotSent as not_sent:
-        undo(billed=not_sent.billed)
-        logger.warning("Queued %s to %s: no code sent", channel, mask(challenge.number))
+        if challenge.purpose == Challenge.Purpose.LOGIN:
+            # As in the request: the page goes on looking as if it was sent.
+            code = _masked(challenge, channel, not_sent, first=sends == 1)
+            _store_code(challenge, channel, code, sends=sends)
+        else:
+            undo(billed=not_sent.billed)
+            logger.warning("Queued %s to %s: no code sent", channel, mask(challenge.number))
         return NOT_SENT
     except ConfigurationError:
         undo(billed=False)

@@ -21,8 +21,10 @@ What the views promise, whatever the services do:
 - **The pages do not tell whether a number has an account.** A login for an
   unknown number goes through the same pages with the same texts; the services
   make sure nobody is called.
-- **The provider's words never reach the page.** A failed call shows a
-  generic sentence; the error is logged (with the number masked).
+- **The provider's words never reach the page.** A verification's failed
+  call shows a generic sentence; the error is logged (with the number
+  masked). A login's failed call shows the code page, as for a number without
+  an account (the services answer it as sent).
 - Views run outside a transaction (``non_atomic_requests``): a call is
   recorded before the provider is asked, and that record must be committed.
 """

@@ -458,10 +458,12 @@ def test_a_limit_answers_429_with_when_to_retry(client, user, emulated):
 
 @pytest.mark.parametrize("number", ["79990000023", "79990000031", "79990000024"])
 def test_a_provider_failure_shows_no_provider_text(client, emulated, caplog, number):
+    # A verification's failure is said (every number is called, so it tells
+    # nothing about accounts); a login's looks sent (test_accounts_alike.py).
     person = get_user_model().objects.create_user("bob", password=None)
-    PhoneNumber.objects.create(user=person, number=number)
+    client.force_login(person, backend=BACKEND)
     with caplog.at_level(logging.ERROR, logger="django_voicepassword"):
-        response = start(client, number)
+        response = start(client, number, url=VERIFY)
     text = response.content.decode()
     assert response.status_code == 503
     assert "We could not call you just now. Please try again later." in text

@@ -27,8 +27,10 @@ Why these choices (``docs/api.md`` says more):
 - **Errors** are :class:`~rest_framework.exceptions.APIException` subclasses
   with a translatable ``default_detail`` and a stable ``default_code``; the
   views add that code to the body: ``{"detail": ..., "code": ...}``. A limit
-  is 429 with ``Retry-After``; a provider that refused or failed is 503 with a
-  message that says nothing of the provider's own.
+  is 429 with ``Retry-After``; a provider that refused or failed a
+  verification's call is 503 with a message that says nothing of the
+  provider's own (a login's failed call answers as a sent one: a number
+  without an account, never called, could not fail).
 - **Never cached** (``never_cache``): the answers are about one session.
 - **No transaction around a request.** A request that raises is rolled back
   under ``ATOMIC_REQUESTS``, which would undo the count of a wrong code's
