@@ -916,23 +916,19 @@ class VoicePasswordClient:
             return sent
         if data is not None and result == "error":
             raise self._api_error("send", kind, status, data)
-        if status >= 500 and status != 504:
-            raise self._error(
-                TransportError,
-                "send",
-                kind,
-                f"the provider failed with HTTP {status}",
-                status=status,
-                response=data,
-            )
-        # 504 is a proxy's read timeout: the provider may have acted on the request.
-        what = (
-            f"a gateway timeout (HTTP {status})"
-            if status == 504
-            else f"an answer without a result (HTTP {status})"
-            if data is not None
-            else f"an answer that is not a JSON object (HTTP {status}: {self._snippet(response)})"
-        )
+        # The document's only refusal is {"result": "error", ...}. Anything else
+        # may follow a placed call, a 5xx included: a proxy in front of the
+        # provider answers 502, 503 or 504 when the provider was slow or died
+        # after it had placed the call. Taking it for "nothing was placed" would
+        # let the caller try again and bill the subscriber twice.
+        if status >= 500:
+            what = f"HTTP {status} without a refusal"
+            if data is None:
+                what += f" ({self._snippet(response)})"
+        elif data is not None:
+            what = f"an answer without a result (HTTP {status})"
+        else:
+            what = f"an answer that is not a JSON object (HTTP {status}: {self._snippet(response)})"
         logger.warning("send/ %s: outcome unknown (HTTP %s)", kind, status)
         raise self._error(
             OutcomeUnknownError,

@@ -691,7 +691,7 @@ def test_a_call_placed_without_a_code_is_503(client, user, emulated, monkeypatch
 def test_a_failed_resend_is_503(client, user, emulated):
     data = started(client)
     allow_resend(data["id"])
-    emulated.set_fault("http500")
+    emulated.emulator.user_disabled = True  # refused: nothing placed
     response = resend(client, data["id"], channel="voice_call")
     assert response.status_code == 503
     assert response.json()["code"] == "service_unavailable"

@@ -689,6 +689,19 @@ def test_error_answer_with_5xx_is_an_api_error(
     assert len(rsps.calls) == 1
 
 
+def test_send_refusal_with_5xx_is_an_api_error(
+    rsps: responses.RequestsMock, client: VoicePasswordClient
+) -> None:
+    """The provider's own refusal body says nothing was placed, whatever the status."""
+    rsps.add(
+        responses.POST, SEND, json={"result": "error", "error_code": "not_enough_money"}, status=502
+    )
+    with pytest.raises(NotEnoughMoneyError) as caught:
+        client.flash_call(NUMBER)
+    assert caught.value.status == 502
+    assert len(rsps.calls) == 1
+
+
 # --------------------------------------------------------------------------- local refusals
 
 LOCAL_REFUSALS: list[tuple[str, Callable[[Any], object], type[APIError]]] = [
@@ -861,9 +874,13 @@ def test_send_network_errors(
 @pytest.mark.parametrize(
     ("status", "body", "klass"),
     [
-        (500, "<html>Internal Server Error</html>", TransportError),
-        (502, "", TransportError),
-        (503, '{"message": "maintenance"}', TransportError),
+        # The document refuses only with {"result": "error"}: a 5xx without
+        # that body may come from a proxy after the call was placed.
+        (500, "<html>Internal Server Error</html>", OutcomeUnknownError),
+        (502, "", OutcomeUnknownError),
+        (502, "<html>502 Bad Gateway</html>", OutcomeUnknownError),
+        (503, '{"message": "maintenance"}', OutcomeUnknownError),
+        (503, "Service Unavailable", OutcomeUnknownError),
         (504, "<html>Gateway Time-out</html>", OutcomeUnknownError),
         (200, "<html><body>Welcome</body></html>", OutcomeUnknownError),
         (200, '{"result": "ok", "id": "12', OutcomeUnknownError),

@@ -643,6 +643,7 @@ def test_fault_numbers(emulator):
         "79990000032": (200, True),
         "79990000033": (200, True),
         "79990000034": (None, True),
+        "79990000037": (502, True),
     }
     emulator.slow_seconds = 3.5
     for number, (status, placed) in cases.items():
@@ -668,9 +669,15 @@ def test_fault_numbers(emulator):
             with pytest.raises(json.JSONDecodeError):
                 json.loads(response.body)
             assert response.body.startswith(b'{"result":"ok"')
+        elif number == "79990000037":
+            # A proxy's page after the provider placed the call: no refusal body.
+            assert response.status == 502
+            assert b"502 Bad Gateway" in response.body
+            assert response.headers["Content-Type"].startswith("text/html")
+            assert entry.result == "ok"
         else:
             assert response.drop
-    assert emulator.balance == Decimal("999.00") - 4 * Decimal("0.35")
+    assert emulator.balance == Decimal("999.00") - 5 * Decimal("0.35")
     # An SMS names no number: the call's fault number does not fault it.
     call = emulator.last_call("79990000032")
     assert send(emulator, {"sms": {"id": call.id}})["result"] == "ok"
@@ -1011,10 +1018,12 @@ def test_the_client_through_the_fixture(vp_client, voicepassword_emulator):
     ("number", "error", "placed"),
     [
         ("79990000030", OutcomeUnknownError, True),
-        ("79990000031", TransportError, False),
+        # No refusal body: the client cannot know that nothing was placed.
+        ("79990000031", OutcomeUnknownError, False),
         ("79990000032", OutcomeUnknownError, True),
         ("79990000033", OutcomeUnknownError, True),
         ("79990000034", OutcomeUnknownError, True),
+        ("79990000037", OutcomeUnknownError, True),
     ],
 )
 def test_the_client_sees_each_fault_as_documented(

@@ -107,6 +107,10 @@ _HTTP500_PAGE = (
     b"<html>\r\n<head><title>500 Internal Server Error</title></head>\r\n<body>\r\n"
     b"<center><h1>500 Internal Server Error</h1></center>\r\n</body>\r\n</html>\r\n"
 )
+_HTTP502_PAGE = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
+)
 _DATE_RE = re.compile(r"\d{2}\.\d{2}\.\d{4}")
 
 
@@ -700,7 +704,13 @@ class Emulator:
                 answer = self._answer(endpoint, headers, payload, info, now, fault)
             except _RefusedError as refused:
                 answer = {"result": "error", "error_code": refused.error_code}
-            status = None if fault is FaultMode.DROPPED else 200
+            status = (
+                None
+                if fault is FaultMode.DROPPED
+                else 502
+                if fault is FaultMode.HTTP502
+                else 200
+            )
             self._log_entry(endpoint, info, payload, answer, status, fault, now)
         if info.call is not None:
             self._announce(info.call)
@@ -713,6 +723,8 @@ class Emulator:
             return Response(200, _JSON_HEADERS, body_out[: len(body_out) // 2])
         if fault is FaultMode.DROPPED:
             return Response(0, {}, b"", drop=True)
+        if fault is FaultMode.HTTP502:
+            return Response(502, _HTML_HEADERS, _HTTP502_PAGE)
         return Response(200, _JSON_HEADERS, body_out)
 
     def _choose_fault(self, endpoint: str, payload: Any) -> tuple[FaultMode | None, float]:
