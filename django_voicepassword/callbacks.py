@@ -59,8 +59,10 @@ def call_id_from_token(token: str) -> int | None:
 def callback_url(call: Call) -> str | None:
     """The URL the provider reports ``call``'s states to (``None`` without ``CALLBACK_BASE_URL``).
 
-    An SMS fallback reports to its parent's URL: the provider's SMS request has
-    no URL of its own.
+    An SMS fallback reports to its parent's URL, which its ``send/`` request
+    carries too: that way its states arrive at the same place whether or not
+    the provider honours the URL of an SMS request, and the view accepts them
+    there under the SMS's own request id.
     """
     base = settings.CALLBACK_BASE_URL
     if not base:

@@ -830,9 +830,16 @@ class VoicePasswordClient:
             payload["callback_url"] = _callback_url(callback_url)
         return self._send_call("voice_call", payload)
 
-    def sms(self, request_id: str | int) -> SendResult:
-        """Send the code of an earlier call request by SMS (the fallback)."""
-        return self._send_call("sms", {"sms": {"id": _request_id(request_id)}})
+    def sms(self, request_id: str | int, *, callback_url: str | None = None) -> SendResult:
+        """Send the code of an earlier call request by SMS (the fallback).
+
+        ``callback_url`` is where the provider reports the SMS's states: the
+        document lists it for every ``send/`` request, this one included.
+        """
+        payload: dict[str, Any] = {"sms": {"id": _request_id(request_id)}}
+        if callback_url is not None:
+            payload["callback_url"] = _callback_url(callback_url)
+        return self._send_call("sms", payload)
 
     # ------------------------------------------------------------------- get/
 

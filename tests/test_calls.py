@@ -148,6 +148,12 @@ def test_sms_fallback_confirms_the_state_and_is_sent_once(emulated):
         calls.send_sms(call)
     assert refused.value.code == "already_sent"
     assert [e.kind for e in emulated.sends()] == ["flash_call", "sms"]
+    # The document lists callback_url for every send/, the SMS's included: its
+    # states go to the call's URL, where the view takes them by request id.
+    flash, sent = emulated.sends()
+    assert sent.payload is not None and flash.payload is not None
+    assert sent.payload["callback_url"] == flash.payload["callback_url"]
+    assert sent.payload["callback_url"].startswith("https://site.example/")
 
 
 def test_a_broken_configuration_writes_nothing():

@@ -280,6 +280,25 @@ def test_sms_request_and_answer(
     assert result.raw == SMS_OK
 
 
+def test_sms_sends_the_callback_url(
+    rsps: responses.RequestsMock, client: VoicePasswordClient
+) -> None:
+    """The document lists ``callback_url`` for every ``send/`` request, the SMS too."""
+    rsps.add(responses.POST, SEND, json=SMS_OK)
+    client.sms("1234", callback_url=CALLBACK)
+    body = sent(rsps)[0]
+    assert (body["sms"], body["callback_url"]) == ({"id": "1234"}, CALLBACK)
+
+
+def test_sms_refuses_a_bad_callback_url(
+    rsps: responses.RequestsMock, client: VoicePasswordClient
+) -> None:
+    with pytest.raises(UnknownRequestError) as caught:
+        client.sms("1234", callback_url="ftp://site.example/cb/")
+    assert caught.value.local
+    assert len(rsps.calls) == 0
+
+
 def test_sms_id_as_int(rsps: responses.RequestsMock, client: VoicePasswordClient) -> None:
     rsps.add(responses.POST, SEND, json=SMS_OK)
     client.sms(1234)

@@ -53,7 +53,7 @@ class ReportGateway(BaseGateway):
     def voice_call(self, number: str, **kwargs: Any) -> SendResult:
         raise NotImplementedError
 
-    def sms(self, request_id: str) -> SendResult:
+    def sms(self, request_id: str, *, callback_url: str | None = None) -> SendResult:
         raise NotImplementedError
 
     def balance(self) -> Balance:

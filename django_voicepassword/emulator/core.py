@@ -884,8 +884,9 @@ class Emulator:
         if parent is None or parent.kind == "sms":
             raise _RefusedError("unknown_request")
         info.number, info.code = parent.number, parent.code
-        # The document's SMS request has no callback_url, yet SMS statuses go to
-        # "the Callback URL": the call's own, unless this request gives one.
+        # The document lists callback_url for every send/, but its SMS example
+        # has none, yet SMS statuses go to "the Callback URL": this request's,
+        # or else the call's own.
         callback_url = _callback_url(payload.get("callback_url")) or parent.callback_url
         info.callback_url = callback_url
         price = self._charge("sms")

@@ -49,7 +49,7 @@ class BaseGateway(abc.ABC):
         """Place a call in which a robot speaks the code."""
 
     @abc.abstractmethod
-    def sms(self, request_id: str) -> SendResult:
+    def sms(self, request_id: str, *, callback_url: str | None = None) -> SendResult:
         """Send the code of the earlier request ``request_id`` by SMS."""
 
     @abc.abstractmethod

@@ -64,9 +64,9 @@ class HttpGateway(BaseGateway):
             number, code=code, repeat=repeat, ani=ani, callback_url=callback_url
         )
 
-    def sms(self, request_id: str) -> SendResult:
+    def sms(self, request_id: str, *, callback_url: str | None = None) -> SendResult:
         """Send the SMS fallback through the provider."""
-        return self.client.sms(request_id)
+        return self.client.sms(request_id, callback_url=callback_url)
 
     def balance(self) -> Balance:
         """Ask the provider for the balance."""

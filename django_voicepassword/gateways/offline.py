@@ -108,9 +108,9 @@ class OfflineGateway(BaseGateway):
         )
         return self._sent("voice_call", result)
 
-    def sms(self, request_id: str) -> SendResult:
+    def sms(self, request_id: str, *, callback_url: str | None = None) -> SendResult:
         """Pretend to send the SMS fallback of ``request_id``."""
-        return self._sent("sms", self.client.sms(request_id))
+        return self._sent("sms", self.client.sms(request_id, callback_url=callback_url))
 
     def balance(self) -> Balance:
         """The emulator's balance (charged for every pretended call)."""
