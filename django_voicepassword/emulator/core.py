@@ -96,6 +96,8 @@ STATE_LABELS: dict[str, str] = {
 _DURATIONS = {"flash_call": 1, "voice_call": 5, "voice_call_repeat": 8}
 # Caller numbers: the code is the tail, the head is this test-range prefix.
 _CALLER_HEAD = "79990000000"
+#: The longest service code: the caller number keeps its first digit.
+_MAX_CAPACITY = len(_CALLER_HEAD) - 1
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 _HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8"}
 _HTML_PAGE = (
@@ -445,8 +447,16 @@ def _code(value: Any) -> str:
 
 
 def _capacity(value: Any) -> int:
+    """A code length: a whole number the caller number's tail can hold.
+
+    The document sets a default (4) and says more is for flash calls only, but
+    names no range; 4 to 6 is this app's own policy, kept by the client
+    (``FLASH_CAPACITY_RANGE``), not the provider's. So the emulator refuses
+    only what cannot be a code length: not a whole number, 0, or so long that
+    the caller number would lose its country code.
+    """
     digits = _digits(value)
-    if digits is None or not 4 <= int(digits) <= 6:
+    if digits is None or len(digits) > 2 or not 1 <= int(digits) <= _MAX_CAPACITY:
         raise _RefusedError("code_not_valid")
     return int(digits)
 
@@ -821,13 +831,6 @@ class Emulator:
             voice = _section(payload, "voice")
             if capacity is not None and _capacity(capacity) != 4:
                 raise _RefusedError("code_not_valid")
-            if voice.get("code") is None:
-                # Service code: the last four digits of the calling number.
-                code = self._random_digits(4)
-                caller = _caller_for(code)
-            else:
-                code = _code(voice["code"])
-                caller = _caller_for(self._random_digits(4))
             repeat = _repeat(voice.get("repeat"))
             # The document's table says "api", its example "ani": accept both.
             raw_ani = voice["ani"] if "ani" in voice else voice.get("api")
@@ -835,7 +838,18 @@ class Emulator:
                 ani = _digits(raw_ani)
                 if ani is None or ani not in self.registered_anis:
                     raise _RefusedError("ani_phone_not_valid")
+            if voice.get("code") is not None:
+                code = _code(voice["code"])
+                caller = ani or _caller_for(self._random_digits(4))
+            elif ani is not None:
+                # "Absent: the code is the last 4 digits of the number the call
+                # comes from", and with ani the call comes from that number.
                 caller = ani
+                code = ani[-4:]
+            else:
+                # Service code: the last four digits of the calling number.
+                code = self._random_digits(4)
+                caller = _caller_for(code)
         else:
             length = 4 if capacity is None else _capacity(capacity)
             code = self._random_digits(length)
