@@ -36,6 +36,7 @@ from django_voicepassword.client import (
     Balance,
     CallRecord,
     CallState,
+    DailyReport,
     SendResult,
     VoicePasswordClient,
     parse_callback,
@@ -1057,19 +1058,61 @@ def test_state_unreadable(
         client.state("12345")
 
 
+def test_daily_unreadable(rsps: responses.RequestsMock, client: VoicePasswordClient) -> None:
+    rsps.add(responses.POST, GET, json={"result": "ok", "rows": "1", "data": "nothing"})
+    with pytest.raises(TransportError, match="expected a list of rows"):
+        client.daily(date(2020, 9, 11))
+
+
+def test_daily_skips_and_counts_an_unreadable_record(
+    rsps: responses.RequestsMock, client: VoicePasswordClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bad record costs itself, not the day; the report is then not complete."""
+    rows = [STATE_ROW, {**DAILY_ROW, "price": "-1"}, {"id": "7"}, DAILY_ROW]
+    rsps.add(responses.POST, GET, json={"result": "ok", "rows": "4", "data": rows})
+    report = client.daily(date(2020, 9, 11))
+    assert [record.id for record in report] == ["12345", "12346"]
+    assert (report.rows, report.skipped, report.complete) == (4, 2, False)
+    assert "record 1 skipped: price" in caplog.text
+    assert "record 2 skipped: row: missing 'number'" in caplog.text
+
+
 @pytest.mark.parametrize(
-    ("data", "message"),
+    ("answer", "records", "rows", "complete"),
     [
-        ("nothing", "expected a list of rows"),
-        ([STATE_ROW, {**DAILY_ROW, "price": "-1"}], r"data\[1\]: price"),
+        ({"rows": "2", "data": [STATE_ROW, DAILY_ROW]}, 2, 2, True),
+        ({"rows": 2, "data": [STATE_ROW, DAILY_ROW]}, 2, 2, True),
+        ({"rows": "0", "data": []}, 0, 0, True),
+        ({"rows": "0"}, 0, 0, True),
+        # Fewer records than announced: a cut answer, not a quiet day.
+        ({"rows": "3", "data": [STATE_ROW, DAILY_ROW]}, 2, 3, False),
+        ({"rows": "2"}, 0, 2, False),
+        ({"rows": "2", "data": None}, 0, 2, False),
+        # Nothing says how many there should be.
+        ({}, 0, None, False),
+        ({"data": [STATE_ROW]}, 1, None, False),
+        ({"rows": "two", "data": [STATE_ROW, DAILY_ROW]}, 2, None, False),
+        ({"rows": -1, "data": []}, 0, None, False),
+        ({"rows": True, "data": []}, 0, None, False),
     ],
 )
-def test_daily_unreadable(
-    rsps: responses.RequestsMock, client: VoicePasswordClient, data: Any, message: str
+def test_daily_reads_rows(
+    rsps: responses.RequestsMock,
+    client: VoicePasswordClient,
+    answer: dict[str, Any],
+    records: int,
+    rows: int | None,
+    complete: bool,
 ) -> None:
-    rsps.add(responses.POST, GET, json={"result": "ok", "data": data})
-    with pytest.raises(TransportError, match=message):
-        client.daily(date(2020, 9, 11))
+    rsps.add(responses.POST, GET, json={"result": "ok", **answer})
+    report = client.daily(date(2020, 9, 11))
+    assert isinstance(report, DailyReport)
+    assert (len(report), report.rows, report.skipped, report.complete) == (
+        records,
+        rows,
+        0,
+        complete,
+    )
 
 
 def test_get_invalid_url_is_not_retried(rsps: responses.RequestsMock, delays: list[float]) -> None:
