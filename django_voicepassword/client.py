@@ -549,7 +549,8 @@ def _daily_records(data: dict[str, Any]) -> DailyReport:
     count = None if text is None else int(text)
     if count is None:
         # Without it nobody can tell a whole day from a cut one.
-        logger.warning("get/ daily: 'rows' is %s", "missing" if announced is None else "unreadable")
+        problem = "missing" if announced is None else "unreadable"
+        logger.warning("get/ daily: 'rows' is %s", problem)
     items = data.get("data")
     if items is None:
         # Complete only if "rows" says the day had no calls.
@@ -981,7 +982,8 @@ class VoicePasswordClient:
         elif data is not None:
             what = f"an answer without a result (HTTP {status})"
         else:
-            what = f"an answer that is not a JSON object (HTTP {status}: {self._snippet(response)})"
+            snippet = self._snippet(response)
+            what = f"an answer that is not a JSON object (HTTP {status}: {snippet})"
         logger.warning("send/ %s: outcome unknown (HTTP %s)", kind, status)
         raise self._error(
             OutcomeUnknownError,

@@ -151,7 +151,8 @@ def test_sms_fallback_confirms_the_state_and_is_sent_once(emulated):
     # The document lists callback_url for every send/, the SMS's included: its
     # states go to the call's URL, where the view takes them by request id.
     flash, sent = emulated.sends()
-    assert sent.payload is not None and flash.payload is not None
+    assert sent.payload is not None
+    assert flash.payload is not None
     assert sent.payload["callback_url"] == flash.payload["callback_url"]
     assert sent.payload["callback_url"].startswith("https://site.example/")
 

@@ -713,9 +713,8 @@ def test_send_refusal_with_5xx_is_an_api_error(
     rsps: responses.RequestsMock, client: VoicePasswordClient
 ) -> None:
     """The provider's own refusal body says nothing was placed, whatever the status."""
-    rsps.add(
-        responses.POST, SEND, json={"result": "error", "error_code": "not_enough_money"}, status=502
-    )
+    refusal = {"result": "error", "error_code": "not_enough_money"}
+    rsps.add(responses.POST, SEND, json=refusal, status=502)
     with pytest.raises(NotEnoughMoneyError) as caught:
         client.flash_call(NUMBER)
     assert caught.value.status == 502

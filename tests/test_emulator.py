@@ -143,9 +143,7 @@ def test_voice_call_codes_and_callers(emulator):
 
 
 @pytest.mark.parametrize("field", ["ani", "api"])
-def test_a_voice_call_from_ani_without_a_code_speaks_the_anis_last_four_digits(
-    emulator, field
-):
+def test_a_voice_call_from_ani_without_a_code_speaks_the_anis_last_four_digits(emulator, field):
     """The document: without ``code``, the code is the last 4 digits of the calling number."""
     for ani in ("79990000090", "79990000091"):
         answer = send(emulator, {"number": ANSWERED, "voice": {field: ani}})

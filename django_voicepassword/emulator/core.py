@@ -715,11 +715,7 @@ class Emulator:
             except _RefusedError as refused:
                 answer = {"result": "error", "error_code": refused.error_code}
             status = (
-                None
-                if fault is FaultMode.DROPPED
-                else 502
-                if fault is FaultMode.HTTP502
-                else 200
+                None if fault is FaultMode.DROPPED else 502 if fault is FaultMode.HTTP502 else 200
             )
             self._log_entry(endpoint, info, payload, answer, status, fault, now)
         if info.call is not None:
