@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import threading
 import weakref
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from typing import Any
 from django.core import signing
 from django.db import IntegrityError, connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -33,6 +35,8 @@ from django_voicepassword.reconcile import ERROR_CODE_STATUSES, overwritable_by,
 from django_voicepassword.signals import call_status_changed
 
 __all__ = ["apply_callback", "call_id_from_token", "callback_token", "callback_url"]
+
+logger = logging.getLogger(__name__)
 
 _SALT = "django_voicepassword.callback"
 
@@ -59,8 +63,10 @@ def call_id_from_token(token: str) -> int | None:
 def callback_url(call: Call) -> str | None:
     """The URL the provider reports ``call``'s states to (``None`` without ``CALLBACK_BASE_URL``).
 
-    An SMS fallback reports to its parent's URL: the provider's SMS request has
-    no URL of its own.
+    An SMS fallback reports to its parent's URL, which its ``send/`` request
+    carries too: that way its states arrive at the same place whether or not
+    the provider honours the URL of an SMS request, and the view accepts them
+    there under the SMS's own request id.
     """
     base = settings.CALLBACK_BASE_URL
     if not base:
@@ -88,6 +94,13 @@ def apply_callback(
     Either way the row lock serialises concurrent deliveries of one callback,
     and the event's unique constraint guarantees "applied" at most once per
     request id and state even so.
+
+    A URL keeps ``CALLBACK_MAX_EVENTS`` events at most (counted by
+    ``url_call``; concurrent deliveries may pass the count by as many as run
+    at once): a leaked token must not let anyone fill the database. A callback
+    over the limit changes nothing and is not stored: the returned event is
+    unsaved, with the outcome ``dropped``, and the call's ``callbacks_dropped``
+    goes up by one. So does a callback to the URL of a call that is gone.
 
     ``call_status_changed`` is sent once the change is committed, and only if
     someone listens; on PostgreSQL the statement then also returns the
@@ -128,13 +141,10 @@ def _apply(
         # should have made us see it, and the constraint is why that is sure.
         # Nothing of this delivery was written: the statement or the
         # transaction was rolled back whole.
+        calls = Call.objects.using(alias)
         return CallbackEvent.objects.using(alias).create(
-            call_id=(
-                Call.objects.using(alias)
-                .filter(provider_id=record.id)
-                .values_list("pk", flat=True)
-                .first()
-            ),
+            call_id=calls.filter(provider_id=record.id).values_list("pk", flat=True).first(),
+            url_call_id=calls.filter(pk=call_id).values_list("pk", flat=True).first(),
             provider_id=record.id,
             state=record.state_label[:64],
             payload=payload,
@@ -169,6 +179,7 @@ def _apply_in_one(
     params: dict[str, Any] = {
         "provider_id": record.id,
         "token_call": call_id,
+        "cap": settings.CALLBACK_MAX_EVENTS,
         "label": label,
         "payload": _payload_field().get_db_prep_save(payload, connection),
         "remote_addr": remote_addr,
@@ -192,6 +203,10 @@ def _apply_in_one(
     else:
         with transaction.atomic(using=alias):
             result = _fetch_one(connection, sql, params)
+    if result is None:
+        # Over the limit, or the call is gone: nothing inserted (the
+        # statement's dropped CTE counted it on the call).
+        return _dropped(alias, call_id, record, payload, remote_addr, now, counted=True)
     event_id, outcome, target_id = result[:3]
     if listened and outcome == CallbackEvent.Outcome.APPLIED:
         old_status, *columns = result[3:]
@@ -200,6 +215,7 @@ def _apply_in_one(
     event = CallbackEvent(
         id=event_id,
         call_id=target_id,
+        url_call_id=call_id,
         provider_id=record.id,
         state=label,
         payload=payload,
@@ -208,6 +224,41 @@ def _apply_in_one(
         outcome=outcome,
     )
     event._state.adding = False
+    event._state.db = alias
+    return event
+
+
+def _dropped(
+    alias: str,
+    call_id: int,
+    record: CallRecord,
+    payload: dict[str, Any],
+    remote_addr: str | None,
+    now: Any = None,
+    *,
+    counted: bool,
+) -> CallbackEvent:
+    """The unsaved event of a callback that is not kept; count it on the call unless done."""
+    if not counted:
+        Call.objects.using(alias).filter(pk=call_id).update(
+            callbacks_dropped=F("callbacks_dropped") + 1
+        )
+    # Not the number or the payload: the log line is about the URL, not the call.
+    logger.warning(
+        "VoicePassword callback to the URL of call %s dropped: it keeps %d events at most "
+        "(CALLBACK_MAX_EVENTS), or the call is gone. Many of these mean the URL leaked.",
+        call_id,
+        settings.CALLBACK_MAX_EVENTS,
+    )
+    event = CallbackEvent(
+        call_id=None,
+        provider_id=record.id,
+        state=record.state_label[:64],
+        payload=payload,
+        remote_addr=remote_addr,
+        received_at=now or timezone.now(),
+        outcome=CallbackEvent.Outcome.DROPPED,
+    )
     event._state.db = alias
     return event
 
@@ -271,6 +322,9 @@ def _statement(new_status: str, *, price: bool, duration: bool, date: bool, row:
 
     call, pk, status = qn(Call._meta.db_table), column(Call, "id"), column(Call, "status")
     error_code = column(Call, "error_code")
+    events = qn(CallbackEvent._meta.db_table)
+    url_call = column(CallbackEvent, "url_call")
+    dropped = column(Call, "callbacks_dropped")
     reported = literals([new_status])
     assignments = [
         f"{status} = {reported}",
@@ -289,19 +343,30 @@ def _statement(new_status: str, *, price: bool, duration: bool, date: bool, row:
     outcome = CallbackEvent.Outcome
     event_columns = ", ".join(
         column(CallbackEvent, name)
-        for name in ("call", "provider_id", "state", "payload", "remote_addr", "received_at")
+        for name in (
+            "call",
+            "url_call",
+            "provider_id",
+            "state",
+            "payload",
+            "remote_addr",
+            "received_at",
+        )
     )
     returning = ", ".join(column(CallbackEvent, name) for name in ("id", "outcome", "call"))
+    # INSERT ... SELECT ... WHERE: no row when the URL is over its limit (or
+    # its call is gone), and then the statement returns nothing.
     insert = (
-        f"INSERT INTO {qn(CallbackEvent._meta.db_table)} "  # noqa: S608
+        f"INSERT INTO {events} "  # noqa: S608
         f"({event_columns}, {column(CallbackEvent, 'outcome')}) "
-        f"VALUES ((SELECT {pk} FROM target), %(provider_id)s, %(label)s, %(payload)s, "
-        f"%(remote_addr)s::inet, %(now)s::timestamptz, CASE "
+        f"SELECT (SELECT {pk} FROM target), %(token_call)s, %(provider_id)s, %(label)s, "
+        f"%(payload)s, %(remote_addr)s::inet, %(now)s::timestamptz, CASE "
         f"WHEN EXISTS (SELECT FROM moved) THEN {literals([outcome.APPLIED])} "
         f"WHEN NOT EXISTS (SELECT FROM target) THEN {literals([outcome.ORPHAN])} "
         f"WHEN (SELECT {status} FROM target) = {reported} "
         f"THEN {literals([outcome.DUPLICATE])} "
-        f"ELSE {literals([outcome.STALE])} END) "
+        f"ELSE {literals([outcome.STALE])} END "
+        f"WHERE (SELECT ok FROM room) "
         f"RETURNING {returning}"
     )
     if row:
@@ -311,16 +376,25 @@ def _statement(new_status: str, *, price: bool, duration: bool, date: bool, row:
             f"SELECT e.*, (SELECT {status} FROM target), {moved} "
             f"FROM event e LEFT JOIN moved m ON TRUE"
         )
+    # room: whether the URL's call exists and has kept fewer than the limit
+    # (the count stops at the limit). dropped counts a callback it refuses;
+    # it and moved never touch the same row, as room rules one or the other out.
     return (
-        f"WITH target AS ("  # noqa: S608
+        f"WITH room AS (SELECT EXISTS (SELECT FROM {call} WHERE {pk} = %(token_call)s) "  # noqa: S608
+        f"AND (SELECT count(*) FROM (SELECT FROM {events} WHERE {url_call} = %(token_call)s "
+        f"LIMIT %(cap)s) AS kept) < %(cap)s AS ok), "
+        f"target AS ("
         f"SELECT {pk}, {status} FROM {call} "
         f"WHERE {column(Call, 'provider_id')} = %(provider_id)s "
         f"AND ({pk} = %(token_call)s OR {column(Call, 'parent')} = %(token_call)s) "
+        f"AND (SELECT ok FROM room) "
         f"FOR NO KEY UPDATE), "
         f"moved AS (UPDATE {call} SET {', '.join(assignments)} "
         f"WHERE {pk} = (SELECT {pk} FROM target) "
         f"AND {status} IN ({literals(overwritable_by(new_status))}) "
-        f"RETURNING {', '.join(columns)}){',' if row else ''} "
+        f"RETURNING {', '.join(columns)}), "
+        f"dropped AS (UPDATE {call} SET {dropped} = {dropped} + 1 "
+        f"WHERE {pk} = %(token_call)s AND NOT (SELECT ok FROM room)){',' if row else ''} "
         f"{insert}"
     )
 
@@ -337,8 +411,17 @@ def _apply_with_orm(
     *,
     listened: bool,
 ) -> CallbackEvent:
-    """Apply a callback in a transaction, under the call's row lock: three queries."""
+    """Apply a callback in a transaction, under the call's row lock: four queries.
+
+    The count of the URL's events, the call (locked), its update, the event;
+    an orphan asks whether the URL's call still exists, and a callback over
+    the limit is one UPDATE of the counter instead.
+    """
+    cap = settings.CALLBACK_MAX_EVENTS
     with transaction.atomic(using=alias):
+        kept = CallbackEvent.objects.using(alias).filter(url_call_id=call_id).order_by()[:cap]
+        if kept.count() >= cap:
+            return _dropped(alias, call_id, record, payload, remote_addr, counted=False)
         # order_by(): the one row of a unique value needs no ORDER BY.
         found = list(
             Call.objects.using(alias).select_for_update().filter(provider_id=record.id).order_by()
@@ -346,6 +429,9 @@ def _apply_with_orm(
         call = found[0] if found else None
         outcome: CallbackEvent.Outcome
         if call is None or call_id not in (call.pk, call.parent_id):
+            if not Call.objects.using(alias).filter(pk=call_id).exists():
+                # The URL's call is gone: nothing to apply, nothing to count on.
+                return _dropped(alias, call_id, record, payload, remote_addr, counted=True)
             outcome, call = CallbackEvent.Outcome.ORPHAN, None
         else:
             old_status = call.status
@@ -363,6 +449,7 @@ def _apply_with_orm(
                 outcome = _not_applied(call, record)
         return CallbackEvent.objects.using(alias).create(
             call=call,
+            url_call_id=call_id,
             provider_id=record.id,
             state=record.state_label[:64],
             payload=payload,

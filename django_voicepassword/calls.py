@@ -239,7 +239,7 @@ def send_sms(call: Call, *, user: Any = None, challenge: Any = None) -> Call:
     except IntegrityError:
         raise SmsFallbackError("already_sent") from None
     provider_id = call.provider_id
-    _place(sms, lambda _url: get_gateway().sms(provider_id))
+    _place(sms, lambda url: get_gateway().sms(provider_id, callback_url=url))
     return sms
 
 

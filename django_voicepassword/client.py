@@ -33,7 +33,7 @@ import math
 import re
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
@@ -69,6 +69,7 @@ __all__ = [
     "Balance",
     "CallRecord",
     "CallState",
+    "DailyReport",
     "SendResult",
     "VoicePasswordClient",
     "parse_callback",
@@ -240,6 +241,36 @@ class CallRecord:
     state_label: str
     service: str | None
     raw: dict[str, Any] = field(repr=False)
+
+
+class DailyReport(list[CallRecord]):
+    """The records of one ``daily`` answer: a list of :class:`CallRecord`, and how whole it is.
+
+    ``rows`` is the count the provider announced (its ``rows``), ``None`` when
+    the answer has none or it is not a whole number; ``skipped`` the records
+    that could not be read and were left out (each is logged). The list holds
+    every record that could be read, so one bad record does not cost the day.
+
+    :attr:`complete` says whether the list is the whole day: only then may a
+    call missing from it be taken for a call that was never placed.
+    """
+
+    __slots__ = ("rows", "skipped")
+
+    def __init__(
+        self, records: Iterable[CallRecord] = (), *, rows: int | None, skipped: int = 0
+    ) -> None:
+        super().__init__(records)
+        self.rows = rows
+        self.skipped = skipped
+
+    @property
+    def complete(self) -> bool:
+        """Whether every record the provider counted was read: ``rows`` known, none skipped."""
+        return self.rows is not None and not self.skipped and len(self) >= self.rows
+
+    def __repr__(self) -> str:
+        return f"DailyReport({len(self)} records, rows={self.rows!r}, skipped={self.skipped})"
 
 
 # --------------------------------------------------------------------------- parsing
@@ -512,22 +543,33 @@ def _state_record(data: dict[str, Any]) -> CallRecord:
     return _record(record, "data")
 
 
-def _daily_records(data: dict[str, Any]) -> list[CallRecord]:
-    rows = data.get("data")
-    if rows is None:  # no calls that day
-        return []
+def _daily_records(data: dict[str, Any]) -> DailyReport:
+    announced = data.get("rows")
+    text = _digits(announced)
+    count = None if text is None else int(text)
+    if count is None:
+        # Without it nobody can tell a whole day from a cut one.
+        problem = "missing" if announced is None else "unreadable"
+        logger.warning("get/ daily: 'rows' is %s", problem)
+    items = data.get("data")
+    if items is None:
+        # Complete only if "rows" says the day had no calls.
+        return DailyReport(rows=count)
     # PHP encodes an array whose keys are not 0..n-1 as an object.
-    if isinstance(rows, dict):
-        rows = list(rows.values())
-    if not isinstance(rows, list):
-        raise ValueError(f"data: expected a list of rows, got {type(rows).__name__}")
+    if isinstance(items, dict):
+        items = list(items.values())
+    if not isinstance(items, list):
+        raise ValueError(f"data: expected a list of rows, got {type(items).__name__}")
     records = []
-    for index, row in enumerate(rows):
+    skipped = 0
+    for index, item in enumerate(items):
         try:
-            records.append(_record(row, "row"))
+            records.append(_record(item, "row"))
         except ValueError as err:
-            raise ValueError(f"data[{index}]: {err}") from None
-    return records
+            # One bad record must not cost the day's others; the report counts it.
+            skipped += 1
+            logger.warning("get/ daily: record %d skipped: %s", index, err)
+    return DailyReport(records, rows=count, skipped=skipped)
 
 
 def _decode(content: bytes) -> dict[str, Any] | None:
@@ -830,9 +872,16 @@ class VoicePasswordClient:
             payload["callback_url"] = _callback_url(callback_url)
         return self._send_call("voice_call", payload)
 
-    def sms(self, request_id: str | int) -> SendResult:
-        """Send the code of an earlier call request by SMS (the fallback)."""
-        return self._send_call("sms", {"sms": {"id": _request_id(request_id)}})
+    def sms(self, request_id: str | int, *, callback_url: str | None = None) -> SendResult:
+        """Send the code of an earlier call request by SMS (the fallback).
+
+        ``callback_url`` is where the provider reports the SMS's states: the
+        document lists it for every ``send/`` request, this one included.
+        """
+        payload: dict[str, Any] = {"sms": {"id": _request_id(request_id)}}
+        if callback_url is not None:
+            payload["callback_url"] = _callback_url(callback_url)
+        return self._send_call("sms", payload)
 
     # ------------------------------------------------------------------- get/
 
@@ -845,8 +894,13 @@ class VoicePasswordClient:
         payload = {"request": "state", "id": _request_id(request_id)}
         return self._read("state", payload, _state_record)
 
-    def daily(self, day: date) -> list[CallRecord]:
-        """Every request of one day (a Moscow day; an aware datetime is converted first)."""
+    def daily(self, day: date) -> DailyReport:
+        """Every request of one day (a Moscow day; an aware datetime is converted first).
+
+        A record that cannot be read is skipped and counted rather than failing
+        the day; :attr:`DailyReport.complete` says whether the records are all
+        the provider counted (its ``rows``).
+        """
         if isinstance(day, datetime):
             day = (day.astimezone(PROVIDER_TZ) if day.tzinfo is not None else day).date()
         elif not isinstance(day, date):
@@ -916,23 +970,20 @@ class VoicePasswordClient:
             return sent
         if data is not None and result == "error":
             raise self._api_error("send", kind, status, data)
-        if status >= 500 and status != 504:
-            raise self._error(
-                TransportError,
-                "send",
-                kind,
-                f"the provider failed with HTTP {status}",
-                status=status,
-                response=data,
-            )
-        # 504 is a proxy's read timeout: the provider may have acted on the request.
-        what = (
-            f"a gateway timeout (HTTP {status})"
-            if status == 504
-            else f"an answer without a result (HTTP {status})"
-            if data is not None
-            else f"an answer that is not a JSON object (HTTP {status}: {self._snippet(response)})"
-        )
+        # The document's only refusal is {"result": "error", ...}. Anything else
+        # may follow a placed call, a 5xx included: a proxy in front of the
+        # provider answers 502, 503 or 504 when the provider was slow or died
+        # after it had placed the call. Taking it for "nothing was placed" would
+        # let the caller try again and bill the subscriber twice.
+        if status >= 500:
+            what = f"HTTP {status} without a refusal"
+            if data is None:
+                what += f" ({self._snippet(response)})"
+        elif data is not None:
+            what = f"an answer without a result (HTTP {status})"
+        else:
+            snippet = self._snippet(response)
+            what = f"an answer that is not a JSON object (HTTP {status}: {snippet})"
         logger.warning("send/ %s: outcome unknown (HTTP %s)", kind, status)
         raise self._error(
             OutcomeUnknownError,

@@ -65,6 +65,9 @@ DEFAULTS: dict[str, Any] = {
     "CALLBACK_BASE_URL": None,
     # Callback bodies larger than this many bytes are refused with 413.
     "CALLBACK_MAX_BODY": 4096,
+    # Callback events kept per callback URL (per call); more are answered 200
+    # and dropped, counted in Call.callbacks_dropped.
+    "CALLBACK_MAX_EVENTS": 20,
     # Addresses or networks (CIDR) callbacks may come from; empty: any.
     "CALLBACK_ALLOWED_IPS": (),
     # A header set by the site's own proxy with the client address (X-Forwarded-For);
@@ -253,6 +256,7 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ALLOWED_NUMBER_TYPES": (_is_str_sequence, "a list of number type names"),
     "CALLBACK_BASE_URL": (_is_optional_str, "an absolute URL or None"),
     "CALLBACK_MAX_BODY": (_is_days, "a positive whole number of bytes"),
+    "CALLBACK_MAX_EVENTS": (_is_days, "a positive whole number of events"),
     "CALLBACK_ALLOWED_IPS": (_is_networks, "a list of IP addresses or networks (CIDR)"),
     "PROXY_HEADER": (_is_optional_str, "a header name or None"),
     "LOW_BALANCE": (_is_optional_amount, "an amount (number, string or Decimal) or None"),
@@ -314,6 +318,7 @@ class VoicePasswordSettings:
     ALLOWED_NUMBER_TYPES: tuple[str, ...]
     CALLBACK_BASE_URL: str | None
     CALLBACK_MAX_BODY: int
+    CALLBACK_MAX_EVENTS: int
     CALLBACK_ALLOWED_IPS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     PROXY_HEADER: str | None
     LOW_BALANCE: Decimal | None

@@ -213,9 +213,9 @@ class TransportError(VoicePasswordError):
 
     Raised for connection failures, HTTP 5xx and answers that are not a JSON
     object. For ``get/`` it is raised after the retries are spent. For ``send/``
-    it means no call was placed (nothing reached the provider, or the provider
-    said it failed); when that cannot be known, :class:`OutcomeUnknownError` is
-    raised instead.
+    it means no call was placed (nothing reached the provider); when that cannot
+    be known (an HTTP 5xx without the provider's refusal among others),
+    :class:`OutcomeUnknownError` is raised instead.
     """
 
     default_message = "VoicePassword could not be reached"
@@ -225,8 +225,9 @@ class OutcomeUnknownError(TransportError):
     """A ``send/`` request may or may not have placed (and billed) a call.
 
     The request went out but no usable answer came back: a read timeout, a
-    connection dropped after the body was sent, or an answer that could not be
-    read. It is never retried automatically, because a retry can place and bill
+    connection dropped after the body was sent, an HTTP 5xx without the
+    provider's refusal (a proxy's 502 can follow a placed call), or an answer
+    that could not be read. It is never retried automatically, because a retry can place and bill
     a second call; the outcome is settled later through ``state``/``daily``.
     Catch it before :class:`TransportError` when the difference matters.
     """

@@ -117,6 +117,15 @@ class Call(models.Model):
     )
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    callbacks_dropped = models.PositiveIntegerField(
+        _("callbacks dropped"),
+        default=0,
+        editable=False,
+        help_text=_(
+            "Callbacks to this call's URL answered but not kept: it already had "
+            "CALLBACK_MAX_EVENTS events. More than a few means the URL leaked."
+        ),
+    )
 
     class Meta:
         verbose_name = _("call")
@@ -221,6 +230,9 @@ class CallbackEvent(models.Model):
         DUPLICATE = "duplicate", _("duplicate")
         STALE = "stale", _("stale")
         ORPHAN = "orphan", _("orphan")
+        #: Never stored: the answer to a callback over ``CALLBACK_MAX_EVENTS``
+        #: (or to the URL of a call that is gone), which is not kept.
+        DROPPED = "dropped", _("dropped")
 
     call = models.ForeignKey(
         Call,
@@ -229,6 +241,19 @@ class CallbackEvent(models.Model):
         null=True,
         blank=True,
         related_name="callback_events",
+    )
+    url_call = models.ForeignKey(
+        Call,
+        verbose_name=_("received at the URL of"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+        help_text=_(
+            "The call whose callback URL received this event (for an orphan, the "
+            "only link to a call): what CALLBACK_MAX_EVENTS counts."
+        ),
     )
     provider_id = models.CharField(_("provider id"), max_length=32)
     state = models.CharField(_("state"), max_length=64)

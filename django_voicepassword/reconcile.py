@@ -30,7 +30,7 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from django_voicepassword.client import PROVIDER_TZ, CallRecord, CallState
+from django_voicepassword.client import PROVIDER_TZ, CallRecord, CallState, DailyReport
 from django_voicepassword.exceptions import VoicePasswordError
 from django_voicepassword.gateways import get_gateway
 from django_voicepassword.models import FINAL_STATUSES, Call, status_for_state, status_rank
@@ -151,6 +151,9 @@ class ReconcileReport:
     corrected; ``settled`` the rows whose unknown outcome a record settled;
     ``not_placed`` the unknown rows the provider has no record of, marked
     ``not_placed``. A row counts in one of the last four at most.
+    ``skipped`` is the number of records of the report that could not be read;
+    ``complete`` whether the report held every record its ``rows`` announced
+    (none skipped): only a complete report marks rows not placed.
     """
 
     day: date
@@ -159,6 +162,13 @@ class ReconcileReport:
     updated: int
     settled: int
     not_placed: int
+    skipped: int = 0
+    complete: bool = True
+
+
+def _complete(records: Sequence[CallRecord]) -> bool:
+    """Whether ``records`` are the whole day: a gateway's plain list vouches for itself."""
+    return records.complete if isinstance(records, DailyReport) else True
 
 
 def moscow_day(day: date) -> tuple[datetime, datetime]:
@@ -334,7 +344,10 @@ def reconcile_day(day: date) -> ReconcileReport:
     settles the ``unknown`` rows a record matches by number and time (see
     :func:`_match`); and once the day is over (plus :data:`SETTLE_AFTER`), marks
     the ``unknown`` rows created that day that no record matches ``not_placed``
-    with the error code :data:`NOT_IN_DAILY`. ``call_status_changed`` (source
+    with the error code :data:`NOT_IN_DAILY` — but only from a complete report
+    (:attr:`~django_voicepassword.client.DailyReport.complete`: as many records
+    read as its ``rows`` announced, none unreadable), since a call missing from
+    a cut report may well have been placed. ``call_status_changed`` (source
     ``"daily"``) is sent for every row whose status moved, after the commit.
 
     One transaction, and idempotent: a second run changes nothing, and the
@@ -393,7 +406,19 @@ def reconcile_day(day: date) -> ReconcileReport:
                 if new is not None:
                     plan.new.append(new)
 
-        if now >= end + SETTLE_AFTER:
+        complete = _complete(records)
+        if now >= end + SETTLE_AFTER and not complete:
+            # A missing record may be in the part of the report that did not
+            # arrive or could not be read: "not in the report" proves nothing.
+            logger.warning(
+                "daily %s: the report is incomplete (%d records read, %s announced, "
+                "%d unreadable): no unknown call is marked not placed",
+                day.isoformat(),
+                len(records),
+                getattr(records, "rows", None),
+                getattr(records, "skipped", 0),
+            )
+        elif now >= end + SETTLE_AFTER:
             taken = {call.pk for call, _record in settled}
             unsettled = [call for call in candidates if call.pk not in taken]
             _decide_leftovers(plan, unsettled, day, by_id, alias, gateway.daily)
@@ -413,7 +438,14 @@ def reconcile_day(day: date) -> ReconcileReport:
     for change in written:
         counts[change.kind] += 1
     report = ReconcileReport(
-        day, len(records), created, counts["updated"], counts["settled"], counts["not_placed"]
+        day,
+        len(records),
+        created,
+        counts["updated"],
+        counts["settled"],
+        counts["not_placed"],
+        skipped=getattr(records, "skipped", 0),
+        complete=complete,
     )
     logger.info("Reconciled %s: %s", day.isoformat(), report)
     return report
@@ -498,17 +530,24 @@ def _decide_leftovers(
     if neighbours:
         numbers = {call.number for call in leftovers}
         extra: list[CallRecord] = []
+        whole = True
         try:
             for other in sorted(neighbours):
-                extra += [r for r in daily(other) if r.number in numbers and r.id not in by_id]
+                report = daily(other)
+                whole = whole and _complete(report)
+                extra += [r for r in report if r.number in numbers and r.id not in by_id]
         except VoicePasswordError as error:
             logger.warning(
                 "daily: no report for the day next to %s (%s): rows near midnight stay unknown",
                 day.isoformat(),
                 error,
             )
-            keep = {call.pk for call in leftovers if not _within(call, start, end)}
+            whole = False
             extra = []
+        if not whole:
+            # A row near midnight may have its record in the part of the
+            # neighbour's report that is missing: leave it for a later run.
+            keep = {call.pk for call in leftovers if not _within(call, start, end)}
         if extra:
             # These ids were not in the SELECT: one small query tells which are
             # already some row's, and so cannot settle another.

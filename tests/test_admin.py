@@ -509,9 +509,11 @@ def test_sms_fallback_stops_on_a_provider_fault(admin_client, emulated):
     first = calls.place_flash_call("79990000003")
     second = calls.place_flash_call("79990000011")
     emulated.advance(5)
+    # A 5xx without the provider's refusal may follow a placed SMS: unknown, and
+    # the rest is not tried.
     emulated.set_fault("http500", endpoints=("send",))
     shown = messages_of(run_action(admin_client, "send_sms_fallback", [first, second]))
-    assert any("could not be reached" in m for m in shown), shown
+    assert any("may have gone through" in m for m in shown), shown
     assert "Stopped: 1 more call was not tried." in shown
     assert not Call.objects.filter(channel=Call.Channel.SMS, status=Call.Status.PLACED).exists()
 

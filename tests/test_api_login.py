@@ -698,7 +698,7 @@ def test_a_failed_resend_is_503(client, user, emulated):
     client.force_login(user, backend=BACKEND)
     data = started(client, OTHER, purpose="verify")
     allow_resend(data["id"])
-    emulated.set_fault("http500")
+    emulated.emulator.user_disabled = True  # refused: nothing placed
     response = resend(client, data["id"], channel="voice_call")
     assert response.status_code == 503
     assert response.json()["code"] == "service_unavailable"

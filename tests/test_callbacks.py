@@ -346,6 +346,7 @@ def test_the_same_callback_twice_is_a_duplicate_and_changes_nothing(client, call
     assert changes == [(call.pk, Status.PLACED, Status.BUSY, "callback")]
 
 
+@override_settings(VOICEPASSWORD={"CALLBACK_MAX_EVENTS": 50})
 def test_fifty_repeats_in_a_row_apply_once(client, call, sms, changes):
     """The duplicate rule without concurrency (any database; PostgreSQL threads elsewhere)."""
     outcomes = [
@@ -420,11 +421,60 @@ def test_the_parents_id_under_the_sms_token_is_an_orphan(client, call, sms):
     assert snapshot()[1] == before
 
 
-def test_a_valid_token_for_a_deleted_call_records_an_orphan(client, call):
+def test_a_valid_token_for_a_deleted_call_keeps_nothing(client, call, caplog):
+    """The token never expires, so the URL of a purged call would keep events forever."""
     path = path_of(call)
     call.delete()
-    assert deliver(client, path, callback("BUSY")).json()["outcome"] == "orphan"
-    assert CallbackEvent.objects.get().call is None
+    answer = deliver(client, path, callback("BUSY"))
+    assert (answer.status_code, answer.json()["outcome"]) == (200, "dropped")
+    assert not CallbackEvent.objects.exists()
+    assert "dropped" in caplog.text
+
+
+def test_an_orphan_counts_against_its_urls_call(client, call):
+    assert deliver(client, call, callback("BUSY", id="999999")).json()["outcome"] == "orphan"
+    event = CallbackEvent.objects.get()
+    assert (event.call_id, event.url_call_id) == (None, call.pk)
+
+
+# --------------------------------------------------------------------------- the cap
+
+
+def test_a_url_keeps_at_most_callback_max_events(client, call, sms, changes, caplog):
+    """A leaked token lets anyone post; what is stored for it stays bounded."""
+    with override_settings(VOICEPASSWORD={"CALLBACK_MAX_EVENTS": 3}):
+        kinds = [
+            callback("SEND", id=SMS_ID),
+            callback("BUSY", id="999999", pad="x" * 3000),  # an orphan counts too
+            callback("DELIVERED", id=SMS_ID),
+        ]
+        outcomes = [deliver(client, call, body).json()["outcome"] for body in kinds]
+        assert outcomes == ["applied", "orphan", "applied"]
+        before = snapshot()[0]
+        answers = [deliver(client, call, callback("BUSY", pad="y" * 3000)) for _ in range(5)]
+    assert {(answer.status_code, answer.json()["outcome"]) for answer in answers} == {
+        (200, "dropped")
+    }
+    # Nothing written for them but the counter: no event, no status change.
+    assert snapshot()[0] == before
+    call.refresh_from_db()
+    assert (call.status, call.callbacks_dropped) == (Status.PLACED, 5)
+    assert Call.objects.get(pk=sms.pk).callbacks_dropped == 0
+    assert len(changes) == 2
+    assert caplog.text.count("dropped: it keeps 3 events at most") == 5
+    assert NUMBER not in caplog.text
+
+
+def test_the_cap_is_per_url_and_counts_kept_events(client, call, other):
+    with override_settings(VOICEPASSWORD={"CALLBACK_MAX_EVENTS": 1}):
+        assert deliver(client, call, callback("BUSY")).json()["outcome"] == "applied"
+        assert deliver(client, call, callback("BUSY")).json()["outcome"] == "dropped"
+        # Another call's URL has its own room.
+        other_body = callback("ANSWERED", id=OTHER_ID, number=OTHER_NUMBER)
+        assert deliver(client, other, other_body).json()["outcome"] == "applied"
+        # Events that are purged no longer count.
+        CallbackEvent.objects.filter(url_call=call).delete()
+        assert deliver(client, call, callback("BUSY")).json()["outcome"] == "duplicate"
 
 
 # --------------------------------------------------------------------------- the token
@@ -532,7 +582,7 @@ def postgresql() -> bool:
         pytest.param(True, marks=pytest.mark.django_db(transaction=True)),
     ],
 )
-def test_a_callback_is_one_statement_on_postgresql_and_three_queries_elsewhere(
+def test_a_callback_is_one_statement_on_postgresql_and_four_queries_elsewhere(
     client, call, transactional
 ):
     path = path_of(call)
@@ -551,8 +601,9 @@ def test_a_callback_is_one_statement_on_postgresql_and_three_queries_elsewhere(
             # Autocommit: the statement is its own transaction, no BEGIN or COMMIT.
             assert len(captured.captured_queries) == 1, captured.captured_queries
     else:
-        assert len(queries) <= 3, queries
-        select, update, insert = queries
+        assert len(queries) <= 4, queries
+        count, select, update, insert = queries
+        assert count.startswith("SELECT COUNT(*)"), count
         assert select.startswith("SELECT")
         assert "ORDER BY" not in select
         if connection.features.has_select_for_update:
@@ -562,7 +613,7 @@ def test_a_callback_is_one_statement_on_postgresql_and_three_queries_elsewhere(
     with CaptureQueriesContext(connection) as captured:
         assert deliver(client, path, callback("BUSY")).json()["outcome"] == "duplicate"
     # No update for a duplicate.
-    assert len(data_queries(captured)) == (1 if postgresql() else 2)
+    assert len(data_queries(captured)) == (1 if postgresql() else 3)
 
 
 @pytest.mark.postgres
@@ -590,12 +641,12 @@ def test_every_outcome_is_one_statement_in_autocommit_on_postgresql(
     assert event.call_id == (None if outcome == Outcome.ORPHAN else call.pk)
 
 
-def test_a_label_no_one_knows_takes_at_most_three_queries(client, call):
+def test_a_label_no_one_knows_takes_at_most_four_queries(client, call):
     """On PostgreSQL too: the rare case takes the ORM's way, in a transaction."""
     with CaptureQueriesContext(connection) as captured:
         answer = deliver(client, call, callback("Ожидает оператора"))
     assert answer.json()["outcome"] == "stale"
-    assert len(data_queries(captured)) <= 3
+    assert len(data_queries(captured)) <= 4
 
 
 def test_listeners_get_the_call_as_updated_for_no_query_more(client, call):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+import requests
 from django.test import override_settings
 
 from django_voicepassword import calls
@@ -13,7 +14,8 @@ from django_voicepassword.exceptions import (
     OutcomeUnknownError,
     TransportError,
 )
-from django_voicepassword.gateways.base import reset_gateway
+from django_voicepassword.gateways import HttpGateway
+from django_voicepassword.gateways.base import get_gateway, reset_gateway
 from django_voicepassword.models import Call, CallbackEvent
 from django_voicepassword.phone import InvalidPhoneNumber
 from django_voicepassword.signals import call_placed, call_status_changed
@@ -99,10 +101,31 @@ def test_an_unknown_outcome_is_left_for_reconciliation(emulated):
     assert len(emulated.sends("79990000034")) == 1
 
 
-def test_a_transport_error_is_not_placed():
-    with pytest.raises(TransportError):
-        calls.place_flash_call("79990000031")
-    assert Call.objects.get().status == Call.Status.NOT_PLACED
+def test_a_request_that_never_left_is_not_placed(monkeypatch):
+    def refused(*args, **kwargs):
+        raise requests.exceptions.ConnectTimeout("connect timed out")
+
+    gateway = get_gateway()
+    assert isinstance(gateway, HttpGateway)
+    monkeypatch.setattr(gateway.client._session, "post", refused)
+    with pytest.raises(TransportError) as caught:
+        calls.place_flash_call("79990000001")
+    assert not isinstance(caught.value, OutcomeUnknownError)
+    call = Call.objects.get()
+    assert (call.status, call.error_code) == (Call.Status.NOT_PLACED, "transport_error")
+
+
+@pytest.mark.parametrize("number", ["79990000031", "79990000037"])
+def test_a_5xx_without_a_refusal_is_an_unknown_outcome(emulated, number):
+    """HTTP 500/502 may follow a placed call (``79990000037`` is placed): not "not placed"."""
+    with pytest.raises(OutcomeUnknownError):
+        calls.place_flash_call(number)
+    call = Call.objects.get()
+    assert (call.status, call.error_code) == (Call.Status.UNKNOWN, "outcome_unknown")
+    assert call.provider_id is None
+    assert len(emulated.sends(number)) == 1  # never retried
+    placed = emulated.last_call(number)
+    assert (placed is not None) is (number == "79990000037")
 
 
 def test_refresh_reads_the_providers_state(emulated):
@@ -125,6 +148,13 @@ def test_sms_fallback_confirms_the_state_and_is_sent_once(emulated):
         calls.send_sms(call)
     assert refused.value.code == "already_sent"
     assert [e.kind for e in emulated.sends()] == ["flash_call", "sms"]
+    # The document lists callback_url for every send/, the SMS's included: its
+    # states go to the call's URL, where the view takes them by request id.
+    flash, sent = emulated.sends()
+    assert sent.payload is not None
+    assert flash.payload is not None
+    assert sent.payload["callback_url"] == flash.payload["callback_url"]
+    assert sent.payload["callback_url"].startswith("https://site.example/")
 
 
 def test_a_broken_configuration_writes_nothing():

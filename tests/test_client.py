@@ -36,6 +36,7 @@ from django_voicepassword.client import (
     Balance,
     CallRecord,
     CallState,
+    DailyReport,
     SendResult,
     VoicePasswordClient,
     parse_callback,
@@ -278,6 +279,25 @@ def test_sms_request_and_answer(
     # The code is read from the message when the answer has no "code".
     assert result.code == "1234"
     assert result.raw == SMS_OK
+
+
+def test_sms_sends_the_callback_url(
+    rsps: responses.RequestsMock, client: VoicePasswordClient
+) -> None:
+    """The document lists ``callback_url`` for every ``send/`` request, the SMS too."""
+    rsps.add(responses.POST, SEND, json=SMS_OK)
+    client.sms("1234", callback_url=CALLBACK)
+    body = sent(rsps)[0]
+    assert (body["sms"], body["callback_url"]) == ({"id": "1234"}, CALLBACK)
+
+
+def test_sms_refuses_a_bad_callback_url(
+    rsps: responses.RequestsMock, client: VoicePasswordClient
+) -> None:
+    with pytest.raises(UnknownRequestError) as caught:
+        client.sms("1234", callback_url="ftp://site.example/cb/")
+    assert caught.value.local
+    assert len(rsps.calls) == 0
 
 
 def test_sms_id_as_int(rsps: responses.RequestsMock, client: VoicePasswordClient) -> None:
@@ -689,6 +709,18 @@ def test_error_answer_with_5xx_is_an_api_error(
     assert len(rsps.calls) == 1
 
 
+def test_send_refusal_with_5xx_is_an_api_error(
+    rsps: responses.RequestsMock, client: VoicePasswordClient
+) -> None:
+    """The provider's own refusal body says nothing was placed, whatever the status."""
+    refusal = {"result": "error", "error_code": "not_enough_money"}
+    rsps.add(responses.POST, SEND, json=refusal, status=502)
+    with pytest.raises(NotEnoughMoneyError) as caught:
+        client.flash_call(NUMBER)
+    assert caught.value.status == 502
+    assert len(rsps.calls) == 1
+
+
 # --------------------------------------------------------------------------- local refusals
 
 LOCAL_REFUSALS: list[tuple[str, Callable[[Any], object], type[APIError]]] = [
@@ -861,9 +893,13 @@ def test_send_network_errors(
 @pytest.mark.parametrize(
     ("status", "body", "klass"),
     [
-        (500, "<html>Internal Server Error</html>", TransportError),
-        (502, "", TransportError),
-        (503, '{"message": "maintenance"}', TransportError),
+        # The document refuses only with {"result": "error"}: a 5xx without
+        # that body may come from a proxy after the call was placed.
+        (500, "<html>Internal Server Error</html>", OutcomeUnknownError),
+        (502, "", OutcomeUnknownError),
+        (502, "<html>502 Bad Gateway</html>", OutcomeUnknownError),
+        (503, '{"message": "maintenance"}', OutcomeUnknownError),
+        (503, "Service Unavailable", OutcomeUnknownError),
         (504, "<html>Gateway Time-out</html>", OutcomeUnknownError),
         (200, "<html><body>Welcome</body></html>", OutcomeUnknownError),
         (200, '{"result": "ok", "id": "12', OutcomeUnknownError),
@@ -1021,19 +1057,61 @@ def test_state_unreadable(
         client.state("12345")
 
 
+def test_daily_unreadable(rsps: responses.RequestsMock, client: VoicePasswordClient) -> None:
+    rsps.add(responses.POST, GET, json={"result": "ok", "rows": "1", "data": "nothing"})
+    with pytest.raises(TransportError, match="expected a list of rows"):
+        client.daily(date(2020, 9, 11))
+
+
+def test_daily_skips_and_counts_an_unreadable_record(
+    rsps: responses.RequestsMock, client: VoicePasswordClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One bad record costs itself, not the day; the report is then not complete."""
+    rows = [STATE_ROW, {**DAILY_ROW, "price": "-1"}, {"id": "7"}, DAILY_ROW]
+    rsps.add(responses.POST, GET, json={"result": "ok", "rows": "4", "data": rows})
+    report = client.daily(date(2020, 9, 11))
+    assert [record.id for record in report] == ["12345", "12346"]
+    assert (report.rows, report.skipped, report.complete) == (4, 2, False)
+    assert "record 1 skipped: price" in caplog.text
+    assert "record 2 skipped: row: missing 'number'" in caplog.text
+
+
 @pytest.mark.parametrize(
-    ("data", "message"),
+    ("answer", "records", "rows", "complete"),
     [
-        ("nothing", "expected a list of rows"),
-        ([STATE_ROW, {**DAILY_ROW, "price": "-1"}], r"data\[1\]: price"),
+        ({"rows": "2", "data": [STATE_ROW, DAILY_ROW]}, 2, 2, True),
+        ({"rows": 2, "data": [STATE_ROW, DAILY_ROW]}, 2, 2, True),
+        ({"rows": "0", "data": []}, 0, 0, True),
+        ({"rows": "0"}, 0, 0, True),
+        # Fewer records than announced: a cut answer, not a quiet day.
+        ({"rows": "3", "data": [STATE_ROW, DAILY_ROW]}, 2, 3, False),
+        ({"rows": "2"}, 0, 2, False),
+        ({"rows": "2", "data": None}, 0, 2, False),
+        # Nothing says how many there should be.
+        ({}, 0, None, False),
+        ({"data": [STATE_ROW]}, 1, None, False),
+        ({"rows": "two", "data": [STATE_ROW, DAILY_ROW]}, 2, None, False),
+        ({"rows": -1, "data": []}, 0, None, False),
+        ({"rows": True, "data": []}, 0, None, False),
     ],
 )
-def test_daily_unreadable(
-    rsps: responses.RequestsMock, client: VoicePasswordClient, data: Any, message: str
+def test_daily_reads_rows(
+    rsps: responses.RequestsMock,
+    client: VoicePasswordClient,
+    answer: dict[str, Any],
+    records: int,
+    rows: int | None,
+    complete: bool,
 ) -> None:
-    rsps.add(responses.POST, GET, json={"result": "ok", "data": data})
-    with pytest.raises(TransportError, match=message):
-        client.daily(date(2020, 9, 11))
+    rsps.add(responses.POST, GET, json={"result": "ok", **answer})
+    report = client.daily(date(2020, 9, 11))
+    assert isinstance(report, DailyReport)
+    assert (len(report), report.rows, report.skipped, report.complete) == (
+        records,
+        rows,
+        0,
+        complete,
+    )
 
 
 def test_get_invalid_url_is_not_retried(rsps: responses.RequestsMock, delays: list[float]) -> None:

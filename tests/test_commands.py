@@ -7,6 +7,7 @@ from decimal import Decimal
 from io import StringIO
 
 import pytest
+import requests
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection, connections
@@ -21,7 +22,8 @@ from django.utils import timezone
 from django_voicepassword import calls, retention
 from django_voicepassword.calls import ReconcileReport
 from django_voicepassword.exceptions import TransportError
-from django_voicepassword.gateways.base import reset_gateway
+from django_voicepassword.gateways import HttpGateway
+from django_voicepassword.gateways.base import get_gateway, reset_gateway
 from django_voicepassword.management.commands import voicepassword_call, voicepassword_sync
 from django_voicepassword.models import BalanceSnapshot, Call, CallbackEvent
 
@@ -157,14 +159,24 @@ def test_a_refusal_names_the_error_and_is_recorded(emulated):
     assert API_KEY not in ran.everything
 
 
-def test_an_unreachable_provider_is_not_placed(emulated):
-    ran = run("voicepassword_call", "79990000031")
+def test_an_unreachable_provider_is_not_placed(emulated, monkeypatch):
+    def refused(*args, **kwargs):
+        raise requests.exceptions.ConnectTimeout("connect timed out")
+
+    gateway = get_gateway()
+    assert isinstance(gateway, HttpGateway)
+    monkeypatch.setattr(gateway.client._session, "post", refused)
+    ran = run("voicepassword_call", "79990000001")
     assert ran.returncode == 1
     assert ran.message.startswith("Not placed: the provider could not be reached (TransportError")
+    assert Call.objects.get().status == Call.Status.NOT_PLACED
 
 
-def test_an_unknown_outcome_has_its_own_message_and_exit_status(emulated):
-    ran = run("voicepassword_call", "79990000034")
+# 34: the connection drops; 31 and 37: HTTP 500 and 502 without the provider's
+# refusal, which may follow a placed call (37's is placed).
+@pytest.mark.parametrize("number", ["79990000034", "79990000031", "79990000037"])
+def test_an_unknown_outcome_has_its_own_message_and_exit_status(emulated, number):
+    ran = run("voicepassword_call", number)
     assert ran.returncode == voicepassword_call.EXIT_OUTCOME_UNKNOWN == 3
     assert "may have been placed" in ran.message
     assert "voicepassword_sync" in ran.message

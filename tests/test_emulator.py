@@ -139,6 +139,27 @@ def test_voice_call_codes_and_callers(emulator):
     own = send(emulator, {"number": ANSWERED, "voice": {"code": "4321", "ani": "79990000090"}})
     call = emulator.get_call(own["id"])
     assert call.caller == call.ani == "79990000090"
+    assert own["code"] == "4321"
+
+
+@pytest.mark.parametrize("field", ["ani", "api"])
+def test_a_voice_call_from_ani_without_a_code_speaks_the_anis_last_four_digits(emulator, field):
+    """The document: without ``code``, the code is the last 4 digits of the calling number."""
+    for ani in ("79990000090", "79990000091"):
+        answer = send(emulator, {"number": ANSWERED, "voice": {field: ani}})
+        call = emulator.get_call(answer["id"])
+        assert call.caller == ani
+        assert answer["code"] == call.code == ani[-4:]
+
+
+@pytest.mark.parametrize("capacity", [1, "3", 7, "8", 10])
+def test_a_capacity_outside_the_apps_range_is_the_providers_to_accept(emulator, capacity):
+    """4 to 6 is the client's policy; the document names no range for the provider."""
+    answer = send(emulator, {"number": ANSWERED, "capacity": capacity})
+    call = emulator.get_call(answer["id"])
+    assert len(answer["code"]) == int(capacity)
+    assert len(call.caller) == 11
+    assert call.caller.endswith(answer["code"])
 
 
 def test_repeat_makes_the_voice_call_longer(emulator, clock):
@@ -235,8 +256,11 @@ SEND_ERRORS = [
     ({"number": True}, "number_is_empty"),
     ({"number": -79990000001}, "number_is_empty"),
     ({"number": "7999OOOOOO1"}, "number_is_empty"),
-    ({"number": ANSWERED, "capacity": "3"}, "code_not_valid"),
-    ({"number": ANSWERED, "capacity": 7}, "code_not_valid"),
+    # Not a code length at all; 3 and 7 are the app's policy, not the provider's.
+    ({"number": ANSWERED, "capacity": "0"}, "code_not_valid"),
+    ({"number": ANSWERED, "capacity": 11}, "code_not_valid"),
+    ({"number": ANSWERED, "capacity": "-4"}, "code_not_valid"),
+    ({"number": ANSWERED, "capacity": "0004" * 20}, "code_not_valid"),
     ({"number": ANSWERED, "capacity": "four"}, "code_not_valid"),
     ({"number": ANSWERED, "capacity": 4.0}, "code_not_valid"),
     ({"number": ANSWERED, "capacity": True}, "code_not_valid"),
@@ -643,6 +667,7 @@ def test_fault_numbers(emulator):
         "79990000032": (200, True),
         "79990000033": (200, True),
         "79990000034": (None, True),
+        "79990000037": (502, True),
     }
     emulator.slow_seconds = 3.5
     for number, (status, placed) in cases.items():
@@ -668,9 +693,15 @@ def test_fault_numbers(emulator):
             with pytest.raises(json.JSONDecodeError):
                 json.loads(response.body)
             assert response.body.startswith(b'{"result":"ok"')
+        elif number == "79990000037":
+            # A proxy's page after the provider placed the call: no refusal body.
+            assert response.status == 502
+            assert b"502 Bad Gateway" in response.body
+            assert response.headers["Content-Type"].startswith("text/html")
+            assert entry.result == "ok"
         else:
             assert response.drop
-    assert emulator.balance == Decimal("999.00") - 4 * Decimal("0.35")
+    assert emulator.balance == Decimal("999.00") - 5 * Decimal("0.35")
     # An SMS names no number: the call's fault number does not fault it.
     call = emulator.last_call("79990000032")
     assert send(emulator, {"sms": {"id": call.id}})["result"] == "ok"
@@ -1011,10 +1042,12 @@ def test_the_client_through_the_fixture(vp_client, voicepassword_emulator):
     ("number", "error", "placed"),
     [
         ("79990000030", OutcomeUnknownError, True),
-        ("79990000031", TransportError, False),
+        # No refusal body: the client cannot know that nothing was placed.
+        ("79990000031", OutcomeUnknownError, False),
         ("79990000032", OutcomeUnknownError, True),
         ("79990000033", OutcomeUnknownError, True),
         ("79990000034", OutcomeUnknownError, True),
+        ("79990000037", OutcomeUnknownError, True),
     ],
 )
 def test_the_client_sees_each_fault_as_documented(

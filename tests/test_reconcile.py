@@ -20,13 +20,14 @@ from django_voicepassword.client import (
     Balance,
     CallRecord,
     CallState,
+    DailyReport,
     SendResult,
     VoicePasswordClient,
     parse_record,
 )
 from django_voicepassword.emulator.pytest_plugin import DEFAULT_BASE_URL
 from django_voicepassword.exceptions import OutcomeUnknownError, TransportError
-from django_voicepassword.gateways import BaseGateway
+from django_voicepassword.gateways import BaseGateway, HttpGateway
 from django_voicepassword.gateways.base import reset_gateway
 from django_voicepassword.models import Call
 from django_voicepassword.signals import call_status_changed
@@ -53,7 +54,7 @@ class ReportGateway(BaseGateway):
     def voice_call(self, number: str, **kwargs: Any) -> SendResult:
         raise NotImplementedError
 
-    def sms(self, request_id: str) -> SendResult:
+    def sms(self, request_id: str, *, callback_url: str | None = None) -> SendResult:
         raise NotImplementedError
 
     def balance(self) -> Balance:
@@ -66,6 +67,8 @@ class ReportGateway(BaseGateway):
         report = REPORTS.get(day, [])
         if isinstance(report, Exception):
             raise report
+        if isinstance(report, DailyReport):
+            return report
         return list(report)
 
 
@@ -452,6 +455,67 @@ def test_a_row_near_midnight_stays_unknown_when_the_next_report_fails(report):
     near.refresh_from_db()
     inside.refresh_from_db()
     assert (near.status, inside.status) == (Call.Status.UNKNOWN, Call.Status.NOT_PLACED)
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [
+        DailyReport(rows=2),  # "rows": "2" and no "data"
+        DailyReport(rows=None),  # neither "rows" nor "data"
+        DailyReport([record("5", number="79990000002")], rows=2),  # fewer than announced
+        DailyReport([record("5", number="79990000002")], rows=2, skipped=1),  # one unreadable
+    ],
+    ids=["rows-without-data", "nothing", "fewer-than-rows", "one-unreadable"],
+)
+def test_an_incomplete_report_marks_nothing(report, signals, cut):
+    """A call missing from a cut report may have been placed: it stays unknown."""
+    unknown = local(None, status=Call.Status.UNKNOWN, error_code="outcome_unknown")
+    report[DAY] = cut
+    result = calls.reconcile_day(DAY)
+    assert result.not_placed == 0
+    assert not result.complete
+    assert result.skipped == cut.skipped
+    # What could be read is still used: the readable record became a row.
+    assert result.created == len(cut)
+    unknown.refresh_from_db()
+    assert (unknown.status, unknown.error_code) == (Call.Status.UNKNOWN, "outcome_unknown")
+    assert signals == []
+
+
+def test_a_complete_report_still_marks_what_it_lacks(report):
+    unknown = local(None, status=Call.Status.UNKNOWN)
+    report[DAY] = DailyReport([record("5", number="79990000002")], rows=1)
+    result = calls.reconcile_day(DAY)
+    assert (result.complete, result.not_placed) == (True, 1)
+    unknown.refresh_from_db()
+    assert (unknown.status, unknown.error_code) == (Call.Status.NOT_PLACED, "not_in_daily")
+
+
+def test_a_row_near_midnight_stays_unknown_when_the_next_report_is_incomplete(report):
+    late = datetime(2025, 3, 14, 23, 55, tzinfo=PROVIDER_TZ)
+    near = local(None, when=late, status=Call.Status.UNKNOWN)
+    inside = local(None, when=NOON, status=Call.Status.UNKNOWN)
+    report[DAY] = DailyReport(rows=0)
+    report[DAY + timedelta(days=1)] = DailyReport(rows=3)
+    assert counts(calls.reconcile_day(DAY)) == (0, 0, 0, 1)
+    near.refresh_from_db()
+    inside.refresh_from_db()
+    assert (near.status, inside.status) == (Call.Status.UNKNOWN, Call.Status.NOT_PLACED)
+
+
+def test_a_missing_data_is_not_a_quiet_day_end_to_end(report, voicepassword_emulator):
+    """Through the real client: ``{"result": "ok", "rows": "1"}`` marks nothing."""
+    unknown = local(None, status=Call.Status.UNKNOWN)
+    gateway = HttpGateway(VoicePasswordClient("emulator-key", get_retries=0))
+    voicepassword_emulator.requests_mock.replace(
+        "POST", DEFAULT_BASE_URL + "get/", json={"result": "ok", "rows": "1"}
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reconcile, "get_gateway", lambda: gateway)
+        result = calls.reconcile_day(DAY)
+    assert (result.provider_rows, result.complete, result.not_placed) == (0, False, 0)
+    unknown.refresh_from_db()
+    assert unknown.status == Call.Status.UNKNOWN
 
 
 # --------------------------------------------------------------------------- the whole run

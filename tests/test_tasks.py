@@ -522,8 +522,9 @@ def test_a_failed_resend_gives_the_cooldown_back_and_keeps_the_old_code(
     code = emulated.code_for(KNOWN)
     reopen_resend(challenge)
     resend_challenge(challenge)
-    emulated.set_fault("http500", endpoints=("send",))
+    emulated.emulator.user_disabled = True  # refused: nothing placed
     assert run(queue.results[1]) == "not_sent"
+    emulated.emulator.user_disabled = False
     challenge = fresh(challenge)
     if purpose == "verify":
         assert challenge.sends == 1

@@ -324,6 +324,7 @@ class CallbackEventInline(RecordInline):
     """The callbacks received for a call, on the call's page."""
 
     model = CallbackEvent
+    fk_name = "call"  # not url_call: the events about the call, not those sent to its URL
     fields = ("received_at", "state", "outcome", "remote_addr", "payload_column")
     readonly_fields = fields
     ordering = ("received_at", "id")
@@ -382,6 +383,7 @@ class CallAdmin(CallColumns, RecordAdmin):
                 "fields": (
                     ("number_column", "channel", "status_column"),
                     ("provider_id", "state_label", "error_code"),
+                    ("callbacks_dropped",),
                 )
             },
         ),
@@ -397,6 +399,7 @@ class CallAdmin(CallColumns, RecordAdmin):
         (_("Related"), {"fields": (("user_column", "challenge", "parent"),)}),
     )
     readonly_fields = (
+        "callbacks_dropped",
         "number_column",
         "channel",
         "status_column",

@@ -1,4 +1,4 @@
-"""A JSON parser for untrusted bodies: size-capped, strict, and never a 500."""
+"""Parsers for untrusted bodies: size-capped, strict, and never a 500."""
 
 from __future__ import annotations
 
@@ -6,15 +6,22 @@ import json
 import math
 from collections.abc import Mapping
 from typing import IO, Any
+from urllib.parse import parse_qsl
 
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
-from rest_framework.exceptions import APIException, ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.exceptions import APIException, ParseError, UnsupportedMediaType
+from rest_framework.parsers import BaseParser, JSONParser
 
 from django_voicepassword.conf import settings
 
-__all__ = ["MAX_DEPTH", "BoundedJSONParser", "PayloadTooLarge", "refuse_declared_too_large"]
+__all__ = [
+    "MAX_DEPTH",
+    "BoundedJSONParser",
+    "CallbackParser",
+    "PayloadTooLarge",
+    "refuse_declared_too_large",
+]
 
 #: How deeply a body may nest arrays and objects. A callback is one flat
 #: object; the limit keeps every payload storable (SQLite's JSON functions
@@ -115,25 +122,105 @@ class BoundedJSONParser(JSONParser):
         parser_context: Mapping[str, Any] | None = None,
     ) -> Any:
         """Parse the body, or raise the 4xx that says why not."""
-        limit = settings.CALLBACK_MAX_BODY
-        request = (parser_context or {}).get("request")
-        if request is not None:
-            refuse_declared_too_large(request.META)
-        body = stream.read(limit + 1) if stream is not None else b""
-        if len(body) > limit:
-            raise PayloadTooLarge()
-        try:
-            text = body.decode("utf-8")
-            data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
-        except UnicodeDecodeError as exc:
-            reason: str | None = f"not UTF-8 at byte {exc.start}"
-        except RecursionError:
-            reason = "nested too deeply"
-        except ValueError as exc:
-            reason = str(exc)
+        return _parse_json(_read_bounded(stream, parser_context))
+
+
+def _read_bounded(stream: IO[Any] | None, parser_context: Mapping[str, Any] | None) -> bytes:
+    """The body, or :class:`PayloadTooLarge` if it says or turns out to be over the limit."""
+    limit = settings.CALLBACK_MAX_BODY
+    request = (parser_context or {}).get("request")
+    if request is not None:
+        refuse_declared_too_large(request.META)
+    body: bytes = stream.read(limit + 1) if stream is not None else b""
+    if len(body) > limit:
+        raise PayloadTooLarge()
+    return body
+
+
+def _parse_json(body: bytes) -> Any:
+    """``body`` as strict, storable JSON, or a :class:`ParseError` that says why not."""
+    try:
+        text = body.decode("utf-8")
+        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except UnicodeDecodeError as exc:
+        reason: str | None = f"not UTF-8 at byte {exc.start}"
+    except RecursionError:
+        reason = "nested too deeply"
+    except ValueError as exc:
+        reason = str(exc)
+    else:
+        reason = _unstorable(data) if _may_be_unstorable(text) else None
+        if reason is None:
+            return data
+    message = _("The body is not valid JSON.")
+    raise ParseError(f"{message} ({reason})")
+
+
+#: More fields than a callback has, with room for extras; a bound for parse_qsl.
+_MAX_FORM_FIELDS = 64
+
+
+def _parse_form(body: bytes) -> dict[str, str]:
+    """``body`` as ``application/x-www-form-urlencoded`` fields, or a :class:`ParseError`.
+
+    Strict: UTF-8 only, every field ``name=value``, no name twice (which
+    value would be the status?), nothing a database cannot store.
+    """
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=True,
+            errors="strict",
+            max_num_fields=_MAX_FORM_FIELDS,
+        )
+    except UnicodeDecodeError as exc:  # raw or %-escaped bytes that are not UTF-8
+        reason: str | None = f"not UTF-8 ({exc.reason})"
+    except ValueError as exc:
+        reason = str(exc)[:60]
+    else:
+        data = dict(pairs)
+        if len(data) < len(pairs):
+            reason = "a field is given twice"
         else:
-            reason = _unstorable(data) if _may_be_unstorable(text) else None
+            reason = _unstorable(data)
             if reason is None:
                 return data
-        message = _("The body is not valid JSON.")
-        raise ParseError(f"{message} ({reason})")
+    message = _("The body is neither JSON nor form fields.")
+    raise ParseError(f"{message} ({reason})")
+
+
+def _is_json_type(media_type: str) -> bool:
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+class CallbackParser(BaseParser):
+    """The body of a status callback, whatever its ``Content-Type`` says.
+
+    The provider's document says only that statuses are sent "in JSON
+    format", and nothing about retries: a callback refused for its media type
+    is lost. So a body that is a JSON object or array, or is declared JSON, is
+    read as JSON (:class:`BoundedJSONParser`'s rules) whether it came as
+    ``application/json``, ``text/plain``, form-encoded or without a type; any
+    other body is read as ``application/x-www-form-urlencoded`` fields, which
+    is what PHP's curl sends by default. Multipart bodies, which would need an
+    upload handler, are refused with 415. The size limit and the 400s are
+    those of :class:`BoundedJSONParser`.
+    """
+
+    media_type = "*/*"
+
+    def parse(
+        self,
+        stream: IO[Any],
+        media_type: str | None = None,
+        parser_context: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Parse the body as JSON or as form fields, or raise the 4xx that says why not."""
+        base = (media_type or "").split(";", 1)[0].strip().lower()
+        if base.startswith("multipart/"):
+            raise UnsupportedMediaType(media_type or "")
+        body = _read_bounded(stream, parser_context)
+        if _is_json_type(base) or body.lstrip()[:1] in (b"{", b"["):
+            return _parse_json(body)
+        return _parse_form(body)

@@ -21,6 +21,8 @@ __all__ = ["CallbackSerializer"]
 
 _SCALAR = (str, int)
 _MAX_LENGTH = 64
+#: Fields that may also be JSON numbers with a fraction (``"price": 0.35``).
+_NUMERIC = frozenset({"price", "duration"})
 
 
 class _Scalar(serializers.Field):  # type: ignore[type-arg]
@@ -28,6 +30,7 @@ class _Scalar(serializers.Field):  # type: ignore[type-arg]
 
     default_error_messages = {
         "invalid": _("Must be a string or an integer."),
+        "invalid_number": _("Must be a string or a number."),
         "max_length": _("Must be at most 64 characters."),
     }
 
@@ -46,10 +49,12 @@ class _Scalar(serializers.Field):  # type: ignore[type-arg]
 class CallbackSerializer(serializers.Serializer):  # type: ignore[type-arg]
     """A status callback: ``{"id", "number", "duration", "state", "price", "date"}``.
 
-    Strict about types (strings or integers only, nothing nested) and about
-    meaning: every value is read by the client's parsers, so a callback that the
-    app could not apply is refused here with a message that names the field.
-    Unknown extra fields are allowed and kept in the stored payload.
+    Strict about types (strings or integers, and numbers for ``price`` and
+    ``duration``; nothing nested) and about meaning: every value is read by
+    the client's parsers, so a callback that the app could not apply is
+    refused here with a message that names the field. An optional field that
+    is ``null`` counts as absent, as a blank one does. Unknown extra fields are
+    allowed and kept in the stored payload.
 
     The fields are declared for what reads a serializer's fields (schemas,
     documentation) and say which are required; validation is one pass over
@@ -86,27 +91,34 @@ class CallbackSerializer(serializers.Serializer):  # type: ignore[type-arg]
                 {api_settings.NON_FIELD_ERRORS_KEY: [message]}, code="invalid"
             )
         attrs: dict[str, str] = {}
+        values: dict[str, Any] = {}
         errors: dict[str, list[ErrorDetail]] = {}
         for name, required in _FIELDS:
             value = data.get(name, empty)
-            if value is empty:
+            if value is empty or (value is None and not required):
+                # A null "duration" or "price" says "none", as a blank one does.
                 if required:
                     errors[name] = [_error("required")]
                 continue
+            numeric = name in _NUMERIC
             if value is None:
                 errors[name] = [_error("null")]
+            elif isinstance(value, float) and numeric:
+                # "price": 0.35 is JSON's way to write a price; the parsers read
+                # the float through its shortest repr, so it is 0.35 exactly.
+                attrs[name], values[name] = repr(value), value
             elif isinstance(value, bool) or not isinstance(value, _SCALAR):
-                errors[name] = [_error("invalid")]
+                errors[name] = [_error("invalid_number" if numeric else "invalid")]
             else:
                 text = value if isinstance(value, str) else str(value)
                 if len(text) > _MAX_LENGTH:
                     errors[name] = [_error("max_length")]
                 else:
-                    attrs[name] = text
+                    attrs[name] = values[name] = text
         if errors:
             raise serializers.ValidationError(errors)
         try:
-            record: CallRecord = parse_callback(attrs)
+            record: CallRecord = parse_callback(values)
         except ValueError as exc:
             raise _not_a_callback(str(exc)) from exc
         problem = _unstorable(record)

@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from django_voicepassword.api.parsers import BoundedJSONParser, refuse_declared_too_large
+from django_voicepassword.api.parsers import CallbackParser, refuse_declared_too_large
 from django_voicepassword.api.serializers import CallbackSerializer
 from django_voicepassword.callbacks import apply_callback, call_id_from_token
 from django_voicepassword.conf import settings
@@ -38,8 +38,10 @@ class CallbackView(APIView):
     No login and no CSRF (the provider has neither); the signed token in the
     URL is the authentication, checked before the body is read: a bad one is
     404 and writes nothing. Then the optional address allowlist (403), the
-    body (JSON only: 415; at most ``CALLBACK_MAX_BODY`` bytes: 413; strict
-    fields: 400), and the callback is stored and applied once
+    body (JSON whatever its content type, or form fields:
+    :class:`~django_voicepassword.api.parsers.CallbackParser`; multipart: 415;
+    at most ``CALLBACK_MAX_BODY`` bytes: 413; strict fields: 400), and the
+    callback is stored and applied once
     (:func:`~django_voicepassword.callbacks.apply_callback`: on PostgreSQL,
     one statement). Any input gets a 2xx or a 4xx, never a 5xx; a database
     that is locked or unreachable gets 503 with ``Retry-After``, stores
@@ -49,7 +51,7 @@ class CallbackView(APIView):
     authentication_classes: list[Any] = []
     permission_classes = [AllowAny]
     throttle_classes: list[Any] = []
-    parser_classes = [BoundedJSONParser]
+    parser_classes = [CallbackParser]
     renderer_classes = [JSONRenderer]
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:

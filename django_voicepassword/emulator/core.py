@@ -96,6 +96,8 @@ STATE_LABELS: dict[str, str] = {
 _DURATIONS = {"flash_call": 1, "voice_call": 5, "voice_call_repeat": 8}
 # Caller numbers: the code is the tail, the head is this test-range prefix.
 _CALLER_HEAD = "79990000000"
+#: The longest service code: the caller number keeps its first digit.
+_MAX_CAPACITY = len(_CALLER_HEAD) - 1
 _JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
 _HTML_HEADERS = {"Content-Type": "text/html; charset=utf-8"}
 _HTML_PAGE = (
@@ -106,6 +108,10 @@ _HTML_PAGE = (
 _HTTP500_PAGE = (
     b"<html>\r\n<head><title>500 Internal Server Error</title></head>\r\n<body>\r\n"
     b"<center><h1>500 Internal Server Error</h1></center>\r\n</body>\r\n</html>\r\n"
+)
+_HTTP502_PAGE = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n</body>\r\n</html>\r\n"
 )
 _DATE_RE = re.compile(r"\d{2}\.\d{2}\.\d{4}")
 
@@ -441,8 +447,16 @@ def _code(value: Any) -> str:
 
 
 def _capacity(value: Any) -> int:
+    """A code length: a whole number the caller number's tail can hold.
+
+    The document sets a default (4) and says more is for flash calls only, but
+    names no range; 4 to 6 is this app's own policy, kept by the client
+    (``FLASH_CAPACITY_RANGE``), not the provider's. So the emulator refuses
+    only what cannot be a code length: not a whole number, 0, or so long that
+    the caller number would lose its country code.
+    """
     digits = _digits(value)
-    if digits is None or not 4 <= int(digits) <= 6:
+    if digits is None or len(digits) > 2 or not 1 <= int(digits) <= _MAX_CAPACITY:
         raise _RefusedError("code_not_valid")
     return int(digits)
 
@@ -700,7 +714,9 @@ class Emulator:
                 answer = self._answer(endpoint, headers, payload, info, now, fault)
             except _RefusedError as refused:
                 answer = {"result": "error", "error_code": refused.error_code}
-            status = None if fault is FaultMode.DROPPED else 200
+            status = (
+                None if fault is FaultMode.DROPPED else 502 if fault is FaultMode.HTTP502 else 200
+            )
             self._log_entry(endpoint, info, payload, answer, status, fault, now)
         if info.call is not None:
             self._announce(info.call)
@@ -713,6 +729,8 @@ class Emulator:
             return Response(200, _JSON_HEADERS, body_out[: len(body_out) // 2])
         if fault is FaultMode.DROPPED:
             return Response(0, {}, b"", drop=True)
+        if fault is FaultMode.HTTP502:
+            return Response(502, _HTML_HEADERS, _HTTP502_PAGE)
         return Response(200, _JSON_HEADERS, body_out)
 
     def _choose_fault(self, endpoint: str, payload: Any) -> tuple[FaultMode | None, float]:
@@ -809,13 +827,6 @@ class Emulator:
             voice = _section(payload, "voice")
             if capacity is not None and _capacity(capacity) != 4:
                 raise _RefusedError("code_not_valid")
-            if voice.get("code") is None:
-                # Service code: the last four digits of the calling number.
-                code = self._random_digits(4)
-                caller = _caller_for(code)
-            else:
-                code = _code(voice["code"])
-                caller = _caller_for(self._random_digits(4))
             repeat = _repeat(voice.get("repeat"))
             # The document's table says "api", its example "ani": accept both.
             raw_ani = voice["ani"] if "ani" in voice else voice.get("api")
@@ -823,7 +834,18 @@ class Emulator:
                 ani = _digits(raw_ani)
                 if ani is None or ani not in self.registered_anis:
                     raise _RefusedError("ani_phone_not_valid")
+            if voice.get("code") is not None:
+                code = _code(voice["code"])
+                caller = ani or _caller_for(self._random_digits(4))
+            elif ani is not None:
+                # "Absent: the code is the last 4 digits of the number the call
+                # comes from", and with ani the call comes from that number.
                 caller = ani
+                code = ani[-4:]
+            else:
+                # Service code: the last four digits of the calling number.
+                code = self._random_digits(4)
+                caller = _caller_for(code)
         else:
             length = 4 if capacity is None else _capacity(capacity)
             code = self._random_digits(length)
@@ -872,8 +894,9 @@ class Emulator:
         if parent is None or parent.kind == "sms":
             raise _RefusedError("unknown_request")
         info.number, info.code = parent.number, parent.code
-        # The document's SMS request has no callback_url, yet SMS statuses go to
-        # "the Callback URL": the call's own, unless this request gives one.
+        # The document lists callback_url for every send/, but its SMS example
+        # has none, yet SMS statuses go to "the Callback URL": this request's,
+        # or else the call's own.
         callback_url = _callback_url(payload.get("callback_url")) or parent.callback_url
         info.callback_url = callback_url
         price = self._charge("sms")

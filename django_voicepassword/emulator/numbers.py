@@ -30,6 +30,9 @@ class FaultMode(StrEnum):
     SLOW = "slow"
     #: HTTP 500 with an HTML body; the request is not processed (no call placed).
     HTTP500 = "http500"
+    #: HTTP 502 with a proxy's HTML page, after the call was placed: the
+    #: provider answered too late, or died after placing it, for the proxy in front.
+    HTTP502 = "http502"
     #: HTTP 200 with an HTML page instead of JSON; the call is placed.
     HTML = "html"
     #: HTTP 200 with the JSON answer cut in half; the call is placed.
@@ -101,6 +104,7 @@ _TABLE = (
         "79990000033", "JSON cut in half (200); call placed", fault=FaultMode.TRUNCATED
     ),
     NumberBehaviour("79990000034", "connection dropped; call placed", fault=FaultMode.DROPPED),
+    NumberBehaviour("79990000037", "HTTP 502 from a proxy; call placed", fault=FaultMode.HTTP502),
 )
 
 #: Test number → behaviour.

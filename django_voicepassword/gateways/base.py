@@ -49,7 +49,7 @@ class BaseGateway(abc.ABC):
         """Place a call in which a robot speaks the code."""
 
     @abc.abstractmethod
-    def sms(self, request_id: str) -> SendResult:
+    def sms(self, request_id: str, *, callback_url: str | None = None) -> SendResult:
         """Send the code of the earlier request ``request_id`` by SMS."""
 
     @abc.abstractmethod
@@ -62,7 +62,13 @@ class BaseGateway(abc.ABC):
 
     @abc.abstractmethod
     def daily(self, day: date) -> list[CallRecord]:
-        """The provider's records of every request on ``day`` (Moscow time)."""
+        """The provider's records of every request on ``day`` (Moscow time).
+
+        A :class:`~django_voicepassword.client.DailyReport` says whether it is
+        the whole day; a plain list is taken for a whole day, so return a
+        ``DailyReport`` when some records could not be read, or reconciliation
+        may mark a call that was placed ``not_placed``.
+        """
 
     def close(self) -> None:  # noqa: B027  (optional: most gateways hold nothing)
         """Release connections; the gateway must not be used afterwards."""

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from datetime import date
 
-from django_voicepassword.client import Balance, CallRecord, SendResult, VoicePasswordClient
+from django_voicepassword.client import (
+    Balance,
+    CallRecord,
+    DailyReport,
+    SendResult,
+    VoicePasswordClient,
+)
 from django_voicepassword.conf import ConfigurationError, settings
 from django_voicepassword.gateways.base import BaseGateway
 
@@ -64,9 +70,9 @@ class HttpGateway(BaseGateway):
             number, code=code, repeat=repeat, ani=ani, callback_url=callback_url
         )
 
-    def sms(self, request_id: str) -> SendResult:
+    def sms(self, request_id: str, *, callback_url: str | None = None) -> SendResult:
         """Send the SMS fallback through the provider."""
-        return self.client.sms(request_id)
+        return self.client.sms(request_id, callback_url=callback_url)
 
     def balance(self) -> Balance:
         """Ask the provider for the balance."""
@@ -76,7 +82,7 @@ class HttpGateway(BaseGateway):
         """Ask the provider for one request's record."""
         return self.client.state(request_id)
 
-    def daily(self, day: date) -> list[CallRecord]:
+    def daily(self, day: date) -> DailyReport:
         """Ask the provider for one day's records."""
         return self.client.daily(day)
 

@@ -20,7 +20,13 @@ from typing import Any, TextIO
 import requests
 
 import django_voicepassword
-from django_voicepassword.client import Balance, CallRecord, SendResult, VoicePasswordClient
+from django_voicepassword.client import (
+    Balance,
+    CallRecord,
+    DailyReport,
+    SendResult,
+    VoicePasswordClient,
+)
 from django_voicepassword.emulator.core import Emulator
 from django_voicepassword.emulator.wire import EmulatorAdapter
 from django_voicepassword.gateways.base import BaseGateway
@@ -108,9 +114,9 @@ class OfflineGateway(BaseGateway):
         )
         return self._sent("voice_call", result)
 
-    def sms(self, request_id: str) -> SendResult:
+    def sms(self, request_id: str, *, callback_url: str | None = None) -> SendResult:
         """Pretend to send the SMS fallback of ``request_id``."""
-        return self._sent("sms", self.client.sms(request_id))
+        return self._sent("sms", self.client.sms(request_id, callback_url=callback_url))
 
     def balance(self) -> Balance:
         """The emulator's balance (charged for every pretended call)."""
@@ -120,7 +126,7 @@ class OfflineGateway(BaseGateway):
         """The emulator's record of ``request_id``."""
         return self.client.state(request_id)
 
-    def daily(self, day: date) -> list[CallRecord]:
+    def daily(self, day: date) -> DailyReport:
         """The emulator's records of ``day``."""
         return self.client.daily(day)
 

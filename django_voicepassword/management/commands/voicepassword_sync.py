@@ -116,6 +116,12 @@ class Command(BaseCommand):
                     f"{report.day.isoformat()}: {report.provider_rows} provider records; "
                     f"{report.created} created, {report.updated} updated, "
                     f"{report.settled} settled, {report.not_placed} marked not placed"
+                    + (
+                        ""
+                        if report.complete
+                        else f" (incomplete report, {report.skipped} unreadable records: "
+                        "no unknown call marked)"
+                    )
                 )
         if failed:
             raise CommandError(
