@@ -41,22 +41,44 @@ $(STAMP): pyproject.toml hatch_build.py $(wildcard django_voicepassword/locale/*
 	$(BIN)/python -m pip install --quiet -e . --group dev
 	touch $@
 
-demo: $(STAMP)  ## Set up and run the example site on the local emulator
+# While the demo runs, DEMO_ENV_FILE holds its servers' addresses; the example
+# site's settings read it, so a manage.py command in another terminal reaches the
+# same emulator and gets its callbacks on the same port. Removed when the demo stops.
+DEMO_ENV_FILE ?= example_project/.env.demo
+SITE_URL := http://$(HOST):$(PORT)
+EMULATOR_URL := http://$(HOST):$(EMULATOR_PORT)
+
+demo: $(STAMP)  ## Set up and run the example site on the local emulator (PORT, EMULATOR_PORT)
 	$(BIN)/pybabel --quiet compile --domain django --directory example_project/example_project/locale
 	$(MANAGE) migrate --noinput
 	$(MANAGE) demo_admin
+	@printf '%s\n' "# Written by make demo while it runs, removed when it stops." \
+		"VOICEPASSWORD_API_URL=$(EMULATOR_URL)/api/voice-password/" \
+		"VOICEPASSWORD_CALLBACK_BASE_URL=$(SITE_URL)" > $(DEMO_ENV_FILE)
 	@echo
-	@echo "  Site:      http://$(HOST):$(PORT)/"
-	@echo "  Admin:     http://$(HOST):$(PORT)/admin/"
-	@echo "  Emulator:  http://$(HOST):$(EMULATOR_PORT)/   (the phone: calls show up here)"
+	@echo "  Site:      $(SITE_URL)/"
+	@echo "  Admin:     $(SITE_URL)/admin/"
+	@echo "  Emulator:  $(EMULATOR_URL)/   (the phone: calls show up here)"
 	@echo "  Stop both with Ctrl-C."
 	@echo
-	@trap 'kill 0' EXIT INT TERM; \
+# Both servers run in the background, where a non-interactive shell ignores SIGINT
+# for them; the shell itself takes Ctrl-C (or a server's exit), stops both with
+# SIGTERM, waits for them, and then dies of the SIGINT it got, so that make reports
+# an interrupt. Each handler first clears the traps: `kill 0` in a trap, as before,
+# signalled the shell itself and re-entered the trap until bash crashed.
+	@emulator=; site=; \
+	stop() { trap - EXIT INT TERM; kill $$emulator $$site 2>/dev/null || true; \
+		wait || true; rm -f $(DEMO_ENV_FILE); }; \
+	trap stop EXIT; \
+	trap 'stop; kill -INT $$$$' INT; \
+	trap 'stop; kill -TERM $$$$' TERM; \
 	$(BIN)/python -m django_voicepassword.emulator --host $(HOST) --port $(EMULATOR_PORT) \
-		--callback-delay 3 & \
-	VOICEPASSWORD_API_URL=http://$(HOST):$(EMULATOR_PORT)/api/voice-password/ \
-	VOICEPASSWORD_CALLBACK_BASE_URL=http://$(HOST):$(PORT) \
-		$(MANAGE) runserver $(HOST):$(PORT)
+		--callback-delay 3 & emulator=$$!; \
+	VOICEPASSWORD_API_URL=$(EMULATOR_URL)/api/voice-password/ \
+	VOICEPASSWORD_CALLBACK_BASE_URL=$(SITE_URL) \
+		$(MANAGE) runserver $(HOST):$(PORT) & site=$$!; \
+	while kill -0 $$emulator 2>/dev/null && kill -0 $$site 2>/dev/null; do sleep 1; done; \
+	echo "A server stopped; stopping the other." >&2; exit 1
 
 test: lint types migrations-check docs browser matrix  ## Run every gate, the docs build and the test suite on both ends of the version matrix
 
