@@ -80,6 +80,46 @@ demo: $(STAMP)  ## Set up and run the example site on the local emulator (PORT, 
 	while kill -0 $$emulator 2>/dev/null && kill -0 $$site 2>/dev/null; do sleep 1; done; \
 	echo "A server stopped; stopping the other." >&2; exit 1
 
+# make dist: what a release uploads, checked the way a user meets it. The wheel is
+# installed alone into a fresh environment, where a new project with the app added
+# (README's set-up) must pass `manage.py check` and find every migration and the
+# compiled Russian catalog. That environment takes Django and the rest from the
+# package index; DIST_DEPS=.venv borrows them from .venv instead (offline; the test
+# suite does that), the package itself still coming only from the wheel.
+DIST_DIR ?= dist
+DIST_CHECK ?= $(VENV)/dist-check
+DIST_DEPS ?= index
+DIST_PY := $(DIST_CHECK)/bin/python
+PURELIB := import sysconfig; print(sysconfig.get_path("purelib"))
+
+.PHONY: dist
+# The fresh project's settings, whatever the caller's environment names.
+dist: export DJANGO_SETTINGS_MODULE := mysite.settings
+dist: $(STAMP)  ## Build the sdist and wheel into dist/; check them with twine and in a fresh environment
+	rm -rf $(DIST_DIR) $(DIST_CHECK)
+	$(BIN)/python -m build --no-isolation --outdir $(DIST_DIR) .
+	$(BIN)/twine check --strict $(DIST_DIR)/*
+	$(BIN)/python -m venv $(DIST_CHECK)
+ifeq ($(DIST_DEPS),.venv)
+	$(DIST_PY) -m pip install --quiet --no-deps $(DIST_DIR)/*.whl
+	$(BIN)/python -c '$(PURELIB)' > "$$($(DIST_PY) -c '$(PURELIB)')/dependencies-from-dev.pth"
+else
+	$(DIST_PY) -m pip install --quiet $(DIST_DIR)/*.whl
+endif
+	mkdir $(DIST_CHECK)/project
+	$(DIST_PY) -m django startproject mysite $(DIST_CHECK)/project
+	printf '%s\n' 'INSTALLED_APPS += ["rest_framework", "django_voicepassword"]' \
+		'VOICEPASSWORD = {"API_KEY": "emulator-key",' \
+		'                 "API_URL": "http://127.0.0.1:8765/api/voice-password/"}' \
+		>> $(DIST_CHECK)/project/mysite/settings.py
+	cd $(DIST_CHECK)/project && ../bin/python -c 'import sys, django_voicepassword as app; \
+		from importlib.resources import files; \
+		assert app.__file__.startswith(sys.prefix), f"{app.__file__}: not the wheel"; \
+		assert files(app).joinpath("locale/ru/LC_MESSAGES/django.mo").is_file(), "no catalog"'
+	cd $(DIST_CHECK)/project && ../bin/python manage.py check --fail-level WARNING
+	cd $(DIST_CHECK)/project && ../bin/python manage.py makemigrations --check --dry-run voicepassword
+	@echo "Built and checked:" && ls $(DIST_DIR)
+
 test: lint types migrations-check docs browser matrix  ## Run every gate, the docs build and the test suite on both ends of the version matrix
 
 lint: $(STAMP)  ## ruff: lint and format check
