@@ -41,22 +41,84 @@ $(STAMP): pyproject.toml hatch_build.py $(wildcard django_voicepassword/locale/*
 	$(BIN)/python -m pip install --quiet -e . --group dev
 	touch $@
 
-demo: $(STAMP)  ## Set up and run the example site on the local emulator
+# While the demo runs, DEMO_ENV_FILE holds its servers' addresses; the example
+# site's settings read it, so a manage.py command in another terminal reaches the
+# same emulator and gets its callbacks on the same port. Removed when the demo stops.
+DEMO_ENV_FILE ?= example_project/.env.demo
+SITE_URL := http://$(HOST):$(PORT)
+EMULATOR_URL := http://$(HOST):$(EMULATOR_PORT)
+
+demo: $(STAMP)  ## Set up and run the example site on the local emulator (PORT, EMULATOR_PORT)
 	$(BIN)/pybabel --quiet compile --domain django --directory example_project/example_project/locale
 	$(MANAGE) migrate --noinput
 	$(MANAGE) demo_admin
+	@printf '%s\n' "# Written by make demo while it runs, removed when it stops." \
+		"VOICEPASSWORD_API_URL=$(EMULATOR_URL)/api/voice-password/" \
+		"VOICEPASSWORD_CALLBACK_BASE_URL=$(SITE_URL)" > $(DEMO_ENV_FILE)
 	@echo
-	@echo "  Site:      http://$(HOST):$(PORT)/"
-	@echo "  Admin:     http://$(HOST):$(PORT)/admin/"
-	@echo "  Emulator:  http://$(HOST):$(EMULATOR_PORT)/   (the phone: calls show up here)"
+	@echo "  Site:      $(SITE_URL)/"
+	@echo "  Admin:     $(SITE_URL)/admin/"
+	@echo "  Emulator:  $(EMULATOR_URL)/   (the phone: calls show up here)"
 	@echo "  Stop both with Ctrl-C."
 	@echo
-	@trap 'kill 0' EXIT INT TERM; \
+# Both servers run in the background, where a non-interactive shell ignores SIGINT
+# for them; the shell itself takes Ctrl-C (or a server's exit), stops both with
+# SIGTERM, waits for them, and then dies of the SIGINT it got, so that make reports
+# an interrupt. Each handler first clears the traps: `kill 0` in a trap, as before,
+# signalled the shell itself and re-entered the trap until bash crashed.
+	@emulator=; site=; \
+	stop() { trap - EXIT INT TERM; kill $$emulator $$site 2>/dev/null || true; \
+		wait || true; rm -f $(DEMO_ENV_FILE); }; \
+	trap stop EXIT; \
+	trap 'stop; kill -INT $$$$' INT; \
+	trap 'stop; kill -TERM $$$$' TERM; \
 	$(BIN)/python -m django_voicepassword.emulator --host $(HOST) --port $(EMULATOR_PORT) \
-		--callback-delay 3 & \
-	VOICEPASSWORD_API_URL=http://$(HOST):$(EMULATOR_PORT)/api/voice-password/ \
-	VOICEPASSWORD_CALLBACK_BASE_URL=http://$(HOST):$(PORT) \
-		$(MANAGE) runserver $(HOST):$(PORT)
+		--callback-delay 3 & emulator=$$!; \
+	VOICEPASSWORD_API_URL=$(EMULATOR_URL)/api/voice-password/ \
+	VOICEPASSWORD_CALLBACK_BASE_URL=$(SITE_URL) \
+		$(MANAGE) runserver $(HOST):$(PORT) & site=$$!; \
+	while kill -0 $$emulator 2>/dev/null && kill -0 $$site 2>/dev/null; do sleep 1; done; \
+	echo "A server stopped; stopping the other." >&2; exit 1
+
+# make dist: what a release uploads, checked the way a user meets it. The wheel is
+# installed alone into a fresh environment, where a new project with the app added
+# (README's set-up) must pass `manage.py check` and find every migration and the
+# compiled Russian catalog. That environment takes Django and the rest from the
+# package index; DIST_DEPS=.venv borrows them from .venv instead (offline; the test
+# suite does that), the package itself still coming only from the wheel.
+DIST_DIR ?= dist
+DIST_CHECK ?= $(VENV)/dist-check
+DIST_DEPS ?= index
+DIST_PY := $(DIST_CHECK)/bin/python
+PURELIB := import sysconfig; print(sysconfig.get_path("purelib"))
+
+.PHONY: dist
+# The fresh project's settings, whatever the caller's environment names.
+dist: export DJANGO_SETTINGS_MODULE := mysite.settings
+dist: $(STAMP)  ## Build the sdist and wheel into dist/; check them with twine and in a fresh environment
+	rm -rf $(DIST_DIR) $(DIST_CHECK)
+	$(BIN)/python -m build --no-isolation --outdir $(DIST_DIR) .
+	$(BIN)/twine check --strict $(DIST_DIR)/*
+	$(BIN)/python -m venv $(DIST_CHECK)
+ifeq ($(DIST_DEPS),.venv)
+	$(DIST_PY) -m pip install --quiet --no-deps $(DIST_DIR)/*.whl
+	$(BIN)/python -c '$(PURELIB)' > "$$($(DIST_PY) -c '$(PURELIB)')/dependencies-from-dev.pth"
+else
+	$(DIST_PY) -m pip install --quiet $(DIST_DIR)/*.whl
+endif
+	mkdir $(DIST_CHECK)/project
+	$(DIST_PY) -m django startproject mysite $(DIST_CHECK)/project
+	printf '%s\n' 'INSTALLED_APPS += ["rest_framework", "django_voicepassword"]' \
+		'VOICEPASSWORD = {"API_KEY": "emulator-key",' \
+		'                 "API_URL": "http://127.0.0.1:8765/api/voice-password/"}' \
+		>> $(DIST_CHECK)/project/mysite/settings.py
+	cd $(DIST_CHECK)/project && ../bin/python -c 'import sys, django_voicepassword as app; \
+		from importlib.resources import files; \
+		assert app.__file__.startswith(sys.prefix), f"{app.__file__}: not the wheel"; \
+		assert files(app).joinpath("locale/ru/LC_MESSAGES/django.mo").is_file(), "no catalog"'
+	cd $(DIST_CHECK)/project && ../bin/python manage.py check --fail-level WARNING
+	cd $(DIST_CHECK)/project && ../bin/python manage.py makemigrations --check --dry-run voicepassword
+	@echo "Built and checked:" && ls $(DIST_DIR)
 
 test: lint types migrations-check docs service-packages matrix  ## Run every gate, the docs build and the test suite on both ends of the version matrix
 

@@ -1,7 +1,7 @@
 """Callbacks delivered at once, and the whole loop over real HTTP.
 
 Concurrent deliveries of one callback must apply once "by database
-constraints, not luck" (DESIGN, Callbacks): that needs a database with row
+constraints, not luck" (docs/architecture.md, rules): that needs a database with row
 locks and concurrent writers, so those tests run on the service tier's
 PostgreSQL (``VOICEPASSWORD_TEST_SERVICES=1``); the same rule without
 concurrency runs everywhere in ``test_callbacks.py``.

@@ -30,6 +30,8 @@ def manage(*args: str, tmp_path: Path, **env: str) -> subprocess.CompletedProces
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "VOICEPASSWORD_"))
     }
+    # Never the ports of a demo running in this working tree (example_project/.env.demo).
+    environment["DEMO_ENV_FILE"] = str(tmp_path / "no-demo.env")
     environment["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     environment.update(env)
     return subprocess.run(
@@ -88,5 +90,73 @@ def test_the_home_page_links_the_admin_and_the_emulator(tmp_path, language, admi
     status, _, body = result.stdout.partition("\n")
     assert status == "200", result.stderr
     assert 'href="/admin/"' in body
-    assert "http://127.0.0.1:8765/" in body
+    assert 'href="http://127.0.0.1:8765/"' in body
     assert admin_label in body
+
+
+def home_page(tmp_path: Path, **env: str) -> str:
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.test import Client; print(Client().get('/').content.decode())",
+        tmp_path=tmp_path,
+        DJANGO_ALLOWED_HOSTS="testserver",
+        DJANGO_LANGUAGE_CODE="en",
+        **env,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_home_page_links_the_emulator_the_site_talks_to(tmp_path):
+    body = home_page(tmp_path, VOICEPASSWORD_API_URL="http://127.0.0.1:8766/api/voice-password/")
+    assert 'href="http://127.0.0.1:8766/"' in body
+    assert "8765" not in body
+
+
+def test_the_home_page_links_no_emulator_on_the_real_service(tmp_path):
+    body = home_page(
+        tmp_path, VOICEPASSWORD_API_URL="https://vp.voicepassword.ru/api/voice-password/"
+    )
+    assert "The emulator's phone page" not in body
+    assert "voicepassword.ru" not in body
+
+
+def settings_seen(tmp_path: Path, **env: str) -> list[str]:
+    result = manage(
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings as s;"
+        "print(s.VOICEPASSWORD['API_URL']); print(s.VOICEPASSWORD['CALLBACK_BASE_URL'])",
+        tmp_path=tmp_path,
+        **env,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_the_demo_file_carries_the_demo_ports_to_every_command(tmp_path):
+    demo_env = tmp_path / ".env.demo"
+    demo_env.write_text(
+        "VOICEPASSWORD_API_URL=http://127.0.0.1:8766/api/voice-password/\n"
+        "VOICEPASSWORD_CALLBACK_BASE_URL=http://127.0.0.1:8001\n",
+        encoding="utf-8",
+    )
+    assert settings_seen(tmp_path, DEMO_ENV_FILE=str(demo_env)) == [
+        "http://127.0.0.1:8766/api/voice-password/",
+        "http://127.0.0.1:8001",
+    ]
+    # The process's own environment still wins; without the file, the defaults.
+    assert (
+        settings_seen(
+            tmp_path, DEMO_ENV_FILE=str(demo_env), VOICEPASSWORD_CALLBACK_BASE_URL="http://x.test"
+        )[1]
+        == "http://x.test"
+    )
+    demo_env.unlink()
+    assert settings_seen(tmp_path, DEMO_ENV_FILE=str(demo_env)) == [
+        "http://127.0.0.1:8765/api/voice-password/",
+        "http://127.0.0.1:8000",
+    ]

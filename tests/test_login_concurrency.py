@@ -1,7 +1,7 @@
 """Codes under concurrency: attempts counted exactly, a code consumed exactly once.
 
 "Attempts are counted with one conditional UPDATE; a code is consumed once"
-(DESIGN, Phone login) must hold for parallel requests in several processes,
+(docs/architecture.md, rules) must hold for parallel requests in several processes,
 which needs a database with row locks and concurrent writers: these tests run
 on the service tier's PostgreSQL (``VOICEPASSWORD_TEST_SERVICES=1``). Each
 worker is a thread with its own connection, all released at once by a barrier.

@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -40,6 +41,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
+from packaging.version import Version
 
 from django_voicepassword.phone import mask
 
@@ -53,6 +55,10 @@ STEP = re.compile(
     re.DOTALL,
 )
 FENCE = re.compile(r"^```[a-z]+$", re.MULTILINE)
+# The repository, as pyproject.toml's project URLs name it, and the package.
+PROJECT = tomllib.loads((DOCS.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+REPOSITORY = PROJECT["urls"]["Source"]
+PACKAGE = PROJECT["name"]
 TEST_NUMBER = re.compile(r"`(\+7 999 000-00-\d\d)`")
 TIMEOUT = 60.0
 
@@ -313,11 +319,23 @@ class Reader:
     @staticmethod
     def check_setup(body: str) -> None:
         # This test runs in such an environment already: the package is installed.
+        # Until the first release the page installs it from a clone of the repository
+        # (tests/test_dist.py builds and tries the wheel), afterwards from the index.
         assert version("django-voicepassword")
+        clone = None
         for command, _ in commands(body):
-            assert command.startswith(
-                ("python -m venv ", "source ", "pip install django-voicepassword")
-            ), command
+            if command.startswith("git clone "):
+                url = shlex.split(command)[2]
+                assert url == f"{REPOSITORY}.git", command
+                clone = url.removesuffix(".git").rsplit("/", 1)[1]
+            elif command.startswith("pip install "):
+                assert shlex.split(command)[2:] == [f"./{clone}" if clone else PACKAGE], command
+            else:
+                assert command.startswith(("python -m venv ", "source ")), command
+        # An unreleased version is on no package index: `pip install django-voicepassword`
+        # would fail (or fetch someone else's package), so the page must use the clone.
+        if Version(version(PACKAGE)).is_devrelease:
+            assert clone, "the package is not released yet: install it from a clone"
 
 
 @pytest.fixture
@@ -353,6 +371,15 @@ def test_both_tutorials_run_the_same_commands():
 
     english, russian = (shell(page) for page in PAGES)
     assert english == russian
+
+
+def test_the_readme_installs_the_way_the_tutorial_does():
+    (setup,) = (step for step in steps(PAGES[0]) if step.action == "setup")
+    installs = [c for c, _ in commands(setup.body) if c.startswith(("git clone", "pip install"))]
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    shown = {line.strip().removeprefix("$ ") for line in readme.splitlines()}
+    assert installs
+    assert set(installs) <= shown
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -1,7 +1,8 @@
 """Settings of the example site, read from the environment with django-environ.
 
 ``.env.example`` beside ``manage.py`` documents every variable; each has a
-default that runs the demo on the local emulator.
+default that runs the demo on the local emulator. While ``make demo`` runs, its
+``.env.demo`` says where its two servers are (``make demo PORT=... EMULATOR_PORT=...``).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import django
 import environ
@@ -19,8 +21,14 @@ from django_voicepassword.conf import DEFAULTS
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-if (BASE_DIR / ".env").is_file():
-    env.read_env(BASE_DIR / ".env")
+# The process's environment wins over both files, and .env.demo over .env: while
+# make demo runs, a command typed in another terminal reaches the demo's emulator
+# and is called back on the demo's port, whatever ports .env names. make demo
+# writes the file when it starts and removes it when it stops; DEMO_ENV_FILE moves it.
+DEMO_ENV_FILE = Path(env.str("DEMO_ENV_FILE", default=str(BASE_DIR / ".env.demo")))
+for env_file in (DEMO_ENV_FILE, BASE_DIR / ".env"):
+    if env_file.is_file():
+        env.read_env(env_file)
 
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="demo-only-secret-key-change-me")
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
@@ -159,6 +167,15 @@ elif TASKS_BACKEND != "immediate":
     )
 # The code page answers at once and the worker places the call (a worker backend only).
 VOICEPASSWORD["ASYNC_SEND"] = env.bool("VOICEPASSWORD_ASYNC_SEND", default=False)
+
+# The emulator's phone page, which the home page links: the API's own address,
+# unless the site talks to the real service.
+_api = urlsplit(str(VOICEPASSWORD["API_URL"]))
+EMULATOR_URL = (
+    ""
+    if _api.netloc == urlsplit(DEFAULTS["API_URL"]).netloc
+    else f"{_api.scheme}://{_api.netloc}/"
+)
 
 DEMO_ADMIN_USERNAME = env.str("DEMO_ADMIN_USERNAME", default="admin")
 DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="demo-password")

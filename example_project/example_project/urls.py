@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.views import LogoutView
 from django.urls import include, path
 from django.views.generic import TemplateView
 
 urlpatterns = [
-    path("", TemplateView.as_view(template_name="example_project/home.html"), name="home"),
+    path(
+        "",
+        TemplateView.as_view(
+            template_name="example_project/home.html",
+            # A setting of this site only (settings.py), unknown to the type checker's stubs.
+            extra_context={"emulator_url": getattr(settings, "EMULATOR_URL", "")},
+        ),
+        name="home",
+    ),
     path("admin/", admin.site.urls),
     path("logout/", LogoutView.as_view(), name="logout"),
     path("voicepassword/", include("django_voicepassword.urls")),
