@@ -111,6 +111,7 @@ endif
 	printf '%s\n' 'INSTALLED_APPS += ["rest_framework", "django_voicepassword"]' \
 		'VOICEPASSWORD = {"API_KEY": "emulator-key",' \
 		'                 "API_URL": "http://127.0.0.1:8765/api/voice-password/"}' \
+		'DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}' \
 		>> $(DIST_CHECK)/project/mysite/settings.py
 	cd $(DIST_CHECK)/project && ../bin/python -c 'import sys, django_voicepassword as app; \
 		from importlib.resources import files; \
