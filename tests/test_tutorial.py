@@ -498,3 +498,57 @@ def test_the_tutorial_ends_in_a_phone_login(page, reader):
         browser.trust_env = False
         answer = browser.get(f"http://127.0.0.1:{reader.site_port}/voicepassword/login/")
     assert answer.status_code == 200
+
+
+# --- the README's five minutes -------------------------------------------------------
+
+README = DOCS.parent / "README.md"
+README_BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```$", re.DOTALL | re.MULTILINE)
+
+
+def readme_snippets() -> list[str]:
+    """The Python blocks of the README's "Add it to your site in five minutes", dedented."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## Add it to your site in five minutes")
+    section = text[start : text.index("\n## ", start + 1)]
+    return [
+        "\n".join(line.removeprefix(match[1]) for line in match[2].splitlines())
+        for match in README_BLOCK.finditer(section)
+    ]
+
+
+def test_the_readme_snippets_paste_into_a_new_project(reader):
+    """Each snippet, pasted where its first line says, gives a site that checks clean."""
+    snippets = readme_snippets()
+    assert len(snippets) >= 5
+    reader.env["VOICEPASSWORD_API_KEY"] = "a-key-from-the-environment"
+    reader.run("django-admin startproject mysite", [])
+    reader.run("cd mysite", [])
+    pasted = []
+    for snippet in snippets:
+        where = snippet.splitlines()[0]
+        if where.startswith("# settings.py, at the end"):
+            target = reader.cwd / "mysite" / "settings.py"
+            target.write_text(target.read_text(encoding="utf-8") + "\n" + snippet + "\n")
+        elif where == "# urls.py":
+            (reader.cwd / "mysite" / "urls.py").write_text(snippet + "\n")
+        else:
+            # Code for a view or a test of the reader's: it must at least be Python.
+            assert where in ("# in a view", "# tests.py"), f"where does this go? {where!r}"
+            compile(snippet, where, "exec")
+            continue
+        pasted.append(where)
+        # Complete as it is: the project checks clean after every paste.
+        reader.run("python manage.py check", ["System check identified no issues (0 silenced)."])
+    assert "# urls.py" in pasted
+    reader.run("python manage.py migrate", [])
+    reader.serve_site("python manage.py runserver", [])
+    for language in ("ru", "en"):
+        page = requests.get(
+            f"{reader.site}/voicepassword/login/",
+            headers={"Accept-Language": language},
+            timeout=30,
+            proxies={"http": "", "https": ""},
+        )
+        assert page.status_code == 200
+        assert translated(language, "Log in by phone") in page.text
