@@ -26,17 +26,18 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.text import capfirst
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, ngettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from django_voicepassword import calls
-from django_voicepassword.admin.changelist import CappedChangeList
+from django_voicepassword.admin.changelist import CappedChangeList, CountTexts
 from django_voicepassword.admin.common import (
     RecordAdmin,
     RecordInline,
     display_number,
     display_user,
     exact_search,
+    month_day,
 )
 from django_voicepassword.admin.paginator import CappedCountPaginator
 from django_voicepassword.admin.privacy import (
@@ -223,7 +224,7 @@ class CallChangeList(CappedChangeList):
                     "link": link({names["year"]: year, names["month"]: month}),
                     "title": capfirst(formats.date_format(chosen, "YEAR_MONTH_FORMAT")),
                 },
-                "choices": [{"title": formats.date_format(chosen, "MONTH_DAY_FORMAT")}],
+                "choices": [{"title": month_day(chosen)}],
                 "field_name": label,
             }
         bounds = self.queryset.aggregate(first=Min(field), last=Max(field))
@@ -246,7 +247,7 @@ class CallChangeList(CappedChangeList):
                         "link": link(
                             {names["year"]: year, names["month"]: month, names["day"]: d.day}
                         ),
-                        "title": formats.date_format(d, "MONTH_DAY_FORMAT"),
+                        "title": month_day(d),
                     }
                     for d in days
                 ],
@@ -359,6 +360,11 @@ class CallAdmin(CallColumns, RecordAdmin):
         "user_column",
     )
     list_display_links = ("number_column",)
+    count_texts = CountTexts(
+        exact=ngettext_lazy("%(count)s call", "%(count)s calls", "n"),
+        about=ngettext_lazy("about %(count)s call", "about %(count)s calls", "n"),
+        or_more=ngettext_lazy("%(count)s or more calls", "%(count)s or more calls", "n"),
+    )
     list_filter = ("status", "channel", "created_at")
     list_select_related = ("user",)
     date_hierarchy = "created_at"
@@ -507,7 +513,11 @@ class CallAdmin(CallColumns, RecordAdmin):
         if len(selected) > ACTION_LIMIT:
             self.message_user(
                 request,
-                gettext("Select at most %(limit)d calls: each one is a request to the provider.")
+                ngettext(
+                    "Select at most %(limit)d call: each one is a request to the provider.",
+                    "Select at most %(limit)d calls: each one is a request to the provider.",
+                    ACTION_LIMIT,
+                )
                 % {"limit": ACTION_LIMIT},
                 messages.ERROR,
             )
@@ -705,6 +715,15 @@ class CallbackEventAdmin(RecordAdmin):
     """Every callback received, as received: read-only, filterable by outcome."""
 
     list_display = ("received_at", "provider_id", "state", "outcome", "call", "remote_addr")
+    count_texts = CountTexts(
+        exact=ngettext_lazy("%(count)s callback event", "%(count)s callback events", "n"),
+        about=ngettext_lazy(
+            "about %(count)s callback event", "about %(count)s callback events", "n"
+        ),
+        or_more=ngettext_lazy(
+            "%(count)s or more callback events", "%(count)s or more callback events", "n"
+        ),
+    )
     list_filter = ("outcome",)
     list_select_related = ("call",)
     search_fields = ("=provider_id",)
