@@ -198,3 +198,18 @@ def test_the_action_limit_message_counts_in_russian():
             ACTION_LIMIT,
         ) % {"limit": ACTION_LIMIT}
     assert text.startswith(f"Выберите не больше {ACTION_LIMIT} звонков")
+
+
+def test_the_call_list_shows_short_dates_in_both_languages(admin_client):
+    # DATETIME_FORMAT's long Russian date left no room for the user column at 1280 px.
+    Call.objects.create(
+        number="79990000001",
+        channel=Call.Channel.FLASH_CALL,
+        created_at=dt.datetime(2024, 11, 5, 12, tzinfo=dt.UTC),
+    )
+    russian = get(admin_client, CALLS, "ru")
+    shown = '<span class="vp-nowrap">{}</span> <span class="vp-nowrap">{}</span>'
+    assert shown.format("05.11.2024", "12:00") in russian
+    assert "5 ноября 2024" not in russian
+    english = get(admin_client, CALLS, "en")
+    assert shown.format("11/05/2024", "noon") in english
