@@ -12,6 +12,7 @@ ids, from :meth:`VoicePasswordSettings.problems`.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import threading
@@ -35,7 +36,18 @@ class ConfigurationError(ImproperlyConfigured):
     A subclass of Django's ``ImproperlyConfigured`` and deliberately not of
     :class:`~django_voicepassword.exceptions.VoicePasswordError`: code that
     tolerates provider failures must not swallow a broken configuration.
+
+    Raised on reading a setting while the dict has any problem, it lists
+    every problem of the dict at once (``problems`` holds them), not only
+    the first one found.
     """
+
+    #: Every problem of the dict when the error was raised (empty: not known).
+    problems: list[Problem]
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.problems = []
 
 
 #: Every setting and its default. ``docs/`` lists them with their meaning.
@@ -130,6 +142,18 @@ DEFAULTS: dict[str, Any] = {
     "ASYNC_SEND_BACKEND": "default",
     "ASYNC_SEND_QUEUE": "default",
 }
+
+
+def _unknown_message(unknown: list[str]) -> str:
+    """Name the unknown keys, each with the known key it is likely a typo of."""
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key.upper(), DEFAULTS, n=1)
+        named.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    return (
+        f"Unknown VOICEPASSWORD setting(s): {', '.join(named)}. "
+        f"Known settings: {', '.join(sorted(DEFAULTS))}."
+    )
 
 
 @dataclass(frozen=True)
@@ -369,8 +393,31 @@ class VoicePasswordSettings:
         if key.startswith("_") or key not in DEFAULTS:
             raise AttributeError(f"Invalid VoicePassword setting: {key!r}")
         user = self.user_settings
-        self._reject_unknown(user)
-        value = user.get(key, DEFAULTS[key])
+        try:
+            # Unknown keys are refused on every read: a typo ("CREATE_USER")
+            # must not quietly leave its setting at the default.
+            self._reject_unknown(user)
+            value = self.value(key)
+        except ConfigurationError as error:
+            # One problem found: report every one, so that fixing a typo does
+            # not merely reveal the next error of the same dict.
+            raise self._every_problem(error) from error
+        with self._lock:
+            setattr(self, key, value)
+            self._cached.add(key)
+        return value
+
+    def value(self, key: str) -> Any:
+        """``key``'s value as the app uses it, checked on its own.
+
+        Like ``settings.KEY``, but neither cached nor refused for problems
+        of other keys (unknown ones included): the system checks use it to
+        report what is wrong with one setting beside what is wrong elsewhere.
+        Raises :class:`ConfigurationError` if this setting itself is wrong.
+        """
+        if key not in DEFAULTS:
+            raise AttributeError(f"Invalid VoicePassword setting: {key!r}")
+        value = self.user_settings.get(key, DEFAULTS[key])
         test, expected = _TYPES[key]
         if not test(value):
             # The type, not the value: the value may be the API key.
@@ -389,19 +436,26 @@ class VoicePasswordSettings:
             value = {scope: rates for scope, rates in value.items() if rates}
         if key in _IMPORT_STRINGS:
             value = self._import(key, value)
-        with self._lock:
-            setattr(self, key, value)
-            self._cached.add(key)
         return value
+
+    def _every_problem(self, error: ConfigurationError) -> ConfigurationError:
+        """``error``, or one error listing it with every other problem of the dict."""
+        found = self.problems()
+        if len(found) <= 1:
+            error.problems = found
+            return error
+        lines = "\n".join(f"- {problem.message}" for problem in found)
+        combined = ConfigurationError(
+            f"The VOICEPASSWORD setting has {len(found)} problems:\n{lines}"
+        )
+        combined.problems = found
+        return combined
 
     @staticmethod
     def _reject_unknown(user: Mapping[str, Any]) -> None:
         unknown = sorted(str(key) for key in user if key not in DEFAULTS)
         if unknown:
-            raise ConfigurationError(
-                f"Unknown VOICEPASSWORD setting(s): {', '.join(unknown)}. "
-                f"Known settings: {', '.join(sorted(DEFAULTS))}."
-            )
+            raise ConfigurationError(_unknown_message(unknown))
 
     @staticmethod
     def _import(key: str, path: str) -> Any:
@@ -428,22 +482,14 @@ class VoicePasswordSettings:
         found: list[Problem] = []
         unknown = sorted(str(key) for key in user if key not in DEFAULTS)
         if unknown:
-            found.append(
-                Problem(
-                    "VOICEPASSWORD",
-                    f"Unknown VOICEPASSWORD setting(s): {', '.join(unknown)}.",
-                    "voicepassword.E001",
-                )
-            )
-        for key, (test, expected) in _TYPES.items():
-            value = user.get(key, DEFAULTS[key])
-            if not test(value):
-                found.append(Problem(key, f"VOICEPASSWORD[{key!r}] must be {expected}."))
-            elif key in _IMPORT_STRINGS:
-                try:
-                    self._import(key, value)
-                except ConfigurationError as exc:
-                    found.append(Problem(key, str(exc), "voicepassword.E005"))
+            found.append(Problem("VOICEPASSWORD", _unknown_message(unknown), "voicepassword.E001"))
+        for key, (test, _expected) in _TYPES.items():
+            try:
+                self.value(key)
+            except ConfigurationError as exc:
+                wrong_type = not test(user.get(key, DEFAULTS[key]))
+                check_id = "voicepassword.E002" if wrong_type else "voicepassword.E005"
+                found.append(Problem(key, str(exc), check_id))
         return found
 
 

@@ -310,6 +310,73 @@ def test_messages(code, message):
     assert str(InvalidPhoneNumber(code)) == message
 
 
+# A Moscow landline that libphonenumber reads as FIXED_LINE; all zeros, no subscriber's.
+MOSCOW_LANDLINE = "+7 495 000-00-00"
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "english", "russian"),
+    [
+        (
+            MOSCOW_LANDLINE,
+            "FIXED_LINE",
+            "Landline numbers are not accepted.",
+            "Городские (стационарные) номера не принимаются.",
+        ),
+        (
+            TOLL_FREE,
+            "TOLL_FREE",
+            "Toll-free numbers are not accepted.",
+            "Бесплатные для звонящего номера не принимаются.",
+        ),
+        (
+            PREMIUM_RATE,
+            "PREMIUM_RATE",
+            "Premium-rate numbers are not accepted.",
+            "Платные номера с повышенным тарифом не принимаются.",  # noqa: RUF001
+        ),
+    ],
+)
+def test_type_refusal_names_the_kind(value, kind, english, russian):
+    # The issue: a Moscow landline was told "This kind of number (for example
+    # toll-free or premium-rate)", which names every kind but its own.
+    with pytest.raises(InvalidPhoneNumber) as info:
+        normalize(value)
+    exc = info.value
+    assert exc.code == "type"
+    assert exc.number_type == kind
+    assert str(exc) == english
+    with translation.override("ru"):
+        assert str(exc) == russian
+
+
+def test_mobile_refusal_names_mobiles():
+    with policy(ALLOWED_NUMBER_TYPES=["FIXED_LINE"]), pytest.raises(InvalidPhoneNumber) as info:
+        check_policy(TEST_MOBILE)
+    assert info.value.number_type == "MOBILE"
+    assert str(info.value) == "Mobile numbers are not accepted."
+
+
+def test_every_number_type_has_a_message_in_both_languages():
+    from django_voicepassword.phone import NUMBER_TYPES
+
+    assert set(InvalidPhoneNumber.type_messages) == set(NUMBER_TYPES)
+    for kind in NUMBER_TYPES:
+        exc = InvalidPhoneNumber("type", number_type=kind)
+        english = str(exc)
+        assert english.endswith("not accepted.")
+        with translation.override("ru"):
+            assert str(exc) != english
+            assert str(exc).endswith("не принимаются.")
+
+
+def test_type_refusal_pickles_with_its_kind():
+    sent = InvalidPhoneNumber("type", number="1", number_type="VOIP")
+    exc = pickle.loads(pickle.dumps(sent))  # noqa: S301  (our own bytes)
+    assert (exc.code, exc.number, exc.number_type) == ("type", "1", "VOIP")
+    assert str(exc) == "Internet telephony (VoIP) numbers are not accepted."
+
+
 def test_message_is_lazy():
     # Translated when shown, in the language active then, not at import time.
     exc = InvalidPhoneNumber("invalid")
