@@ -1,0 +1,46 @@
+"""Switch the suite to the django-otp test site (``settings.py`` here) for this directory.
+
+pytest-django sets Django up once per run, with the suite's settings; the
+tests here need django-otp's app and the device's. A package-scoped fixture
+applies the settings of :mod:`tests.contrib_otp.settings` that differ
+(``override_settings`` of ``INSTALLED_APPS`` reloads the app registry, as
+Django's own test suite does) and migrates the device's table into the test
+database, then restores the suite's settings for the rest of the run. Under
+``--ds tests.contrib_otp.settings`` there is nothing to switch.
+
+Without django-otp installed every module here is skipped, saying so
+(``pytest.importorskip`` at its top: ``pip install "django-voicepassword[otp]"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="package", autouse=True)
+def otp_site(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """The suite switched to the django-otp test site, its tables migrated."""
+    from django.conf import settings
+    from django.contrib import admin
+    from django.core.management import call_command
+    from django.test import override_settings
+
+    from tests.contrib_otp import settings as site
+
+    if settings.SETTINGS_MODULE == site.__name__:
+        yield
+        return
+    registered = set(admin.site._registry)
+    with override_settings(**{name: getattr(site, name) for name in site.CHANGED}):
+        with django_db_blocker.unblock():
+            call_command("migrate", "voicepassword_otp", verbosity=0, interactive=False)
+        try:
+            yield
+        finally:
+            # The admin's autodiscover registered the device on admin.site
+            # when the app was installed; the rest of the suite runs without it.
+            for model in set(admin.site._registry) - registered:
+                admin.site.unregister(model)
