@@ -9,6 +9,8 @@ from the start.
 
 from __future__ import annotations
 
+import importlib.util
+
 from tests.settings import *  # noqa: F403
 from tests.settings import INSTALLED_APPS as SUITE_APPS
 from tests.settings import MIDDLEWARE as SUITE_MIDDLEWARE
@@ -18,6 +20,14 @@ INSTALLED_APPS = [
     "django_otp",
     "django_voicepassword.contrib.otp",
 ]
+if importlib.util.find_spec("two_factor") is not None:
+    # django-two-factor-auth and the django-otp plugins its pages read.
+    INSTALLED_APPS[-2:-2] = ["django_otp.plugins.otp_static", "django_otp.plugins.otp_totp"]
+    INSTALLED_APPS += ["two_factor"]
+    LOGIN_URL = "two_factor:login"
+    # two_factor would otherwise replace every AdminSite's login (for good, in
+    # this process); the admin here is django-otp's OTPAdminSite.
+    TWO_FACTOR_PATCH_ADMIN = False
 
 # request.user.is_verified(), which OTPAdminSite asks, comes from OTPMiddleware.
 _AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
@@ -40,6 +50,8 @@ CHANGED = [
     "INSTALLED_APPS",
     "MIDDLEWARE",
     "ROOT_URLCONF",
+    "LOGIN_URL",
+    "TWO_FACTOR_PATCH_ADMIN",
     "OTP_VOICEPASSWORD_TOKEN_VALIDITY",
     "OTP_VOICEPASSWORD_THROTTLE_FACTOR",
     "OTP_VOICEPASSWORD_COOLDOWN_DURATION",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.contrib import admin
 from django.urls import include, path
 from django_otp.admin import OTPAdminSite
@@ -22,3 +23,15 @@ urlpatterns = [
     path("admin/", otp_admin.urls),
     path("voicepassword/", include("django_voicepassword.urls")),
 ]
+
+if apps.is_installed("two_factor"):
+    from two_factor.urls import urlpatterns as two_factor_urls
+
+    from django_voicepassword.contrib.otp.twofactor import SetupView
+
+    urlpatterns += [
+        # Before two_factor's own, at the same path: its set-up cannot finish
+        # a plugin's method (docs/decisions.md).
+        path("account/two_factor/setup/", SetupView.as_view(), name="setup"),
+        path("", include(two_factor_urls)),
+    ]

@@ -19,6 +19,6 @@ class VoicePasswordOTPConfig(AppConfig):
     def ready(self) -> None:
         """Offer the flash call among django-two-factor-auth's methods when it is installed."""
         if apps.is_installed("two_factor"):
-            from django_voicepassword.contrib.otp.two_factor import register
+            from django_voicepassword.contrib.otp.twofactor import register
 
             register()

@@ -144,7 +144,7 @@ class VoicePasswordDevice(  # type: ignore[misc]  (django-otp has no type hints)
     )
 
     #: The message of the last :meth:`generate_challenge` on this instance
-    #: (django-two-factor-auth's login page shows it; see ``two_factor.py``).
+    #: (django-two-factor-auth's login page shows it; see ``twofactor.py``).
     challenge_message: str | None = None
 
     failure_messages: ClassVar[dict[str, Any]] = {
