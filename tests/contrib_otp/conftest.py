@@ -25,14 +25,14 @@ import pytest
 def otp_site(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
     """The suite switched to the django-otp test site, its tables migrated."""
     from django.conf import settings
-    from django.core.checks.registry import registry as check_registry
     from django.contrib import admin
+    from django.core.checks.registry import registry as check_registry
     from django.core.management import call_command
     from django.test import override_settings
 
     from tests.contrib_otp import settings as site
 
-    if settings.SETTINGS_MODULE == site.__name__:
+    if site.__name__ == settings.SETTINGS_MODULE:
         yield
         return
     registered = set(admin.site._registry)

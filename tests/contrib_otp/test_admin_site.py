@@ -19,12 +19,12 @@ pytest.importorskip(
     "django_otp", reason='django-otp is not installed: pip install "django-voicepassword[otp]"'
 )
 
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.cache import cache  # noqa: E402
-from django.test import Client, override_settings  # noqa: E402
-from django.utils import timezone  # noqa: E402
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.test import Client, override_settings
+from django.utils import timezone
 
-from django_voicepassword.models import Call  # noqa: E402
+from django_voicepassword.models import Call
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -148,7 +148,9 @@ def test_the_device_admin_masks_numbers_and_hides_the_code(site, staff):
     from django.contrib.auth.models import Permission
 
     viewer.user_permissions.add(
-        *Permission.objects.filter(codename__in=["view_voicepassworddevice", "change_voicepassworddevice"])
+        *Permission.objects.filter(
+            codename__in=["view_voicepassworddevice", "change_voicepassworddevice"]
+        )
     )
     from django_voicepassword.contrib.otp.models import VoicePasswordDevice
 

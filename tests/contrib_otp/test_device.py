@@ -18,14 +18,14 @@ pytest.importorskip(
     reason='django-otp is not installed: pip install "django-voicepassword[otp]"',
 )
 
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.cache import cache  # noqa: E402
-from django.test import override_settings  # noqa: E402
-from django.utils import timezone  # noqa: E402
-from django_otp import verify_token  # noqa: E402
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.test import override_settings
+from django.utils import timezone
+from django_otp import verify_token
 
-from django_voicepassword.conf import ConfigurationError  # noqa: E402
-from django_voicepassword.models import Call, PhoneNumber  # noqa: E402
+from django_voicepassword.conf import ConfigurationError
+from django_voicepassword.models import Call, PhoneNumber
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,9 +52,7 @@ def make_device(number: str = NUMBER, **fields: Any) -> Any:
 def test_a_challenge_is_a_flash_call_through_the_services(site):
     device = make_device()
     message = device.generate_challenge()
-    assert message == (
-        "Calling +7 999 ***-**-01: enter the last 4 digits of the calling number."
-    )
+    assert message == ("Calling +7 999 ***-**-01: enter the last 4 digits of the calling number.")
     # One send to the provider, recorded as a Call of the device's user.
     assert len(site.sends(NUMBER)) == 1
     call = Call.objects.get()

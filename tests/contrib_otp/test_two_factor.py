@@ -13,12 +13,12 @@ pytest.importorskip(
     reason='django-two-factor-auth is not installed: pip install "django-two-factor-auth>=1.16"',
 )
 
-from django.contrib.auth import get_user_model  # noqa: E402
-from django.core.cache import cache  # noqa: E402
-from django.test import Client, override_settings  # noqa: E402
-from two_factor.plugins.registry import registry  # noqa: E402
+from django.contrib.auth import get_user_model
+from django.core.cache import cache
+from django.test import Client, override_settings
+from two_factor.plugins.registry import registry
 
-from django_voicepassword.models import Call, PhoneNumber  # noqa: E402
+from django_voicepassword.models import Call, PhoneNumber
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -57,9 +57,8 @@ def test_a_user_logs_in_with_a_flash_call(site):
     token_page = login_step(client, "auth", username="alice", password="correct horse")
     assert token_page.status_code == 200
     # The token step opened: the device called, and the page says so.
-    assert (
-        "Calling +7 999 ***-**-01: enter the last 4 digits of the calling number."
-        in text(token_page)
+    assert "Calling +7 999 ***-**-01: enter the last 4 digits of the calling number." in text(
+        token_page
     )
     assert len(site.sends(NUMBER)) == 1
     assert 'maxlength="4"' in text(token_page)

@@ -10,10 +10,11 @@ shown.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.contrib.admin.sites import AlreadyRegistered
+from django.contrib.admin.exceptions import AlreadyRegistered
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_otp.admin import user_model_search_fields
@@ -109,7 +110,5 @@ class VoicePasswordDeviceAdmin(_ModelAdmin):
 
 
 # Imported twice by some admin set-ups (django-otp's plugins guard it alike).
-try:
+with contextlib.suppress(AlreadyRegistered):
     admin.site.register(VoicePasswordDevice, VoicePasswordDeviceAdmin)
-except AlreadyRegistered:
-    pass

@@ -41,7 +41,7 @@ import hmac
 import logging
 import math
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from django.core.exceptions import ValidationError
@@ -75,7 +75,7 @@ logger = logging.getLogger(__name__)
 
 # The salt of the key derived from SECRET_KEY: its own, so that a digest made
 # for a device is never valid for a challenge, nor the other way round.
-_TOKEN_SALT: Final = "django_voicepassword.contrib.otp.token"
+_TOKEN_SALT: Final = "django_voicepassword.contrib.otp.token"  # noqa: S105  (a salt)
 
 # The fields generate_challenge and verify_token write: named, so that a save
 # never writes back a stale copy of the others (the number an admin just
@@ -102,8 +102,11 @@ def _new_code() -> str:
     return f"{secrets.randbelow(10**CODE_LENGTH):0{CODE_LENGTH}d}"
 
 
-class VoicePasswordDevice(  # type: ignore[misc]  (django-otp has no type hints)
-    TimestampMixin, CooldownMixin, ThrottlingMixin, SideChannelDevice
+class VoicePasswordDevice(
+    TimestampMixin,  # type: ignore[misc]  # django-otp is untyped
+    CooldownMixin,  # type: ignore[misc]
+    ThrottlingMixin,  # type: ignore[misc]
+    SideChannelDevice,  # type: ignore[misc]
 ):
     """A django-otp device that calls the user's phone with a 4-digit code.
 
@@ -130,7 +133,8 @@ class VoicePasswordDevice(  # type: ignore[misc]  (django-otp has no type hints)
     )
     # Overrides SideChannelDevice.token (16 characters of code in clear): the
     # nonce and the HMAC of the code last sent, never the code.
-    token = models.CharField(
+    # null=True as django-otp's own field: None is "no code pending" there.
+    token = models.CharField(  # noqa: DJ001
         max_length=96,
         blank=True,
         null=True,
@@ -142,6 +146,10 @@ class VoicePasswordDevice(  # type: ignore[misc]  (django-otp has no type hints)
         editable=False,
         help_text="Codes entered since the last call (at most VOICEPASSWORD['MAX_ATTEMPTS']).",
     )
+
+    # django-otp's fields, as this module reads them (django-otp has no types).
+    last_generated_timestamp: datetime | None
+    valid_until: datetime
 
     #: The message of the last :meth:`generate_challenge` on this instance
     #: (django-two-factor-auth's login page shows it; see ``twofactor.py``).
@@ -328,7 +336,7 @@ class VoicePasswordDevice(  # type: ignore[misc]  (django-otp has no type hints)
         return (now, previous)
 
     def _give_back_cooldown(self, claimed: Any) -> None:
-        """Nothing was placed: the cooldown claimed is given back (unless another claim followed)."""
+        """Nothing was placed: give the cooldown back (unless another claim came since)."""
         now, previous = claimed
         type(self).objects.filter(pk=self.pk, last_generated_timestamp=now).update(
             last_generated_timestamp=previous
@@ -374,7 +382,9 @@ class VoicePasswordDevice(  # type: ignore[misc]  (django-otp has no type hints)
             self.throttle_reset(commit=False)
             self.set_last_used_timestamp(commit=False)
             self.cooldown_reset(commit=False)
-            self.save(update_fields=[*_THROTTLE_FIELDS, "last_used_at", "last_generated_timestamp"])
+            self.save(
+                update_fields=[*_THROTTLE_FIELDS, "last_used_at", "last_generated_timestamp"]
+            )
             return True
         self.throttle_increment(commit=False)
         self.save(update_fields=_THROTTLE_FIELDS)

@@ -49,7 +49,7 @@ _CODE_ATTRS = {
 }
 
 
-class AuthenticationTokenForm(BaseTokenForm):  # type: ignore[misc]  (two_factor is untyped)
+class AuthenticationTokenForm(BaseTokenForm):  # type: ignore[misc]  # two_factor is untyped
     """two_factor's token form for a 4-digit code (its own takes ``TWO_FACTOR_TOTP_DIGITS``)."""
 
     otp_token = forms.RegexField(
@@ -82,9 +82,10 @@ class DeviceValidationForm(forms.Form):
     """The set-up step that checks the code of the first call (a string: codes start with 0)."""
 
     token = forms.CharField(
-        label=_("Code"), min_length=CODE_LENGTH, max_length=CODE_LENGTH, widget=forms.TextInput(
-            attrs=_CODE_ATTRS
-        )
+        label=_("Code"),
+        min_length=CODE_LENGTH,
+        max_length=CODE_LENGTH,
+        widget=forms.TextInput(attrs=_CODE_ATTRS),
     )
     #: Once checked, the code is spent: two_factor must not check it again.
     idempotent = False
@@ -101,7 +102,7 @@ class DeviceValidationForm(forms.Form):
         return token
 
 
-class VoicePasswordMethod(MethodBase):  # type: ignore[misc]  (two_factor is untyped)
+class VoicePasswordMethod(MethodBase):  # type: ignore[misc]  # two_factor is untyped
     """two_factor's method for :class:`VoicePasswordDevice`: a flash call (or a voice call)."""
 
     code = "voicepassword"
@@ -128,7 +129,7 @@ class VoicePasswordMethod(MethodBase):  # type: ignore[misc]  (two_factor is unt
     ) -> VoicePasswordDevice:
         """The device being set up: the user's unconfirmed one (the wizard spans requests)."""
         number = ((setup_data or {}).get(self.code) or {}).get("number") or ""
-        device = (
+        device: VoicePasswordDevice | None = (
             VoicePasswordDevice.objects.filter(user_id=request.user.pk, confirmed=False)
             .order_by("-pk")
             .first()
@@ -157,7 +158,7 @@ class VoicePasswordMethod(MethodBase):  # type: ignore[misc]  (two_factor is unt
         return str(_("We are calling your phone: enter the last 4 digits of the calling number."))
 
 
-class SetupView(BaseSetupView):  # type: ignore[misc]  (two_factor is untyped)
+class SetupView(BaseSetupView):  # type: ignore[misc]  # two_factor is untyped
     """two_factor's set-up wizard, finishing :class:`VoicePasswordMethod` too.
 
     Mount it before two_factor's URLs, at the same path, so that
