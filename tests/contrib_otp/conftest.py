@@ -24,6 +24,7 @@ import pytest
 @pytest.fixture(scope="package", autouse=True)
 def otp_site(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
     """The suite switched to the django-otp test site, its tables migrated."""
+    from django.apps import apps as django_apps
     from django.conf import settings
     from django.contrib import admin
     from django.core.checks.registry import registry as check_registry
@@ -36,16 +37,27 @@ def otp_site(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
         yield
         return
     registered = set(admin.site._registry)
+    suite_apps = set(settings.INSTALLED_APPS)
     changed = {name: getattr(site, name) for name in site.CHANGED if hasattr(site, name)}
-    apps = changed.pop("INSTALLED_APPS")
+    installed = changed.pop("INSTALLED_APPS")
     # The other settings first: override_settings reloads the apps before it
     # switches the settings, and the apps' ready() must see the site's.
-    with override_settings(**changed), override_settings(INSTALLED_APPS=apps):
+    with override_settings(**changed), override_settings(INSTALLED_APPS=installed):
         with django_db_blocker.unblock():
             call_command("migrate", verbosity=0, interactive=False)
         try:
             yield
         finally:
+            # Their tables go too: PostgreSQL will not truncate auth_user (the
+            # flush of the suite's later tests) while a table refers to it.
+            added = [
+                app.label
+                for app in django_apps.get_app_configs()
+                if app.name not in suite_apps and list(app.get_models())
+            ]
+            with django_db_blocker.unblock():
+                for label in reversed(added):
+                    call_command("migrate", label, "zero", verbosity=0, interactive=False)
             # The admin's autodiscover registered the device on admin.site
             # when the app was installed; the rest of the suite runs without it.
             for model in set(admin.site._registry) - registered:
