@@ -2,7 +2,7 @@
 
 Valid Russian mobiles come from the project's test range +7 999 000-00-00 …
 +7 999 000-00-99. The numbers of the issue text (+7 916 123-45-67, +7 701 …,
-+7 800 555-35-35, +7 809 …) are used as the issue wrote them. Foreign numbers
++7 800 000-00-00, +7 809 …) are used as the issue wrote them. Foreign numbers
 are from ranges reserved for fiction: US 555-01xx, UK 020 7946 0xxx,
 Australia 0491 570 156-159.
 """
@@ -37,7 +37,7 @@ from django_voicepassword.phone import (
 ISSUE_NUMBER = "79161234567"
 TEST_MOBILE = "79990000042"
 KZ_MOBILE = "+77012345678"
-TOLL_FREE = "+78005553535"
+TOLL_FREE = "+78000000000"
 PREMIUM_RATE = "+78091234567"
 US_NUMBER = "+12015550123"  # FIXED_LINE_OR_MOBILE, as all of NANP
 UK_LANDLINE = "+442079460123"
@@ -417,7 +417,7 @@ def test_exception_pickles():
         ("+7 (916) 123-45-67", "+7 916 ***-**-67"),
         (TEST_MOBILE, "+7 999 ***-**-42"),
         (KZ_MOBILE[1:], "+7 701 *** **78"),  # refused by policy, still masked
-        (TOLL_FREE[1:], "+7 800 ***-**-35"),
+        (TOLL_FREE[1:], "+7 800 ***-**-00"),
         (US_NUMBER[1:], "+1 201-***-**23"),
         (UK_LANDLINE[1:], "+44 20 **** **23"),
         (AU_MOBILE[1:], "+61 49* *** *56"),  # at least half hidden
