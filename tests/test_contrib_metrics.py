@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -473,3 +474,40 @@ def test_without_opentelemetry_the_requests_go_on_without_spans(emulated, spans,
 def test_observe_refuses_an_unknown_kind():
     with pytest.raises(ValueError, match="kind must be one of"), tracing.observe("nope", object):
         pass  # pragma: no cover
+
+
+# --- the documentation ----------------------------------------------------------------
+
+PAGE = ROOT / "docs" / "howto" / "metrics.md"
+
+
+def test_the_documented_metrics_are_the_scraped_ones(emulated):
+    documented = set(re.findall(r"^\| `(voicepassword_[a-z_]+)` \|", PAGE.read_text(), re.M))
+    text, _samples = scrape(Client())
+    families = {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in text_string_to_metric_families(text)
+        # The creation times prometheus_client adds beside each counter and histogram.
+        if not family.name.endswith("_created")
+    }
+    assert documented == families
+
+
+def test_the_grafana_panels_query_metrics_that_exist(emulated):
+    blocks = re.findall(r"```json\n(.*?)```", PAGE.read_text(), re.S)
+    panels = [json.loads(block) for block in blocks]
+    assert {panel["type"] for panel in panels} == {"timeseries", "stat"}
+    _text, samples = scrape(Client())
+    names = {name for name, _labels in samples}
+    queried = set()
+    for panel in panels:
+        assert panel["datasource"]["type"] == "prometheus"
+        for target in panel["targets"]:
+            found = re.findall(r"voicepassword_[a-z_]+", target["expr"])
+            assert found, target
+            queried.update(found)
+            # Every label a query names is one the metric has.
+            for label in re.findall(r"(?:by \(|\{|,)\s*([a-z]+)\s*(?:=|!=|=~|\))", target["expr"]):
+                assert label in {"le", "kind", "outcome", "scope", "channel", "purpose"}, label
+    assert queried <= names
+    assert "voicepassword_daily_budget_left" in queried
