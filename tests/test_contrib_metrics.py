@@ -8,6 +8,7 @@ what its own run added. The multi-process set-up under gunicorn is in
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -511,3 +512,44 @@ def test_the_grafana_panels_query_metrics_that_exist(emulated):
                 assert label in {"le", "kind", "outcome", "scope", "channel", "purpose"}, label
     assert queried <= names
     assert "voicepassword_daily_budget_left" in queried
+
+
+def test_in_multiprocess_mode_the_view_reads_the_folder(emulated, monkeypatch, tmp_path):
+    from django_voicepassword.contrib.metrics import views
+
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(views, "is_multiprocess", lambda: True)
+    monkeypatch.setattr(prometheus, "is_multiprocess", lambda: True)
+    text, samples = scrape(Client())
+    # The folder is empty: no worker has counted; this process's counters are
+    # not served beside it (they would be counted twice), the budget is, once.
+    assert "voicepassword_codes_sent_total" not in text
+    assert samples == {
+        ("voicepassword_daily_budget_left", frozenset()): float(BUDGET),
+        ("voicepassword_daily_budget", frozenset()): float(BUDGET),
+    }
+
+
+def test_an_unexpected_error_is_the_outcome_other():
+    assert tracing.outcome_of(RuntimeError("no")) == "other"
+    assert tracing.outcome_of(None) == "ok"
+
+
+def test_an_opentelemetry_without_its_api_traces_nothing(monkeypatch):
+    def missing(name: str) -> Any:
+        raise ImportError(name)
+
+    tracing._tracer.cache_clear()
+    monkeypatch.setattr(importlib, "import_module", missing)
+    try:
+        assert tracing._tracer() is None
+    finally:
+        tracing._tracer.cache_clear()
+
+
+def test_the_app_does_not_hide_another_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "django_voicepassword.contrib.metrics.prometheus", None)
+    monkeypatch.delattr("django_voicepassword.contrib.metrics.prometheus")
+    with pytest.raises(ImportError) as raised:
+        MetricsConfig("django_voicepassword.contrib.metrics", prometheus).ready()
+    assert "django-voicepassword[metrics]" not in str(raised.value)
