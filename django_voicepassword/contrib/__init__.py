@@ -1,0 +1,1 @@
+"""Optional integrations with other Django apps; each imports its app's package only inside."""
