@@ -13,7 +13,11 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.headless",
 ]
-MIDDLEWARE = [*MIDDLEWARE, "allauth.account.middleware.AccountMiddleware"]
+MIDDLEWARE = [
+    *MIDDLEWARE,
+    "allauth.account.middleware.AccountMiddleware",
+    "django_voicepassword.contrib.allauth.middleware.RateLimitedMiddleware",
+]
 AUTHENTICATION_BACKENDS = [
     *AUTHENTICATION_BACKENDS,
     "allauth.account.auth_backends.AuthenticationBackend",
