@@ -16,7 +16,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     *MIDDLEWARE,
     "allauth.account.middleware.AccountMiddleware",
-    "django_voicepassword.contrib.allauth.middleware.RateLimitedMiddleware",
+    "django_voicepassword.contrib.allauth.middleware.AllauthErrorsMiddleware",
 ]
 AUTHENTICATION_BACKENDS = [
     *AUTHENTICATION_BACKENDS,

@@ -40,6 +40,7 @@ from django.utils.translation import gettext_lazy as _
 
 from django_voicepassword.adapter import UserFieldAdapter
 from django_voicepassword.adapter import get_adapter as get_phone_adapter
+from django_voicepassword.contrib.allauth.middleware import REFUSAL_ATTRIBUTE
 from django_voicepassword.contrib.allauth.models import PendingPhoneNumber
 from django_voicepassword.models import PhoneNumber
 from django_voicepassword.phone import InvalidPhoneNumber, mask, normalize
@@ -260,8 +261,10 @@ class VoicePasswordAccountAdapterMixin(_Base):
         "errors": [{"message": ..., "code": ...}]}``) with ``status``; an HTML
         page gets the message (``messages.error``) and a redirect back to
         itself, where allauth's layout shows it. Raised as allauth's
-        ``ImmediateHttpResponse``, which its middleware answers; allauth's
-        flow state is left as before the send.
+        ``ImmediateHttpResponse``, which its middleware answers (and
+        :class:`~django_voicepassword.contrib.allauth.middleware.AllauthErrorsMiddleware`
+        where allauth swallows it); allauth's flow state is left as before
+        the send.
         """
         request = context.request
         response: HttpResponse
@@ -272,6 +275,9 @@ class VoicePasswordAccountAdapterMixin(_Base):
             response = HttpResponseRedirect(request.get_full_path())
         if retry_after is not None:
             response["Retry-After"] = str(retry_after)
+        # Also on the request: where allauth swallows the exception (its
+        # headless sign-up), AllauthErrorsMiddleware answers with it.
+        setattr(request, REFUSAL_ATTRIBUTE, response)
         raise ImmediateHttpResponse(response)
 
 

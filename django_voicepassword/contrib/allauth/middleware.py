@@ -1,4 +1,4 @@
-"""allauth's own rate limit, answered as allauth answers it wherever it is raised."""
+"""Refusals answered as allauth answers errors, wherever allauth's flow is when they happen."""
 
 from __future__ import annotations
 
@@ -11,16 +11,27 @@ from allauth.core.ratelimit import respond_429
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponse
 
-__all__ = ["RateLimitedMiddleware"]
+__all__ = ["REFUSAL_ATTRIBUTE", "AllauthErrorsMiddleware"]
+
+#: Where the adapter leaves the response of a refusal on the request.
+REFUSAL_ATTRIBUTE = "_voicepassword_refusal"
 
 
-class RateLimitedMiddleware:
-    """Answers allauth's ``RateLimited`` with its 429 page (or headless 429), not a 500.
+class AllauthErrorsMiddleware:
+    """Makes sure the person sees a refusal, never a 500 nor a silent success.
 
-    allauth counts its ``verify_phone`` limit (``ACCOUNT_RATE_LIMITS``) as it
-    starts a phone verification and raises ``RateLimited``; its pages catch
-    that when a code is re-sent, but not during a sign-up, where a second
-    sign-up by one number within the limit's window became a server error.
+    - The adapter answers a refusal (a limit, the budget, a failed call) by
+      raising allauth's ``ImmediateHttpResponse``; allauth's headless sign-up
+      swallows it and answers as if the code was sent. The adapter also
+      leaves the response on the request, and this middleware returns it in
+      place of whatever the view answered.
+    - allauth counts its ``verify_phone`` limit (``ACCOUNT_RATE_LIMITS``) as it
+      starts a phone verification and raises ``RateLimited``; its pages catch
+      that when a code is re-sent, but not during a sign-up, where a second
+      sign-up by one number within the window was a server error. This
+      middleware answers it with allauth's own 429 (its page, or the
+      headless 429).
+
     List it after ``allauth.account.middleware.AccountMiddleware``.
     """
 
@@ -28,8 +39,12 @@ class RateLimitedMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        """Pass the request on."""
-        return self.get_response(request)
+        """The view's response, or the refusal it swallowed."""
+        response = self.get_response(request)
+        refusal: HttpResponse | None = getattr(request, REFUSAL_ATTRIBUTE, None)
+        if refusal is not None and response is not refusal:
+            return refusal
+        return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """allauth's 429 for its ``RateLimited``; anything else goes on."""
