@@ -22,7 +22,7 @@ def live_site() -> Iterator[str]:
     shared = {
         conn.alias: conn
         for conn in connections.all()
-        if conn.vendor == "sqlite" and conn.is_in_memory_db()
+        if conn.vendor == "sqlite" and getattr(conn, "is_in_memory_db", lambda: False)()
     }
     for conn in shared.values():
         conn.inc_thread_sharing()

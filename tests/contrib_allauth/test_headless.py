@@ -11,6 +11,8 @@ from tests.contrib_allauth import require_allauth
 
 require_allauth()
 
+from typing import Any  # noqa: E402
+
 import pytest  # noqa: E402
 import requests  # noqa: E402
 from django.core.cache import cache  # noqa: E402
@@ -42,7 +44,7 @@ class App:
         self.url = url
         self.token: str | None = None
 
-    def post(self, path: str, body: dict) -> requests.Response:
+    def post(self, path: str, body: dict[str, Any]) -> requests.Response:
         headers = {"X-Session-Token": self.token} if self.token else {}
         response = requests.post(self.url + API + path, json=body, headers=headers, timeout=30)
         token = response.json().get("meta", {}).get("session_token")

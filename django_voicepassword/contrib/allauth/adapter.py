@@ -52,10 +52,6 @@ if TYPE_CHECKING:
     from django.http import HttpRequest
     from django_stubs_ext import StrPromise
 
-    _Base = DefaultAccountAdapter
-else:
-    _Base = object
-
 __all__ = ["VoicePasswordAccountAdapter", "VoicePasswordAccountAdapterMixin"]
 
 logger = logging.getLogger(__name__)
@@ -67,7 +63,7 @@ CHANNELS = ("flash_call", "voice_call")
 NOT_SENT_MESSAGE = _("We could not call this number just now. Try again later.")
 
 
-class VoicePasswordAccountAdapterMixin(_Base):
+class VoicePasswordAccountAdapterMixin:
     """allauth's phone hooks over django-voicepassword; put it first on the site's adapter.
 
     ``class AccountAdapter(VoicePasswordAccountAdapterMixin, DefaultAccountAdapter)``.
@@ -96,7 +92,7 @@ class VoicePasswordAccountAdapterMixin(_Base):
         site's region and number-type policy.
         """
         kwargs.setdefault("validators", [])
-        return super().phone_form_field(**kwargs)
+        return super().phone_form_field(**kwargs)  # type: ignore[misc]  # allauth's adapter
 
     def clean_phone(self, phone: str) -> str:
         """The number in E.164 (``+79990000001``), or a ``ValidationError`` saying why not."""
@@ -271,7 +267,9 @@ class VoicePasswordAccountAdapterMixin(_Base):
         if _headless_client(request):
             response = _headless_error(request, str(message), code=code, status=status)
         else:
-            self.add_message(request, messages.ERROR, message=str(message))
+            self.add_message(  # type: ignore[attr-defined]  # allauth's adapter
+                request, messages.ERROR, message=str(message)
+            )
             response = HttpResponseRedirect(request.get_full_path())
         if retry_after is not None:
             response["Retry-After"] = str(retry_after)
