@@ -60,7 +60,7 @@ def in_request(path="/accounts/login/"):
 
     request = RequestFactory().post(path)
     request.session = SessionStore()
-    request._messages = FallbackStorage(request)
+    request._messages = FallbackStorage(request)  # type: ignore[attr-defined]
     return context.request_context(request)
 
 
@@ -117,7 +117,7 @@ def test_the_stand_in_is_counted_by_the_limits_as_a_call_is(emulator, settings):
 
 def test_a_user_field_site_keeps_verified_numbers_in_its_field(settings, monkeypatch):
     from django_voicepassword.adapter import UserFieldAdapter
-    from django_voicepassword.contrib.allauth import adapter as allauth_adapter
+    from django_voicepassword.contrib.allauth.models import PendingPhoneNumber
 
     class FieldAdapter(UserFieldAdapter):
         """The user model's last_name stands in for a site's phone field."""
@@ -141,7 +141,7 @@ def test_a_user_field_site_keeps_verified_numbers_in_its_field(settings, monkeyp
     assert (user.last_name, other.last_name) == ("79990000001", "")
     assert adapter().get_phone(user) == ("+79990000001", True)
     assert not PhoneNumber.objects.exists()
-    assert allauth_adapter.PendingPhoneNumber.objects.count() == 0
+    assert PendingPhoneNumber.objects.count() == 0
 
 
 def test_verifying_through_allauth_leaves_the_user_one_number():
