@@ -4,8 +4,9 @@ pytest-django configures Django once, with ``tests.settings``; the tests of
 this directory need allauth's apps, middleware and URLs. Unless the run
 already uses :mod:`tests.contrib_allauth.settings` (``--ds``), every setting
 that module changes is overridden for the directory's tests, and allauth's
-tables are migrated into the test database. The overrides end (and the
-admin forgets allauth's models) when the directory's tests are done.
+tables are migrated into the test database. When the directory's tests are
+done, the tables are dropped, the admin forgets allauth's models and the
+overrides end.
 """
 
 from __future__ import annotations
@@ -60,3 +61,9 @@ def allauth_site(django_db_setup: None, django_db_blocker: Any) -> Iterator[None
             yield
         finally:
             admin.site._registry = registered
+            # Drop allauth's tables again: their foreign keys to auth_user
+            # would stop the later tests' flush (PostgreSQL's TRUNCATE), which
+            # no longer knows them.
+            with django_db_blocker.unblock():
+                for label in ("account", "voicepassword_allauth"):
+                    call_command("migrate", label, "zero", verbosity=0)
