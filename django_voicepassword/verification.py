@@ -107,10 +107,12 @@ __all__ = [
     "SENT",
     "SKIPPED",
     "ChallengeError",
+    "Delivery",
     "available_channels",
     "challenge_info",
     "clean_code",
     "confirm_challenge",
+    "deliver_code",
     "get_challenge",
     "pause",
     "resend_challenge",
@@ -1266,3 +1268,104 @@ def challenge_info(challenge: Challenge) -> dict[str, Any]:
         "channels": available_channels(challenge),
         "purpose": challenge.purpose,
     }
+
+
+# --- codes that another app checks (django-allauth) ----------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What :func:`deliver_code` did: whether a call went out, and the row that records it.
+
+    ``placed`` is ``False`` for a stand-in (nobody was called) and for a send
+    that failed; ``call`` is the :class:`~django_voicepassword.models.Call`
+    row of a call placed (``None`` otherwise: a failed send's row holds its
+    error code); ``error`` the provider's error for a failed send, or the
+    :class:`~django_voicepassword.exceptions.OutcomeUnknownError` of a send
+    whose outcome is unknown (then ``placed`` is ``True``).
+    """
+
+    placed: bool
+    call: Call | None = None
+    error: VoicePasswordError | None = None
+
+
+def deliver_code(
+    number: str,
+    code: str,
+    channel: str = "flash_call",
+    *,
+    request: HttpRequest | None = None,
+    user: AbstractBaseUser | None = None,
+    call: bool = True,
+    kind: ratelimit.NumberKind = "new",
+) -> Delivery:
+    """Send ``code`` (4 digits, the caller's) to ``number``, for an app that checks it itself.
+
+    The path of codes that this package does not check, as with
+    django-allauth, whose flows keep the code and compare it
+    (:mod:`django_voicepassword.contrib.allauth`): the same limits
+    (:func:`~.ratelimit.check_send` with ``kind``), the same budget
+    reservation, and a :class:`~django_voicepassword.models.Call` row for
+    ``user``, as a challenge's send; no :class:`~django_voicepassword.models.Challenge`
+    is made. ``channel`` is ``"flash_call"`` (the caller number ends in
+    ``code``) or ``"voice_call"`` (a robot says it).
+
+    ``call=False`` is the stand-in for a number that must not be called (an
+    unknown account, with the other app's enumeration prevention): counted by
+    the limits as ``"uncalled"`` and by the budget alike, nothing placed, and
+    as long a wait as a real send (:func:`pause`, see the module's threat
+    model). Returns a :class:`Delivery` with ``placed=False``.
+
+    Raises :class:`~.ratelimit.LimitExceeded` when a limit or the budget
+    refuses (before anything is written, for every number alike),
+    :class:`~django_voicepassword.phone.InvalidPhoneNumber` for a number the
+    site does not accept, and :class:`~.conf.ConfigurationError`. A send the
+    provider refused or that did not reach it returns ``placed=False`` with
+    the error (the reservation given back, the failure on the ``Call`` row):
+    whether to tell the person is the caller's choice, as it may tell who has
+    an account. A send whose outcome is unknown returns ``placed=True``: the
+    code is the caller's, so the phone may well have it, and asking again
+    could bill a second call. Call it outside a database transaction.
+    """
+    global _warm_gateway
+    if channel not in _CALL_CHANNELS:
+        raise ValueError(f"deliver_code() sends flash and voice calls, not {channel!r}")
+    if clean_code(code) != code:
+        raise ValueError(f"deliver_code() needs a code of {CODE_LENGTH} ASCII digits")
+    normalized = normalize(number)
+    ratelimit.check_send(normalized, request, kind="uncalled" if not call else kind)
+    reservation = ratelimit.reserve(channel, request=request)
+    if not call:
+        # Reserved and given back: a spent budget refuses every number alike.
+        ratelimit.release(reservation)
+        _stand_in(channel)
+        logger.debug("Stand-in for %s (%s): nothing placed", mask(normalized), channel)
+        return Delivery(placed=False)
+    try:
+        gateway = get_gateway()
+    except ConfigurationError:
+        ratelimit.release(reservation)
+        raise
+    warm = gateway is _warm_gateway
+    _warm_gateway = gateway
+    started = time.monotonic()
+    try:
+        placed_call, _result = calls.place(channel, normalized, code=code, user=user)
+    except OutcomeUnknownError as error:
+        # The provider may have placed and billed it: the reservation stays.
+        logger.warning("%s to %s: outcome unknown", channel, mask(normalized))
+        return Delivery(placed=True, error=error)
+    except (APIError, TransportError) as error:
+        ratelimit.release(reservation)
+        logger.warning(
+            "%s to %s not placed: %s",
+            channel,
+            mask(normalized),
+            getattr(error, "error_code", "") or type(error).__name__,
+        )
+        return Delivery(placed=False, error=error)
+    if warm:
+        _record_send_seconds(channel, time.monotonic() - started)
+    logger.debug("%s to %s placed", channel, mask(normalized))
+    return Delivery(placed=True, call=placed_call)
