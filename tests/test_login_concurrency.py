@@ -18,8 +18,9 @@ import pytest
 from django.contrib.auth import authenticate
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 
-from django_voicepassword import verification
+from django_voicepassword import verification, workflow
 from django_voicepassword.models import Challenge, PhoneNumber
 from django_voicepassword.signals import phone_verified
 from django_voicepassword.verification import (
@@ -167,11 +168,7 @@ WORKFLOW = {"steps": [{"channel": "flash_call", "wait": 30}, {"channel": "voice_
 
 
 def test_fifty_workers_and_polls_racing_on_one_workflow_step_place_one_call(emulated):
-    """The step's claim is one conditional UPDATE: workers and polls racing on it place one call."""
-    from django.utils import timezone
-
-    from django_voicepassword import workflow
-
+    """The step's claim is one conditional UPDATE: workers and polls racing place one call."""
     user_with(KNOWN)
     with override_settings(VOICEPASSWORD={**EMULATED, "WORKFLOW": WORKFLOW}):
         challenge = start_challenge(KNOWN)

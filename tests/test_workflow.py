@@ -397,7 +397,7 @@ def test_tasks_on_a_backend_that_cannot_defer_is_an_error_e013():
 @pytest.fixture
 def queue() -> Iterator[Any]:
     with override_settings(TASKS={"default": {"BACKEND": DUMMY}}):
-        backend = tasks.task_backends["default"]
+        backend: Any = tasks.task_backends["default"]
         backend.clear()
         yield backend
         backend.clear()
@@ -461,9 +461,12 @@ def test_ratelimit_is_used_by_the_step(emulated, monkeypatch):
     user_with(KNOWN)
     seen: list[Any] = []
     real = ratelimit.check_send
-    monkeypatch.setattr(
-        ratelimit, "check_send", lambda n, r, **k: (seen.append(r), real(n, r, **k))[1]
-    )
+
+    def check_send(number: str, request: Any, **kwargs: Any) -> None:
+        seen.append(request)
+        real(number, request, **kwargs)
+
+    monkeypatch.setattr(ratelimit, "check_send", check_send)
     challenge = start_challenge(KNOWN, request=browser())
     time_passes(challenge)
     workflow.take_step(challenge.pk, 0)
