@@ -111,10 +111,14 @@ from _harness import (
     wait_http,
 )
 
+from django_voicepassword.emulator.numbers import ANSWERED_NUMBER, TEST_NUMBERS
+
 DB_NAME = "voicepassword_bench_soak"
 START = "/voicepassword/api/challenges/"
-#: Numbers of the test range with a behaviour of their own (busy, errors, faults...).
-SPECIAL = {0, 2, 3, 4, 5, 6, 11, 12, 20, 21, 22, 23, 24, 30, 31, 32, 33, 34}
+#: Numbers of the test range with a behaviour of their own (busy, errors, faults,
+#: flash calls never delivered...), read from the emulator's table so that a new
+#: one is never taken for an ordinary number.
+SPECIAL = {0} | {int(number[-2:]) for number in TEST_NUMBERS if number != ANSWERED_NUMBER}
 #: The rest answer like 79990000001: a call is answered, its code usable.
 ORDINARY = [f"799900000{n:02d}" for n in range(100) if n not in SPECIAL]
 FAULT_MODES = ("slow", "http500", "html", "truncated", "dropped")
