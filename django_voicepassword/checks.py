@@ -38,6 +38,12 @@ that runs later agree on what a setting means.
                         fail with "database is locked" instead of waiting.
 ``voicepassword.W008``  the HTTP gateway in production (``DEBUG`` off) without
                         ``DAILY_BUDGET``: nothing caps a day's spend.
+``voicepassword.E012``  ``WORKFLOW`` cannot be used: a step, a wait, a region
+                        code or an operator name is wrong, an SMS step without
+                        ``SMS_FALLBACK``, or a wait as long as ``CHALLENGE_TTL``.
+``voicepassword.E013``  ``WORKFLOW`` has ``"tasks": True``, but the steps cannot
+                        be enqueued for later on ``ASYNC_SEND_BACKEND`` (no Tasks
+                        framework, no such backend, or one without ``run_after``).
 """
 
 from __future__ import annotations
@@ -69,6 +75,7 @@ __all__ = [
     "check_limits_cache",
     "check_settings",
     "check_sqlite_transactions",
+    "check_workflow",
 ]
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -537,3 +544,49 @@ def check_sqlite_transactions(
             )
         )
     return messages
+
+
+@register(Tags.compatibility, "voicepassword")
+def check_workflow(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Report a ``WORKFLOW`` that cannot be used, or whose steps no worker can take later."""
+    from django_voicepassword import workflow
+
+    if settings.problems():
+        return []
+    found = workflow.problems()
+    if found:
+        return [
+            Error(
+                message,
+                hint="See docs/howto/workflows.md for the shape of WORKFLOW. Until it is "
+                "fixed, challenges have no workflow: the person resends by hand.",
+                id="voicepassword.E012",
+            )
+            for message in found
+        ]
+    value = settings.WORKFLOW
+    if value is None or not value.get("tasks"):
+        return []
+    alias = settings.ASYNC_SEND_BACKEND
+    try:
+        from django_voicepassword.tasks import task_backends
+
+        backend = task_backends[alias]
+    except Exception as exc:  # no framework, or any way a backend fails to load
+        reason = f"{type(exc).__name__}: {exc}"
+    else:
+        if getattr(backend, "supports_defer", False):
+            return []
+        reason = f"{type(backend).__qualname__} cannot run a task later (run_after)"
+    return [
+        Error(
+            f"VOICEPASSWORD['WORKFLOW'] has 'tasks': True, but its steps cannot be enqueued "
+            f"on the task backend {alias!r}: {reason}.",
+            hint="Use a backend with a worker that supports run_after (django-tasks-db, "
+            "django-tasks-rq) as ASYNC_SEND_BACKEND, or set 'tasks': False: the next poll "
+            "of the code page or the API then takes each step.",
+            id="voicepassword.E013",
+        )
+    ]

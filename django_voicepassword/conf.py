@@ -141,6 +141,13 @@ DEFAULTS: dict[str, Any] = {
     # The TASKS alias and the queue that ASYNC_SEND enqueues the sends on.
     "ASYNC_SEND_BACKEND": "default",
     "ASYNC_SEND_QUEUE": "default",
+    # Workflows (docs/howto/workflows.md): the channels a challenge moves through
+    # on its own when no code is confirmed, e.g.
+    # {"steps": [{"channel": "flash_call", "wait": 30},
+    #            {"channel": "voice_call", "wait": 60}, {"channel": "sms"}],
+    #  "regions": {"KZ": [...]}, "operators": {"Tele2": [...]}, "tasks": False}.
+    # None: no workflow, the person asks for each new code (resend).
+    "WORKFLOW": None,
 }
 
 
@@ -262,6 +269,10 @@ def _is_code_source(value: Any) -> bool:
     return value in ("service", "client")
 
 
+def _is_optional_mapping(value: Any) -> bool:
+    return value is None or isinstance(value, Mapping)
+
+
 def _is_auth_mode(value: Any) -> bool:
     return value in ("header", "body")
 
@@ -312,6 +323,8 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ASYNC_SEND": (_is_flag, "True or False"),
     "ASYNC_SEND_BACKEND": (_is_name, "the name of a backend in the TASKS setting"),
     "ASYNC_SEND_QUEUE": (_is_name, "a queue name"),
+    # Only the shape here: workflow.problems() reads the steps (voicepassword.E012).
+    "WORKFLOW": (_is_optional_mapping, "a dict (steps, regions, operators, tasks) or None"),
 }
 
 # Settings holding dotted paths: imported once, here, with errors that name them.
@@ -367,6 +380,7 @@ class VoicePasswordSettings:
     ASYNC_SEND: bool
     ASYNC_SEND_BACKEND: str
     ASYNC_SEND_QUEUE: str
+    WORKFLOW: Mapping[str, Any] | None
 
     def __init__(self, user_settings: Mapping[str, Any] | None = None) -> None:
         # Given explicitly (tests), the dict is used as is; otherwise it is read

@@ -167,6 +167,8 @@ elif TASKS_BACKEND != "immediate":
     )
 # The code page answers at once and the worker places the call (a worker backend only).
 VOICEPASSWORD["ASYNC_SEND"] = env.bool("VOICEPASSWORD_ASYNC_SEND", default=False)
+# A workflow (docs/howto/workflows.md), as JSON; unset: none, the person resends by hand.
+VOICEPASSWORD["WORKFLOW"] = env.json("VOICEPASSWORD_WORKFLOW", default=None)
 
 # The emulator's phone page, which the home page links: the API's own address,
 # unless the site talks to the real service.
