@@ -35,7 +35,7 @@ NOT_COVERED = ["django_voicepassword/emulator/*", "django_voicepassword/migratio
 FAIL_UNDER = "95"
 
 #: The extras of the optional integrations (pyproject.toml), installed on both ends.
-EXTRAS = ["openapi", "otp", "metrics"]
+EXTRAS = ["openapi", "allauth", "otp", "metrics"]
 
 #: The tests that need the example site's workers (the ``worker`` group).
 WORKER_TESTS = ["tests/test_tasks.py", "-k", "db_worker or rq_worker"]
