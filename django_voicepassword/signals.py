@@ -18,6 +18,7 @@ __all__ = [
     "limit_exceeded",
     "login_failed",
     "phone_verified",
+    "prefix_blocked",
 ]
 
 #: The provider accepted a call or SMS. Sent with ``sender=Call`` and:
@@ -58,3 +59,9 @@ login_failed = Signal()
 #: (``"number"``, ``"ip"``, ``"network"``, ``"prefix"``, ``"session"``, ``"global"``,
 #: ``"budget"``), ``retry_after`` (seconds) and ``request`` (or ``None``).
 limit_exceeded = Signal()
+
+#: The fraud guard blocked a prefix or a country (``docs/topics/fraud.md``).
+#: Sent with ``sender=PrefixBlock`` and: ``block`` (the
+#: :class:`~django_voicepassword.models.PrefixBlock`, with its evidence) and
+#: ``request`` (the send that tipped it, or ``None``).
+prefix_blocked = Signal()
