@@ -151,7 +151,7 @@ DEFAULTS: dict[str, Any] = {
 #: What an enabled ``FRAUD_GUARD`` dict holds for the keys it leaves out.
 FRAUD_GUARD_DEFAULTS: dict[str, Any] = {
     # Seconds of the sliding window the sends and confirmations are counted in.
-    "WINDOW": 3600,
+    "WINDOW": 86400,
     # Sends in the window before a prefix, or a country, may be judged.
     "MIN_SENDS": 20,
     "COUNTRY_MIN_SENDS": 200,

@@ -297,9 +297,16 @@ def _block(
     guard = settings.FRAUD_GUARD
     assert guard is not None
     until = now + int(guard["BLOCK_SECONDS"])
+    key, timeout = _block_key(level, identity), int(guard["BLOCK_SECONDS"])
     # add(): of concurrent sends that tip the same prefix, one records the block.
-    if not cache.add(_block_key(level, identity), until, int(guard["BLOCK_SECONDS"])):
-        return None
+    if not cache.add(key, until, timeout):
+        held = cache.get(key)
+        if isinstance(held, int | float) and held > now:
+            return None  # blocked already (a concurrent send recorded it)
+        # A block that ended but was not yet evicted: the first to drop it blocks again.
+        cache.delete(key)
+        if not cache.add(key, until, timeout):
+            return None
     block = PrefixBlock.objects.create(
         prefix=identity if level == "prefix" else "",
         country=country_of(number),
