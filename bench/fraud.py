@@ -124,13 +124,16 @@ def _request() -> Any:
     return request
 
 
-def simulate(attack: int = 5000, hours: float = 72.0, *, start: float = 1.8e9) -> Report:
+def simulate(
+    attack: int = 5000, hours: float = 72.0, *, per_hour: int = 12, start: float = 1.8e9
+) -> Report:
     """Run the pumping scenario on the configured site (Django set up); see the module docstring.
 
     Moves :mod:`~django_voicepassword.fraud`'s and
     :mod:`~django_voicepassword.ratelimit`'s clocks (and puts them back), and
     replaces the stand-in pause. The caller sets the settings
     (:data:`VOICEPASSWORD`, or a broken variant) and gives a fresh cache.
+    ``per_hour`` normal logins and as many sign-ups come in each hour.
     """
     import django_voicepassword
     from django_voicepassword import fraud, ratelimit, verification
@@ -154,7 +157,7 @@ def simulate(attack: int = 5000, hours: float = 72.0, *, start: float = 1.8e9) -
         if adapter.get_user(number) is None:
             adapter.mark_verified(adapter.create_user(number, None), number)
     # Per hour: as many attack starts as the run asks, and a steady site.
-    normal = max(1, round(12 * hours))
+    normal = max(1, round(per_hour * hours))
     events = [("attack", i) for i in range(attack)]
     events += [("login", i) for i in range(normal)] + [("sign-up", i) for i in range(normal)]
     # Interleaved evenly over the run by their share of it.

@@ -107,6 +107,10 @@ _GRACE: Final = 60
 # keeps meeting the conditions asks the database at most this often.
 _ALLOWED_FOR: Final = 60
 _SITE: Final = "site"
+#: The fewest confirmations the baseline must expect of a prefix before its
+#: lack of them blocks it: a site that confirms nothing (the provider down,
+#: every call failing) has no prefix far below it.
+_MIN_EXPECTED: Final = 5.0
 
 
 def _now() -> float:
@@ -275,12 +279,23 @@ def count_send(number: str, request: HttpRequest | None = None) -> PrefixBlock |
         if own.sends < minimum:
             continue
         rest = site - own
+        if level == "country" and rest.sends < guard["MIN_SENDS"]:
+            # A country is judged against the site's other countries, never
+            # against the assumption: on a site of one country that would
+            # block the whole site (the limits and DAILY_BUDGET do that job).
+            continue
         # The rest of the site's rate, as if it had begun with MIN_SENDS sends
         # confirmed at BASELINE: few figures lean on the assumption, many on the site.
         prior = guard["MIN_SENDS"]
         baseline = (rest.confirms + guard["BASELINE"] * prior) / (rest.sends + prior)
-        rate = own.rate or 0.0
-        if rate < guard["RATIO"] * baseline and not _allow_listed(level, identity):
+        # The confirmations the site's rate would have given this many sends:
+        # too few is far below the site only when the site itself confirms.
+        expected = baseline * own.sends
+        if (
+            expected >= _MIN_EXPECTED
+            and own.confirms < guard["RATIO"] * expected
+            and not _allow_listed(level, identity)
+        ):
             made = _block(level, identity, number, own, baseline, now, request) or made
     return made
 
