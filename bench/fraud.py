@@ -119,7 +119,7 @@ def _request() -> Any:
     """A request from a fresh session (a pumper's bots rotate them)."""
     from django.test import RequestFactory
 
-    request = RequestFactory().post("/", REMOTE_ADDR="192.0.2.1")
+    request: Any = RequestFactory().post("/", REMOTE_ADDR="192.0.2.1")
     request.session = SimpleNamespace(session_key=secrets.token_hex(16))
     return request
 
