@@ -34,6 +34,9 @@ NEWEST = MATRIX[-1]
 NOT_COVERED = ["django_voicepassword/emulator/*", "django_voicepassword/migrations/*"]
 FAIL_UNDER = "95"
 
+#: The extras of the optional integrations (pyproject.toml), installed on both ends.
+EXTRAS = ["openapi", "allauth", "otp", "metrics"]
+
 #: The tests that need the example site's workers (the ``worker`` group).
 WORKER_TESTS = ["tests/test_tasks.py", "-k", "db_worker or rq_worker"]
 
@@ -57,7 +60,10 @@ def tests(session: nox.Session, django: str) -> None:
     backport = django_version(django) < (6, 0)
     # Django 5.2 takes the Tasks framework from the django-tasks backport (the
     # [tasks] extra) and runs the example site's workers on it from the start.
-    package, groups = (".[tasks]", ["--group", "worker"]) if backport else (".", [])
+    # The optional integrations' extras on both ends, so that their declared
+    # minimums resolve beside each Django (the test group has what their tests use).
+    extras = ",".join(["tasks", *EXTRAS] if backport else EXTRAS)
+    package, groups = (f".[{extras}]", ["--group", "worker"]) if backport else (f".[{extras}]", [])
     session.install("--quiet", "-e", package, "--group", "test", *groups, f"django=={django}.*")
     session.run("python", "-m", "django", "--version")
     env = {"COVERAGE_FILE": f".coverage.{session.python}"}

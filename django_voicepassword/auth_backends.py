@@ -49,7 +49,7 @@ from django.db import router, transaction
 
 from django_voicepassword.adapter import get_adapter
 from django_voicepassword.conf import settings
-from django_voicepassword.models import Challenge, PhoneNumber
+from django_voicepassword.models import Call, Challenge, PhoneNumber
 from django_voicepassword.phone import mask
 from django_voicepassword.signals import login_failed, phone_verified
 from django_voicepassword.verification import ChallengeError, confirm_challenge, get_challenge
@@ -124,7 +124,8 @@ def atomic_login(request: HttpRequest, challenge: Challenge | None = None) -> It
     enter it again, and the request is put back as it was before the block:
     its session as stored (the cycled key and the login are dropped, so the
     middleware saves nothing and sends no cookie), its ``user``, and
-    ``challenge``'s in-memory fields that a confirmation sets. The error is
+    ``challenge``'s in-memory fields that a confirmation sets (its user too,
+    which a first login links). The error is
     raised again for the view to answer (the package's views: 503).
 
     Without it the code was consumed in a transaction of its own, and a login
@@ -133,7 +134,11 @@ def atomic_login(request: HttpRequest, challenge: Challenge | None = None) -> It
     session = getattr(request, "session", None)
     session_key = session.session_key if session is not None else None
     users = {name: request.__dict__[name] for name in _USER_ATTRIBUTES if name in request.__dict__}
-    confirmed = (challenge.verified_at, challenge.code_digest) if challenge is not None else None
+    confirmed = (
+        (challenge.verified_at, challenge.code_digest, challenge.user_id)
+        if challenge is not None
+        else None
+    )
     try:
         with transaction.atomic(using=router.db_for_write(Challenge)):
             yield
@@ -149,8 +154,26 @@ def atomic_login(request: HttpRequest, challenge: Challenge | None = None) -> It
         for name, value in users.items():
             setattr(request, name, value)
         if challenge is not None and confirmed is not None:
-            challenge.verified_at, challenge.code_digest = confirmed
+            challenge.verified_at, challenge.code_digest, user_id = confirmed
+            if challenge.user_id != user_id:
+                # The user linked by the login (perhaps created by it) was rolled back.
+                challenge.user = None
         raise
+
+
+def _link_user(challenge: Challenge, user: AbstractBaseUser) -> None:
+    """Give ``challenge`` and its calls the user who logged in with it, if they have none.
+
+    A first login's challenge and calls are made before the user exists
+    (``CREATE_USERS``), so without this the admin shows no user on the call
+    that created one. In the login's transaction: a login that fails leaves
+    them as they were. Only rows without a user are changed.
+    """
+    if challenge.user_id is not None:
+        return
+    Challenge.objects.filter(pk=challenge.pk, user__isnull=True).update(user=user)
+    Call.objects.filter(challenge=challenge, user__isnull=True).update(user=user)
+    challenge.user = user  # type: ignore[assignment]
 
 
 class PhoneCodeBackend(BaseBackend):
@@ -222,6 +245,7 @@ class PhoneCodeBackend(BaseBackend):
             logger.debug("Phone login for %s refused: the user may not log in", number)
             return None
         adapter.mark_verified(user, challenge.number)
+        _link_user(challenge, user)
         # For login() to put in the session (_remember_login_number).
         setattr(user, _NUMBER_ATTRIBUTE, challenge.number)
         logged_in, used = user, challenge

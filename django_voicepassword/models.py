@@ -345,6 +345,17 @@ class Challenge(models.Model):
     expires_at = models.DateTimeField(_("expires"))
     resend_at = models.DateTimeField(_("next send allowed"))
     verified_at = models.DateTimeField(_("verified"), null=True, blank=True)
+    step = models.PositiveSmallIntegerField(
+        _("workflow step"),
+        default=0,
+        help_text=_("The step of the workflow whose code was sent last (0: the first)."),
+    )
+    next_step_at = models.DateTimeField(
+        _("next step"),
+        null=True,
+        blank=True,
+        help_text=_("When the workflow sends the next code by itself; empty: it will not."),
+    )
     session_digest = models.CharField(
         _("session digest"), max_length=64, blank=True, editable=False
     )

@@ -125,6 +125,7 @@ __all__ = [
     "NumberKind",
     "Rate",
     "Reservation",
+    "budget_left",
     "check_send",
     "parse_rates",
     "release",
@@ -692,3 +693,20 @@ def release(reservation: Reservation | None) -> None:
     """
     if reservation is not None:
         _give_back(_budget_key(reservation.day), reservation.cents)
+
+
+def budget_left() -> Decimal | None:
+    """What is left of today's ``DAILY_BUDGET`` (the Moscow day), ``None`` without a budget.
+
+    Reads the day's counter in the shared cache without counting anything, so
+    every process reads the same figure (for a metric computed when scraped).
+    Never below zero: an overshooting reservation is over the counter only
+    for the instant before it is given back.
+    """
+    budget = settings.DAILY_BUDGET
+    if budget is None:
+        return None
+    day, _until_midnight = _moscow_day(_now())
+    spent = int(cache.get(_budget_key(day), 0))
+    left = max(0, _kopecks(budget, ROUND_FLOOR) - spent)
+    return Decimal(left) / 100

@@ -9,7 +9,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('voicepassword', '0004_callback_events_cap'),
+        ('voicepassword', '0005_workflow'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
