@@ -44,6 +44,12 @@ that runs later agree on what a setting means.
 ``voicepassword.E013``  ``WORKFLOW`` has ``"tasks": True``, but the steps cannot
                         be enqueued for later on ``ASYNC_SEND_BACKEND`` (no Tasks
                         framework, no such backend, or one without ``run_after``).
+``voicepassword.E020``  ``FRAUD_GUARD`` is not ``None`` or a dict of its keys
+                        with usable values.
+``voicepassword.E021``  ``REVIEW_NUMBERS`` is not a dict of phone numbers to
+                        codes of 4 digits.
+``voicepassword.E022``  ``REVIEW_NUMBERS`` in production (``DEBUG`` off) without
+                        ``REVIEW_NUMBERS_IN_PRODUCTION``.
 """
 
 from __future__ import annotations
@@ -66,13 +72,14 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
 from django_voicepassword.conf import ConfigurationError, settings
-from django_voicepassword.phone import NUMBER_TYPES
+from django_voicepassword.phone import NUMBER_TYPES, InvalidPhoneNumber, normalize
 
 __all__ = [
     "check_async_send",
     "check_daily_budget",
     "check_limits",
     "check_limits_cache",
+    "check_review_numbers",
     "check_settings",
     "check_sqlite_transactions",
     "check_workflow",
@@ -590,3 +597,42 @@ def check_workflow(
             id="voicepassword.E013",
         )
     ]
+
+
+@register(Tags.security, "voicepassword")
+def check_review_numbers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Report review numbers that are no numbers, and review numbers in production.
+
+    A review number logs in with a fixed code and is never called: in
+    production that is a door with a known key, so it needs saying so
+    (``REVIEW_NUMBERS_IN_PRODUCTION``). Without it the numbers are also
+    ignored at run time.
+    """
+    if settings.problems() or not settings.REVIEW_NUMBERS:
+        return []
+    messages: list[CheckMessage] = []
+    for number in settings.REVIEW_NUMBERS:
+        try:
+            normalize(number, enforce_policy=False)
+        except InvalidPhoneNumber:
+            messages.append(
+                Error(
+                    f"VOICEPASSWORD['REVIEW_NUMBERS'] has {number[:20]!r}, which is no phone "
+                    "number.",
+                    hint="Use full numbers with their country code, such as '79990000090'.",
+                    id="voicepassword.E021",
+                )
+            )
+    if not django_settings.DEBUG and not settings.REVIEW_NUMBERS_IN_PRODUCTION:
+        messages.append(
+            Error(
+                "VOICEPASSWORD['REVIEW_NUMBERS'] is set in production (DEBUG is off): "
+                "each of them logs in with a fixed code, and they are ignored.",
+                hint="Remove them, or set REVIEW_NUMBERS_IN_PRODUCTION = True if an "
+                "app-store review or a load test needs them on this site.",
+                id="voicepassword.E022",
+            )
+        )
+    return messages

@@ -82,7 +82,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
-from django_voicepassword import calls, ratelimit
+from django_voicepassword import calls, fraud, ratelimit
 from django_voicepassword.adapter import get_adapter
 from django_voicepassword.conf import ConfigurationError, settings
 from django_voicepassword.exceptions import (
@@ -480,6 +480,12 @@ def _send_reserved(
         ratelimit.release(reservation)
         _stand_in(channel)
         return _unmatchable(channel)
+
+    review = fraud.record_review(challenge, channel, recipient.user)
+    if review is not None:
+        # A review number: recorded, never placed, so nothing is spent.
+        ratelimit.release(reservation)
+        return review[1]
 
     client_code: str | None = None
     if channel == Call.Channel.VOICE_CALL or settings.FLASH_CODE_SOURCE == "client":
@@ -1294,6 +1300,7 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
     challenge.verified_at = now
     challenge.code_digest = stored
     logger.debug("Code for %s confirmed", mask(challenge.number))
+    fraud.count_confirm(challenge)
     if challenge.purpose == Challenge.Purpose.VERIFY and challenge.user is not None:
         verified_user = challenge.user
         get_adapter().mark_verified(verified_user, challenge.number)
