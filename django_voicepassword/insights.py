@@ -34,10 +34,8 @@ from django.db.models import (
     Aggregate,
     Count,
     DurationField,
-    Exists,
     ExpressionWrapper,
     F,
-    OuterRef,
     Q,
     QuerySet,
     Sum,
@@ -278,22 +276,25 @@ def _calls(since: dt.datetime, channel: str, purpose: str) -> QuerySet[Call]:
 
 
 def _counts() -> dict[str, Any]:
-    reached = Call.objects.filter(challenge=OuterRef("pk"), status__in=REACHED)
     return {
         "started": Count("pk"),
         "sent": Count("pk", filter=Q(sends__gt=0)),
-        "reached": Count("pk", filter=Q(Exists(reached))),
         "confirmed": Count("pk", filter=Q(verified_at__isnull=False)),
     }
 
 
+def _call_counts() -> dict[str, Any]:
+    # "Reached" is counted from the calls' side, in the same join as the spend:
+    # an EXISTS per challenge lets the planner hash every answered call of the
+    # whole history.
+    return {
+        "spend": Sum("price"),
+        "reached": Count("challenge", distinct=True, filter=Q(status__in=REACHED)),
+    }
+
+
 def _funnel(row: dict[str, Any]) -> Funnel:
-    return Funnel(
-        started=row["started"],
-        sent=row["sent"],
-        reached=row["reached"],
-        confirmed=row["confirmed"],
-    )
+    return Funnel(started=row["started"], sent=row["sent"], confirmed=row["confirmed"])
 
 
 # --------------------------------------------------------------------------- the figures
@@ -327,10 +328,11 @@ def insights(
     for row in (
         calls.annotate(day=_local_date("challenge__created_at"))
         .values("day", "challenge__channel")
-        .annotate(spend=Sum("price"))
+        .annotate(**_call_counts())
     ):
-        key = (row["day"], row["challenge__channel"])
-        cells.setdefault(key, Funnel()).spend += row["spend"] or Decimal(0)
+        cell = cells.setdefault((row["day"], row["challenge__channel"]), Funnel())
+        cell.spend += row["spend"] or Decimal(0)
+        cell.reached += row["reached"]
 
     prefixes: dict[str, PrefixRow] = {}
     for row in (
@@ -342,10 +344,11 @@ def insights(
     for row in (
         calls.annotate(prefix=Substr("challenge__number", 1, PREFIX_DIGITS))
         .values("prefix")
-        .annotate(spend=Sum("price"))
+        .annotate(**_call_counts())
     ):
         prefix_row = prefixes.setdefault(row["prefix"], PrefixRow(prefix=row["prefix"]))
         prefix_row.funnel.spend += row["spend"] or Decimal(0)
+        prefix_row.funnel.reached += row["reached"]
     for prefix_row in prefixes.values():
         prefix_row.country, prefix_row.operator = prefix_labels(prefix_row.prefix, language)
 
