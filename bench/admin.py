@@ -1,4 +1,4 @@
-"""What the admin's call list and balance dashboard cost on 10,000 and on 1,000,000 calls.
+"""What the admin's call list, dashboard and insights cost on 10,000 and on 1,000,000 calls.
 
 Run ``python bench/admin.py [--rounds R]`` (default 9 rounds).
 
@@ -9,9 +9,11 @@ rows are made by PostgreSQL, not by Python):
 
 * both: the last 40 days of a site placing 250 calls a day, 10,000 calls
   (numbers in the test range 79990000000-79990000099, a realistic mix of
-  statuses, 100 users), and a balance snapshot every hour of those 40 days;
-* the large one also 990,000 older calls (about eleven years more of the same
-  traffic): 1,000,000 in all.
+  statuses, 100 users), each call with its challenge (a second earlier, of
+  the same channel, confirmed when the call was answered or delivered), and a
+  balance snapshot every hour of those 40 days;
+* the large one also 990,000 older calls and challenges (about eleven years
+  more of the same traffic): 1,000,000 of each in all.
 
 Both tables are ``VACUUM ANALYZE``-d (tables in use, with statistics). Each
 page is requested through Django's test ``Client`` as a superuser (``DEBUG``
@@ -30,15 +32,18 @@ It judges (exit status 0 pass, 1 miss, 2 not run; see ``bench/_harness.py``):
   page shows what the database holds: the call lists as many rows as the
   calls the page selects, counted by the ORM (up to the list's page size),
   the dashboard the last 30 days' calls in its figures and rows of its
-  latest balances. A page that renders no rows would be fast, and fails here;
-* the targets, for the call list and the dashboard: the median ratio at most
-  1.5, and the same queries at both sizes, at most 8.
+  latest balances, the insights page the last 30 days' challenges as started
+  and rows in its tables. A page that renders no rows would be fast, and
+  fails here;
+* the targets, for the call list, the dashboard and the insights page: the
+  median ratio at most 1.5, and the same queries at both sizes, at most 8.
 
 The pages: the call list unfiltered (the target), the list filtered by status,
 by channel (SMS, 5% of the calls, the one filter without an index of its own),
 searched by a number, and narrowed to a month by the date hierarchy (for
 information), and the balance dashboard (its balance cached, as on a page
-reloaded within 30 seconds; the gateway is the in-process LocmemGateway).
+reloaded within 30 seconds; the gateway is the in-process LocmemGateway), and
+the insights page of the last 30 days.
 
 """
 
