@@ -290,7 +290,7 @@ FROM generate_series(0, %(hours)s) AS g(h)
 
 
 def fill(start: int, stop: int, now: Any) -> float:
-    """Insert challenges and calls number ``start`` to ``stop`` (1 = the newest); return seconds."""
+    """Insert challenges and calls number ``start`` to ``stop`` (1 = newest); return seconds."""
     from django.contrib.auth import get_user_model
     from django.db import connections
 

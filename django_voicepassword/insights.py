@@ -293,6 +293,11 @@ def _call_counts() -> dict[str, Any]:
     }
 
 
+def _rows(queryset: Any) -> list[dict[str, Any]]:
+    """A ``values()`` query's rows, typed loosely: each query groups by its own keys."""
+    return list(queryset)
+
+
 def _funnel(row: dict[str, Any]) -> Funnel:
     return Funnel(started=row["started"], sent=row["sent"], confirmed=row["confirmed"])
 
@@ -319,13 +324,13 @@ def insights(
     calls = _calls(since, channel, purpose)
 
     cells: dict[tuple[dt.date, str], Funnel] = {}
-    for row in (
+    for row in _rows(
         challenges.annotate(day=_local_date("created_at"))
         .values("day", "channel")
         .annotate(**_counts())
     ):
         cells[(row["day"], row["channel"])] = _funnel(row)
-    for row in (
+    for row in _rows(
         calls.annotate(day=_local_date("challenge__created_at"))
         .values("day", "challenge__channel")
         .annotate(**_call_counts())
@@ -335,13 +340,13 @@ def insights(
         cell.reached += row["reached"]
 
     prefixes: dict[str, PrefixRow] = {}
-    for row in (
+    for row in _rows(
         challenges.annotate(prefix=Substr("number", 1, PREFIX_DIGITS))
         .values("prefix")
         .annotate(**_counts())
     ):
         prefixes[row["prefix"]] = PrefixRow(prefix=row["prefix"], funnel=_funnel(row))
-    for row in (
+    for row in _rows(
         calls.annotate(prefix=Substr("challenge__number", 1, PREFIX_DIGITS))
         .values("prefix")
         .annotate(**_call_counts())
@@ -362,7 +367,7 @@ def insights(
         }
         by_channel = {
             row["channel"]: Timing(row["median"], row["p95"])
-            for row in confirmed.values("channel").annotate(**timings)
+            for row in _rows(confirmed.values("channel").annotate(**timings))
         }
         overall = confirmed.aggregate(**timings)
         timing = Timing(overall["median"], overall["p95"])
@@ -375,7 +380,8 @@ def insights(
         )
         durations: dict[str, list[dt.timedelta]] = defaultdict(list)
         for sample_channel, created, verified in sample:
-            durations[sample_channel].append(verified - created)
+            if verified is not None:  # the query's filter: never None
+                durations[sample_channel].append(verified - created)
         every = [value for values in durations.values() for value in values]
         timing = Timing(percentile(every, 0.5), percentile(every, 0.95))
         by_channel = {

@@ -129,7 +129,8 @@ def test_the_funnel_of_a_hand_built_dataset(dataset):
     assert (flash.started, flash.sent, flash.reached, flash.confirmed) == (3, 3, 2, 2)
     assert flash.spend == Decimal("4.35")
     voice = result.by_channel()[VOICE]
-    assert (voice.started, voice.sent, voice.confirmed, voice.spend) == (1, 0, 0, 0)
+    assert (voice.started, voice.sent, voice.confirmed) == (1, 0, 0)
+    assert voice.spend == 0
     assert voice.cost_per_confirmed is None
     days = dict(result.by_day())
     assert len(days) == 30
@@ -178,9 +179,7 @@ def test_percentile_interpolates_like_postgresql():
 
 
 def test_a_constant_number_of_queries_at_two_sizes(dataset):
-    expected = (
-        data.QUERIES_POSTGRESQL if connection.vendor == "postgresql" else data.QUERIES_OTHER
-    )
+    expected = data.QUERIES_POSTGRESQL if connection.vendor == "postgresql" else data.QUERIES_OTHER
     with CaptureQueriesContext(connection) as small:
         data.insights(30)
     more(60)
@@ -210,7 +209,8 @@ def test_the_page_shows_the_figures(admin_client, dataset):
     assert "<svg" in html
     assert "2.55" in html  # cost per confirmed
     assert "60 %" in html  # confirmed share
-    assert "30.0 s" in html and "48.0 s" in html
+    assert "30.0 s" in html
+    assert "48.0 s" in html
     assert "+7 999…" in html
     assert "numbers move between operators" in html
     assert INSIGHTS in admin_client.get(CHALLENGES).content.decode()
@@ -233,7 +233,7 @@ def test_only_staff_who_may_view_challenges(django_user_model, client, dataset):
     masked = staff(django_user_model, "viewer", "view_challenge")
     html = masked.get(INSIGHTS).content.decode()
     body = masked.get(INSIGHTS_CSV)
-    csv_text = b"".join(body.streaming_content).decode()
+    csv_text = body.getvalue().decode()
     for number in ("79990000001", "+7 999 000-00-01", "9990000001", "000-00-01"):
         assert number not in html
         assert number not in csv_text
@@ -243,7 +243,7 @@ def test_the_csv_export(admin_client, dataset):
     response = admin_client.get(INSIGHTS_CSV, {"period": "7", "channel": FLASH})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/csv")
-    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    rows = list(csv.reader(io.StringIO(response.getvalue().decode())))
     assert rows[0][:3] == ["day", "channel", "started"]
     assert rows[1:] == [
         [yesterday_noon().date().isoformat(), "flash_call", "3", "3", "2", "2", "4.35", "2.18"]

@@ -24,6 +24,7 @@ from django.http import (
     HttpResponseBadRequest,
     StreamingHttpResponse,
 )
+from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import formats, timezone
@@ -46,6 +47,8 @@ else:
 
 __all__ = ["InsightsFilter", "InsightsMixin", "alerts", "prefix_label"]
 
+#: The period shown when none is asked, in days.
+DEFAULT_PERIOD = 30
 #: Today's conversion below this share of the period's is reported as a problem.
 ALERT_SHARE = 0.5
 #: ... once today has at least this many challenges (fewer say nothing).
@@ -55,12 +58,10 @@ ALERT_MINIMUM = 20
 class InsightsFilter(forms.Form):
     """The page's choices; anything else in the query string is a 400."""
 
-    period = forms.TypedChoiceField(
+    period = forms.ChoiceField(
         label=_("period"),
         choices=[(str(days), str(days)) for days in data.PERIODS],
-        coerce=int,
         required=False,
-        empty_value=30,
     )
     channel = forms.ChoiceField(
         label=_("channel"), choices=[("", _("all")), *Call.Channel.choices], required=False
@@ -158,7 +159,7 @@ class InsightsMixin(_Base):
         if not form.is_valid():
             return None, form
         result = data.insights(
-            form.cleaned_data["period"],
+            int(form.cleaned_data["period"] or DEFAULT_PERIOD),
             channel=form.cleaned_data["channel"],
             purpose=form.cleaned_data["purpose"],
             language=_language(),
@@ -242,7 +243,7 @@ class InsightsMixin(_Base):
             "app_label": self.opts.app_label,
             "media": self.media,
             "form": form,
-            "period": choices["period"],
+            "period": int(choices["period"] or DEFAULT_PERIOD),
             "periods": data.PERIODS,
             "total": _funnel_row(gettext("all"), total),
             "sent_share": format_share(total.sent_share),
@@ -282,12 +283,14 @@ class InsightsMixin(_Base):
         request.current_app = self.admin_site.name
         return TemplateResponse(request, self.insights_template, context)
 
-    def insights_csv_view(self, request: HttpRequest) -> HttpResponse:
+    def insights_csv_view(self, request: HttpRequest) -> HttpResponseBase:
         """The funnel per day and channel, as CSV (GET)."""
         result, form = self._insights(request)
         if result is None:
             return self._bad_request(form)
-        response = StreamingHttpResponse(_csv_lines(result), content_type="text/csv; charset=utf-8")
+        response = StreamingHttpResponse(
+            _csv_lines(result), content_type="text/csv; charset=utf-8"
+        )
         stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
         response["Content-Disposition"] = f'attachment; filename="insights-{stamp}.csv"'
         return response
