@@ -282,3 +282,12 @@ def test_every_choice_answers(admin_client, dataset):
         for channel in ("", *Call.Channel.values):
             response = admin_client.get(INSIGHTS, {"period": period, "channel": channel})
             assert response.status_code == 200
+
+
+def test_a_bad_day_is_reported(admin_client, dataset):
+    assert "were confirmed, against" not in admin_client.get(INSIGHTS).content.decode()
+    now = timezone.now()
+    for n in range(20):  # today: 20 challenges, none confirmed
+        challenge(f"799900000{n + 10:02d}", FLASH, at=now - dt.timedelta(seconds=n + 1))
+    html = admin_client.get(INSIGHTS).content.decode()
+    assert "Today 0 % of challenges were confirmed, against 12 % over the period" in html
