@@ -41,7 +41,7 @@ EXTRAS = ["openapi", "allauth", "otp", "metrics"]
 #: a minimum that no longer works fails there; the newest end takes the newest releases.
 MINIMUMS = [
     "django-allauth[headless]==65.21.0",
-    "django-otp==1.5.0",
+    "django-otp==1.5.1",
     "django-two-factor-auth==1.16.0",
 ]
 
