@@ -24,7 +24,7 @@ and enumeration"): the plan depends on the number alone, and a login for a
 number without an account takes the same steps at the same times, placing
 nothing (:func:`~django_voicepassword.verification.pause` stands in for each
 call). So a failed call moves a *verification* on at once (a receiver of
-``call_status_changed``), never a login: a number without an account is
+``callback_received``), never a login: a number without an account is
 never called, so it cannot fail, and an early step would tell who has one.
 """
 
@@ -44,11 +44,12 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from django_voicepassword import calls, verification
+from django_voicepassword.client import CallState
 from django_voicepassword.conf import ConfigurationError, settings
 from django_voicepassword.exceptions import VoicePasswordError
-from django_voicepassword.models import Call, Challenge
+from django_voicepassword.models import Call, CallbackEvent, Challenge, status_for_state
 from django_voicepassword.phone import mask
-from django_voicepassword.signals import call_status_changed
+from django_voicepassword.signals import callback_received
 
 __all__ = [
     "FAILED_STATUSES",
@@ -471,20 +472,32 @@ def schedule(challenge: Challenge, *, at: datetime | None = None) -> None:
         enqueue()
 
 
-@receiver(call_status_changed, sender=Call, dispatch_uid="voicepassword-workflow-failed-call")
+@receiver(
+    callback_received, sender=CallbackEvent, dispatch_uid="voicepassword-workflow-failed-call"
+)
 def move_on_failed_call(
-    sender: type[Call], call: Call, new_status: str, source: str, **kwargs: Any
+    sender: type[CallbackEvent],
+    event: CallbackEvent,
+    outcome: str,
+    state: CallState | None,
+    **kwargs: Any,
 ) -> None:
     """A verification's call failed: take its next step now, not at the end of the wait.
 
-    A callback is a hint: the provider's ``state`` is asked first (it costs
-    nothing; the step costs a call). The challenge's ``next_step_at`` is
-    pulled in by a conditional ``UPDATE`` only while the failed call is the
-    one whose code it holds; the step itself re-checks everything and is
-    claimed once (:func:`take_step`). Logins are left to their schedule (see
-    the module's documentation).
+    Heard through ``callback_received``, sent after the callback's commit, and
+    not through ``call_status_changed``: a receiver of that signal makes every
+    delivery of a call take turns inside the process (``callbacks._turn``),
+    which the workflow does not need. A callback is a hint: the provider's
+    ``state`` is asked first (it costs nothing; the step costs a call). The
+    challenge's ``next_step_at`` is pulled in by a conditional ``UPDATE`` only
+    while the failed call is the one whose code it holds; the step itself
+    re-checks everything and is claimed once (:func:`take_step`). Logins are
+    left to their schedule (see the module's documentation).
     """
-    if new_status not in FAILED_STATUSES or call.challenge_id is None or call.channel == "sms":
+    if outcome != CallbackEvent.Outcome.APPLIED or status_for_state(state) not in FAILED_STATUSES:
+        return
+    call = Call.objects.filter(pk=event.call_id).first() if event.call_id else None
+    if call is None or call.challenge_id is None or call.channel == "sms":
         return
     challenge = Challenge.objects.filter(
         pk=call.challenge_id, purpose=Challenge.Purpose.VERIFY, next_step_at__isnull=False
@@ -494,14 +507,13 @@ def move_on_failed_call(
     last = verification._last_call(challenge)
     if last is None or last.pk != call.pk:
         return
-    if source == "callback":
-        try:
-            calls.refresh_call(call)
-        except (VoicePasswordError, ConfigurationError) as error:
-            logger.info("Failed call not confirmed (%s): the step keeps its time", error)
-            return
-        if call.status not in FAILED_STATUSES:
-            return
+    try:
+        calls.refresh_call(call)
+    except (VoicePasswordError, ConfigurationError) as error:
+        logger.info("Failed call not confirmed (%s): the step keeps its time", error)
+        return
+    if call.status not in FAILED_STATUSES:
+        return
     now = timezone.now()
     pulled = Challenge.objects.filter(
         pk=challenge.pk,

@@ -10,6 +10,7 @@ import pytest  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 
 from django_voicepassword.models import PhoneNumber  # noqa: E402
+from tests import services  # noqa: E402
 
 pytestmark = pytest.mark.django_db
 
@@ -40,11 +41,9 @@ def test_a_pending_number_finds_nobody_and_a_verified_one_is_a_phone_number():
 
 @pytest.fixture
 def emulator(settings, voicepassword_emulator):
-    from django.core.cache import cache
-
     from django_voicepassword.gateways.base import reset_gateway
 
-    cache.clear()
+    services.clear_cache()
     settings.VOICEPASSWORD = {"API_KEY": "emulator-key", "LIMITS": {}}
     reset_gateway()
     yield voicepassword_emulator

@@ -15,10 +15,10 @@ from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 import requests  # noqa: E402
-from django.core.cache import cache  # noqa: E402
 
 from django_voicepassword.gateways.base import reset_gateway  # noqa: E402
 from django_voicepassword.models import Call, PhoneNumber  # noqa: E402
+from tests import services  # noqa: E402
 from tests.contrib_allauth.live import live_site  # noqa: E402
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,7 +29,7 @@ API = "/_allauth/app/v1"
 
 @pytest.fixture
 def site(settings, voicepassword_emulator):
-    cache.clear()
+    services.clear_cache()
     settings.VOICEPASSWORD = {"API_KEY": "emulator-key", "LIMITS": {}}
     reset_gateway()
     with live_site() as url:

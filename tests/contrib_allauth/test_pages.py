@@ -16,6 +16,7 @@ from django.test import override_settings  # noqa: E402
 
 from django_voicepassword import verification  # noqa: E402
 from django_voicepassword.models import Call, PhoneNumber  # noqa: E402
+from tests import services  # noqa: E402
 
 pytestmark = pytest.mark.django_db
 
@@ -26,9 +27,7 @@ SITE = {"API_KEY": "emulator-key", "LIMITS": {}}
 
 @pytest.fixture(autouse=True)
 def site(settings, voicepassword_emulator):
-    from django.core.cache import cache
-
-    cache.clear()  # the limits' counters, and allauth's
+    services.clear_cache()  # the limits' counters, and allauth's
     settings.VOICEPASSWORD = SITE
     from django_voicepassword.gateways.base import reset_gateway
 
