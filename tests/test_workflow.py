@@ -445,7 +445,7 @@ def test_a_queue_that_refuses_the_step_leaves_it_to_the_poll(emulated, caplog):
         caplog.at_level(logging.WARNING, "django_voicepassword"),
     ):
         challenge = start_challenge(BLOCKED, request=browser())
-    assert "not enqueued (InvalidTask)" in caplog.text
+    assert "not enqueued (InvalidTask" in caplog.text  # InvalidTaskError in the backport
     assert challenge.next_step_at is not None
 
 
