@@ -665,6 +665,8 @@ def bench(args: argparse.Namespace) -> Verdict:
     if why is not None:
         raise Unavailable(why)
     verdict = Verdict()
+    # Read by the site's settings, here and in gunicorn's workers alike.
+    os.environ["BENCH_PREPARED_STATEMENTS"] = "1" if args.prepared else "0"
     with scratch_database(DB_NAME, args.postgres) as database_url:
         setup_django(database_url)
         from callbacks_site.models import BareEvent
@@ -708,6 +710,7 @@ def bench(args: argparse.Namespace) -> Verdict:
             f"{rounds} rounds of {args.round:g} s per side; {args.calls} calls, "
             f"{len(deliveries)} distinct callbacks"
         )
+        print(f"CALLBACK_PREPARED_STATEMENTS: {args.prepared}")
         print(f"load average before: {os.getloadavg()[0]:.2f} (other work skews the figures)")
         with tempfile.TemporaryDirectory(prefix="bench-callbacks-") as scratch:
             log = Path(scratch) / "gunicorn.log"
@@ -743,6 +746,12 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--round", type=float, default=1.0, help="seconds per side per round")
     parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
     parser.add_argument("--no-reference", dest="reference", action="store_false")
+    parser.add_argument(
+        "--unprepared",
+        dest="prepared",
+        action="store_false",
+        help="CALLBACK_PREPARED_STATEMENTS off (the default setting; for PgBouncer < 1.21)",
+    )
     parser.add_argument("--postgres", default=ADMIN_URL, help="a database URL on the server")
     parser.add_argument("--profile", action="store_true", help="cProfile the workers (app only)")
     return parser
