@@ -104,6 +104,10 @@ DB_NAME = run_database("voicepassword_bench_cb")
 SETTINGS = "callbacks_site.settings"
 #: The app's throughput against the bare view's, at least (the median of the rounds).
 TARGET = 0.6
+#: The bare view's CPU per request (worker and PostgreSQL) over the app's, at least.
+TARGET_CPU = 0.5
+#: The app's throughput against the lean DRF view's, at least (the median of the rounds).
+TARGET_DRF = 0.85
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 #: Callbacks counted in process, on calls that the load never touches.
 QUERY_CALLS = 40
@@ -634,6 +638,15 @@ def report(sides: list[Side], counts: dict[str, QueryCount], verdict: Verdict) -
     )
     if app is not None and app.rounds and bare.rounds:
         verdict.target("ratio app/bare", ratios(app.rounds, bare.rounds), at_least=TARGET)
+    if app is not None and cpu_per_request(app) and cpu_per_request(bare):
+        # One figure per run (the workers' CPU is read before and after), not per round.
+        cpu = cpu_per_request(bare) / cpu_per_request(app)
+        verdict.target("CPU per request app/bare", spread([cpu]), at_least=TARGET_CPU)
+    drf_side = by_name.get("drf")
+    if app is not None and drf_side is not None and app.rounds and drf_side.rounds:
+        verdict.target(
+            "ratio app/drf", ratios(app.rounds, drf_side.rounds), at_least=TARGET_DRF
+        )
 
 
 def report_profile(profile_dir: Path, limit: int = 25) -> None:
