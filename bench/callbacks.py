@@ -644,9 +644,7 @@ def report(sides: list[Side], counts: dict[str, QueryCount], verdict: Verdict) -
         verdict.target("CPU per request app/bare", spread([cpu]), at_least=TARGET_CPU)
     drf_side = by_name.get("drf")
     if app is not None and drf_side is not None and app.rounds and drf_side.rounds:
-        verdict.target(
-            "ratio app/drf", ratios(app.rounds, drf_side.rounds), at_least=TARGET_DRF
-        )
+        verdict.target("ratio app/drf", ratios(app.rounds, drf_side.rounds), at_least=TARGET_DRF)
 
 
 def report_profile(profile_dir: Path, limit: int = 25) -> None:

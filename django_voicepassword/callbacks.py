@@ -48,7 +48,7 @@ _SALT = "django_voicepassword.callback"
 #: keys (a SHA-256 each, and one more per fallback) when it is built, which
 #: cost a callback more than checking its token. Keyed by the settings so that
 #: a rotated key is a new signer; emptied on ``setting_changed``.
-_signers: dict[tuple[str, tuple[str, ...]], signing.Signer] = {}
+_signers: dict[tuple[str | bytes, tuple[str | bytes, ...]], signing.Signer] = {}
 
 
 def _signer() -> signing.Signer:
@@ -58,7 +58,7 @@ def _signer() -> signing.Signer:
         # Built with the key explicitly: the settings it is cached by are the
         # settings it signs with. A handful of keys a process at most.
         _signers.clear()
-        signer = _signers[key] = signing.Signer(key=key[0], fallback_keys=key[1], salt=_SALT)
+        signer = _signers[key] = signing.Signer(key=key[0], fallback_keys=list(key[1]), salt=_SALT)
     return signer
 
 
@@ -355,7 +355,7 @@ def _prepared_cursor_class() -> type[Any] | None:
 
         connection_type = psycopg.Connection
 
-        def execute(  # type: ignore[override]
+        def execute(
             self, query: Any, params: Any = None, *, prepare: bool | None = None, **kwargs: Any
         ) -> PreparedCursor:
             super().execute(query, params, prepare=True, **kwargs)
