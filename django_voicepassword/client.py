@@ -154,6 +154,10 @@ class CallState(enum.Enum):
         """
         if not isinstance(label, str):
             return None
+        # The provider's own spelling ("BUSY"), as every callback writes it.
+        exact = _EXACT_STATES.get(label)
+        if exact is not None:
+            return exact
         # "\u0451" is the letter yo, "\u0435" the plain ye it is often written as.
         key = " ".join(label.replace("_", " ").split()).casefold().replace("\u0451", "\u0435")
         return _STATE_LABELS.get(key)
@@ -176,6 +180,8 @@ _SMS_STATES: Final = frozenset(
 
 # Keys are normalized as in CallState.parse. The Russian SMS labels are the
 # reference's own translations of the SMS states; get/ may answer them too.
+#: The English states as the document writes them: :meth:`CallState.parse`'s shortcut.
+_EXACT_STATES: Final[dict[str, CallState]] = {member.value: member for member in CallState}
 _STATE_LABELS: Final[dict[str, CallState]] = {
     **{member.value.casefold(): member for member in CallState},
     "успешно": CallState.ANSWERED,

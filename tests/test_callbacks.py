@@ -23,7 +23,10 @@ from django.db import connection
 from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from hypothesis import given
+from hypothesis import strategies as st
 
+from django_voicepassword import callbacks as callbacks_module
 from django_voicepassword.callbacks import (
     _SALT,
     _turns,
@@ -577,6 +580,21 @@ def test_the_signer_is_built_once_not_per_callback(client, call, monkeypatch):
         assert deliver(client, path, callback(state)).status_code == 200
     assert callback_token(call.pk) == path.rstrip("/").rsplit("/", 1)[1]
     assert built == []
+
+
+@given(value=st.text(max_size=30), which=st.integers(min_value=0, max_value=2))
+def test_the_cached_signer_signs_as_djangos_signer(value, which):
+    """Keys derived once, the same signatures: tokens of either verify with the other."""
+    keys = ["tests-only-key-a", "tests-only-key-b", "tests-only-key-c"]
+    with override_settings(SECRET_KEY=keys[which], SECRET_KEY_FALLBACKS=keys[:which]):
+        django_signer = signing.Signer(salt=_SALT)
+        assert callbacks_module._signer().sign(value) == django_signer.sign(value)
+        # Signed with an older key, verified through the fallbacks, both ways.
+        old = signing.Signer(key=keys[0], salt=_SALT).sign(value)
+        assert callbacks_module._signer().unsign(old) == value
+        forged = old[:-1] + ("A" if old[-1] != "A" else "B")
+        with pytest.raises(signing.BadSignature):
+            callbacks_module._signer().unsign(forged)
 
 
 def test_a_rotated_key_is_used_at_once_and_the_old_one_dropped(client, call):
