@@ -60,7 +60,7 @@ class _KeyedSigner(signing.Signer):
 
     def __init__(self, *, key: str | bytes, fallback_keys: list[str | bytes], salt: str) -> None:
         super().__init__(key=key, fallback_keys=fallback_keys, salt=salt, algorithm="sha256")
-        key_salt = (self.salt + "signer").encode()
+        key_salt = force_bytes(salt + "signer")
         self._macs = {
             secret: hmac.new(
                 hashlib.sha256(key_salt + force_bytes(secret)).digest(), digestmod=hashlib.sha256
@@ -297,7 +297,8 @@ def _apply_in_one(
         "received_at": now,
         "outcome": outcome,
     }
-    return CallbackEvent.from_db(alias, None, [values[name] for name in _event_attnames()])
+    names = _event_attnames()
+    return CallbackEvent.from_db(alias, names, [values[name] for name in names])
 
 
 def _dropped(
