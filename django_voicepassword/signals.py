@@ -21,6 +21,7 @@ __all__ = [
     "limit_exceeded",
     "login_failed",
     "phone_verified",
+    "prefix_blocked",
     "provider_request",
 ]
 
@@ -75,3 +76,9 @@ callback_received = Signal()
 # provider_request (a request to the provider ended: kind, outcome, duration)
 # is sent by the transport layer, which cannot import this module; it is
 # defined in django_voicepassword.gateways.tracing and importable from here.
+
+#: The fraud guard blocked a prefix or a country (``docs/topics/fraud.md``).
+#: Sent with ``sender=PrefixBlock`` and: ``block`` (the
+#: :class:`~django_voicepassword.models.PrefixBlock`, with its evidence) and
+#: ``request`` (the send that tipped it, or ``None``).
+prefix_blocked = Signal()

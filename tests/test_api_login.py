@@ -57,6 +57,8 @@ INFO_KEYS = {
     "attempts_left",
     "channels",
     "purpose",
+    "next_step_in",
+    "next_channel",
 }
 
 

@@ -86,6 +86,7 @@ STATUS_STYLES: dict[str, str] = {
     Call.Status.NOT_PLACED: "error",
     Call.Status.NOT_DELIVERED: "error",
     Call.Status.UNKNOWN: "unknown",
+    Call.Status.REVIEW: "review",
 }
 
 #: Errors after which the rest of a batch is not tried: the provider is down,

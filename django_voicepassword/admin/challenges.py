@@ -20,6 +20,7 @@ from django_voicepassword.admin.common import (
     display_user,
     exact_search,
 )
+from django_voicepassword.admin.insights import InsightsMixin
 from django_voicepassword.models import Call, Challenge
 
 __all__ = ["ChallengeAdmin"]
@@ -35,8 +36,13 @@ class ChallengeCallInline(CallColumns, RecordInline):
 
 
 @admin.register(Challenge)
-class ChallengeAdmin(RecordAdmin):
-    """Challenges as they stand; the code and session digests are never shown."""
+class ChallengeAdmin(InsightsMixin, RecordAdmin):
+    """Challenges as they stand; the code and session digests are never shown.
+
+    The insights page (:mod:`.insights`) is at ``insights/`` below the list.
+    """
+
+    change_list_template = "admin/voicepassword/challenge/change_list.html"
 
     list_display = (
         "created_at",
