@@ -34,7 +34,14 @@ It judges (exit status 0 pass, 1 miss, 2 not run; see ``bench/_harness.py``):
   callbacks were accepted too. An endpoint that refuses (a broken token check
   404s at once) would be faster, and fails here;
 * the targets: the median of the rounds' app/bare ratios at least 0.6
-  (printed with the rounds' range), and at most 3 statements per callback.
+  (printed with the rounds' range), and at most 3 statements per callback;
+  the median of the rounds' app/drf ratios at least 0.7; the bare view's CPU
+  per request (workers and PostgreSQL, one figure per run) over the app's at
+  least 0.7, or 0.55 with ``--unprepared``.
+
+The site runs with ``CALLBACK_PREPARED_STATEMENTS`` on (there is no pooler);
+``--unprepared`` measures the default, where PostgreSQL plans the callback's
+statement on every callback.
 
 Workers: two of gunicorn's default ``sync`` workers for every side, the usual
 deployment behind a proxy. A sync worker accepts a connection only when idle
@@ -104,6 +111,14 @@ DB_NAME = run_database("voicepassword_bench_cb")
 SETTINGS = "callbacks_site.settings"
 #: The app's throughput against the bare view's, at least (the median of the rounds).
 TARGET = 0.6
+#: The bare view's CPU per request (worker and PostgreSQL) over the app's, at
+#: least: with CALLBACK_PREPARED_STATEMENTS (measured 0.74-0.77 on a shared
+#: machine) and without (0.61; 0.55-0.60 before the view was made lean).
+TARGET_CPU = 0.7
+TARGET_CPU_UNPREPARED = 0.55
+#: The app's throughput against the lean DRF view's, at least (the median of
+#: the rounds; measured 0.75-1.18 on a shared machine, 1.06 typical).
+TARGET_DRF = 0.7
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 #: Callbacks counted in process, on calls that the load never touches.
 QUERY_CALLS = 40
@@ -566,7 +581,13 @@ def verify_queries(counts: dict[str, QueryCount], verdict: Verdict) -> None:
     )
 
 
-def report(sides: list[Side], counts: dict[str, QueryCount], verdict: Verdict) -> None:
+def report(
+    sides: list[Side],
+    counts: dict[str, QueryCount],
+    verdict: Verdict,
+    *,
+    cpu_target: float = 0.0,
+) -> None:
     by_name = {side.name: side for side in sides}
     bare = by_name["bare"]
     rate = {side.name: side.measured / side.elapsed if side.elapsed else 0.0 for side in sides}
@@ -634,6 +655,13 @@ def report(sides: list[Side], counts: dict[str, QueryCount], verdict: Verdict) -
     )
     if app is not None and app.rounds and bare.rounds:
         verdict.target("ratio app/bare", ratios(app.rounds, bare.rounds), at_least=TARGET)
+    if app is not None and cpu_per_request(app) and cpu_per_request(bare):
+        # One figure per run (the workers' CPU is read before and after), not per round.
+        cpu = cpu_per_request(bare) / cpu_per_request(app)
+        verdict.target("CPU per request app/bare", spread([cpu]), at_least=cpu_target)
+    drf_side = by_name.get("drf")
+    if app is not None and drf_side is not None and app.rounds and drf_side.rounds:
+        verdict.target("ratio app/drf", ratios(app.rounds, drf_side.rounds), at_least=TARGET_DRF)
 
 
 def report_profile(profile_dir: Path, limit: int = 25) -> None:
@@ -665,6 +693,8 @@ def bench(args: argparse.Namespace) -> Verdict:
     if why is not None:
         raise Unavailable(why)
     verdict = Verdict()
+    # Read by the site's settings, here and in gunicorn's workers alike.
+    os.environ["BENCH_PREPARED_STATEMENTS"] = "1" if args.prepared else "0"
     with scratch_database(DB_NAME, args.postgres) as database_url:
         setup_django(database_url)
         from callbacks_site.models import BareEvent
@@ -708,6 +738,7 @@ def bench(args: argparse.Namespace) -> Verdict:
             f"{rounds} rounds of {args.round:g} s per side; {args.calls} calls, "
             f"{len(deliveries)} distinct callbacks"
         )
+        print(f"CALLBACK_PREPARED_STATEMENTS: {args.prepared}")
         print(f"load average before: {os.getloadavg()[0]:.2f} (other work skews the figures)")
         with tempfile.TemporaryDirectory(prefix="bench-callbacks-") as scratch:
             log = Path(scratch) / "gunicorn.log"
@@ -730,7 +761,8 @@ def bench(args: argparse.Namespace) -> Verdict:
         connections.close_all()
     verify_sides(measured, written, verdict)
     if not args.profile:
-        report(measured, counts, verdict)
+        cpu_target = TARGET_CPU if args.prepared else TARGET_CPU_UNPREPARED
+        report(measured, counts, verdict, cpu_target=cpu_target)
     return verdict
 
 
@@ -743,6 +775,12 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--round", type=float, default=1.0, help="seconds per side per round")
     parser.add_argument("--worker-class", choices=["sync", "gthread"], default="sync")
     parser.add_argument("--no-reference", dest="reference", action="store_false")
+    parser.add_argument(
+        "--unprepared",
+        dest="prepared",
+        action="store_false",
+        help="CALLBACK_PREPARED_STATEMENTS off (the default setting; for PgBouncer < 1.21)",
+    )
     parser.add_argument("--postgres", default=ADMIN_URL, help="a database URL on the server")
     parser.add_argument("--profile", action="store_true", help="cProfile the workers (app only)")
     return parser

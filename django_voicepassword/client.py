@@ -154,6 +154,10 @@ class CallState(enum.Enum):
         """
         if not isinstance(label, str):
             return None
+        # The provider's own spelling ("BUSY"), as every callback writes it.
+        exact = _EXACT_STATES.get(label)
+        if exact is not None:
+            return exact
         # "\u0451" is the letter yo, "\u0435" the plain ye it is often written as.
         key = " ".join(label.replace("_", " ").split()).casefold().replace("\u0451", "\u0435")
         return _STATE_LABELS.get(key)
@@ -176,6 +180,8 @@ _SMS_STATES: Final = frozenset(
 
 # Keys are normalized as in CallState.parse. The Russian SMS labels are the
 # reference's own translations of the SMS states; get/ may answer them too.
+#: The English states as the document writes them: :meth:`CallState.parse`'s shortcut.
+_EXACT_STATES: Final[dict[str, CallState]] = {member.value: member for member in CallState}
 _STATE_LABELS: Final[dict[str, CallState]] = {
     **{member.value.casefold(): member for member in CallState},
     "успешно": CallState.ANSWERED,
@@ -316,6 +322,9 @@ _PRICE_RE: Final = re.compile(r"([0-9]+)(?:[.,]([0-9]*))?|[.,]([0-9]+)", re.ASCI
 
 
 def _decimal(value: object, what: str, *, signed: bool) -> Decimal:
+    if type(value) is str and len(value) <= _MAX_FIELD_LEN and _PRICE_RE.fullmatch(value):
+        # The usual answer ("0.35"): no sign, no spaces to strip, never negative.
+        return Decimal(value.replace(",", "."))
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise ValueError(f"{what}: not a finite number")
@@ -512,15 +521,16 @@ def _send_result(data: dict[str, Any]) -> SendResult:
         if key not in data:
             raise ValueError(f"answer: missing {key!r}")
     code = _optional(data, "code")
-    message = _optional(data, "message")
+    # Most answers have no message: no call for it (this runs once per code sent).
+    message = _optional(data, "message") if "message" in data else None
     message = None if message is None else _text(message, "message")
     return SendResult(
-        id=parse_id(data["id"]),
-        number=_text(data["number"], "number").strip(),
-        price=parse_price(data["price"]),
-        code=_code_from_message(message) if code is None else _text(code, "code").strip(),
-        message=message,
-        raw=data,
+        parse_id(data["id"]),
+        _text(data["number"], "number").strip(),
+        _decimal(data["price"], "price", signed=False),
+        _code_from_message(message) if code is None else _text(code, "code").strip(),
+        message,
+        data,
     )
 
 
@@ -572,10 +582,20 @@ def _daily_records(data: dict[str, Any]) -> DailyReport:
     return DailyReport(records, rows=count, skipped=skipped)
 
 
+#: json.loads's own decoder, for :func:`_decode`'s shortcut.
+_DECODER: Final = json.JSONDecoder()
+
+
 def _decode(content: bytes) -> dict[str, Any] | None:
     """The answer as a JSON object, or ``None`` when it is not one."""
     try:
-        data = json.loads(content)
+        if content[:1] == b"{" and content[1:2] != b"\x00":
+            # What json.loads(bytes) would do, without its encoding detection:
+            # a "{" and then no NUL is UTF-8 to it (a BOM or UTF-16/32 would
+            # not start so), decoded with the same error handler.
+            data = _DECODER.decode(content.decode("utf-8", "surrogatepass"))
+        else:
+            data = json.loads(content)
     except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         return None
     return data if isinstance(data, dict) else None

@@ -87,6 +87,10 @@ DEFAULTS: dict[str, Any] = {
     # Callback events kept per callback URL (per call); more are answered 200
     # and dropped, counted in Call.callbacks_dropped.
     "CALLBACK_MAX_EVENTS": 20,
+    # PostgreSQL with psycopg 3: run the callback statement as a prepared
+    # statement (planned once per connection). Off: safe behind PgBouncer < 1.21
+    # in transaction mode, which cannot route prepared statements.
+    "CALLBACK_PREPARED_STATEMENTS": False,
     # Addresses or networks (CIDR) callbacks may come from; empty: any.
     "CALLBACK_ALLOWED_IPS": (),
     # A header set by the site's own proxy with the client address (X-Forwarded-For);
@@ -391,6 +395,7 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "CALLBACK_BASE_URL": (_is_optional_str, "an absolute URL or None"),
     "CALLBACK_MAX_BODY": (_is_days, "a positive whole number of bytes"),
     "CALLBACK_MAX_EVENTS": (_is_days, "a positive whole number of events"),
+    "CALLBACK_PREPARED_STATEMENTS": (_is_flag, "True or False"),
     "CALLBACK_ALLOWED_IPS": (_is_networks, "a list of IP addresses or networks (CIDR)"),
     "PROXY_HEADER": (_is_optional_str, "a header name or None"),
     "LOW_BALANCE": (_is_optional_amount, "an amount (number, string or Decimal) or None"),
@@ -458,6 +463,7 @@ class VoicePasswordSettings:
     CALLBACK_BASE_URL: str | None
     CALLBACK_MAX_BODY: int
     CALLBACK_MAX_EVENTS: int
+    CALLBACK_PREPARED_STATEMENTS: bool
     CALLBACK_ALLOWED_IPS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     PROXY_HEADER: str | None
     LOW_BALANCE: Decimal | None

@@ -732,3 +732,32 @@ def test_extra_numbers_keep_their_value_on_every_backend(client, call):
     assert deliver(client, call, json.dumps(body)).status_code == 200
     event = CallbackEvent.objects.get()
     assert numbers_as_decimals(event.payload) == numbers_as_decimals(body)
+
+
+# --------------------------------------------------------------------------- one parse
+
+
+def test_the_view_parses_once_and_builds_no_serializer(client, call, monkeypatch):
+    """The body is read by CallbackParser once; the serializer's rules run without it.
+
+    request.data and a CallbackSerializer per callback were about a third of
+    the view's cost; the answers must not change (the rest of this file).
+    """
+    from django_voicepassword.api import parsers, serializers
+
+    parsed: list[bytes] = []
+    original = parsers._parse_json
+
+    def counting(body: bytes) -> Any:
+        parsed.append(body)
+        return original(body)
+
+    def no_serializer(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the view built a serializer")
+
+    monkeypatch.setattr(parsers, "_parse_json", counting)
+    monkeypatch.setattr(serializers.CallbackSerializer, "__init__", no_serializer)
+    answer = deliver(client, path_of(call), callback("BUSY"))
+    assert answer.status_code == 200, answer.content
+    assert len(parsed) == 1
+    refused(deliver(client, path_of(call), {"id": CALL_ID}), 400, "This field is required")

@@ -23,7 +23,10 @@ from django.db import connection
 from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from hypothesis import given
+from hypothesis import strategies as st
 
+from django_voicepassword import callbacks as callbacks_module
 from django_voicepassword.callbacks import (
     _SALT,
     _turns,
@@ -560,6 +563,54 @@ def test_tokens_survive_a_key_rotation_done_the_django_way(client, call):
     assert CallbackEvent.objects.count() == 1
 
 
+def test_the_signer_is_built_once_not_per_callback(client, call, monkeypatch):
+    """Its keys are derived when it is built: one signer serves every callback."""
+    path = path_of(call)
+    deliver(client, path, callback("Дозвон"))  # whatever signer the path above left
+    built: list[object] = []
+    original = signing.Signer.__init__
+
+    def counting(self: signing.Signer, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if self.salt == _SALT:  # not the signers of sessions and the like
+            built.append(self)
+
+    monkeypatch.setattr(signing.Signer, "__init__", counting)
+    for state in ("BUSY", "BUSY", "ANSWERED"):
+        assert deliver(client, path, callback(state)).status_code == 200
+    assert callback_token(call.pk) == path.rstrip("/").rsplit("/", 1)[1]
+    assert built == []
+
+
+@given(value=st.text(max_size=30), which=st.integers(min_value=0, max_value=2))
+def test_the_cached_signer_signs_as_djangos_signer(value, which):
+    """Keys derived once, the same signatures: tokens of either verify with the other."""
+    keys = ["tests-only-key-a", "tests-only-key-b", "tests-only-key-c"]
+    with override_settings(SECRET_KEY=keys[which], SECRET_KEY_FALLBACKS=keys[:which]):
+        django_signer = signing.Signer(salt=_SALT)
+        assert callbacks_module._signer().sign(value) == django_signer.sign(value)
+        # Signed with an older key, verified through the fallbacks, both ways.
+        old = signing.Signer(key=keys[0], salt=_SALT).sign(value)
+        assert callbacks_module._signer().unsign(old) == value
+        forged = old[:-1] + ("A" if old[-1] != "A" else "B")
+        with pytest.raises(signing.BadSignature):
+            callbacks_module._signer().unsign(forged)
+
+
+def test_a_rotated_key_is_used_at_once_and_the_old_one_dropped(client, call):
+    """The cached signer follows SECRET_KEY and its fallbacks (setting_changed)."""
+    path = path_of(call)
+    assert deliver(client, path, callback("Дозвон")).status_code == 200
+    with override_settings(SECRET_KEY="a-new-tests-only-key", SECRET_KEY_FALLBACKS=[]):
+        assert deliver(client, path, callback("BUSY")).status_code == 404
+        new_path = path_of(call)
+        assert new_path != path
+        assert deliver(client, new_path, callback("BUSY")).status_code == 200
+    # Back to the old key: the signer of the new one is gone with it.
+    assert deliver(client, new_path, callback("BUSY")).status_code == 404
+    assert deliver(client, path, callback("BUSY")).status_code == 200
+
+
 def test_only_post_is_allowed(client, call):
     path = path_of(call)
     assert client.get(path).status_code == 405
@@ -639,6 +690,55 @@ def test_every_outcome_is_one_statement_in_autocommit_on_postgresql(
     event = CallbackEvent.objects.get()
     assert event.outcome == outcome
     assert event.call_id == (None if outcome == Outcome.ORPHAN else call.pk)
+
+
+def prepared_statements() -> list[str]:
+    """The statements prepared on the test's connection that insert callback events."""
+    table = CallbackEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [text for (text,) in cursor.fetchall() if table in text]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("prepared", [False, True])
+def test_the_statement_is_prepared_only_with_the_setting(client, call, other, prepared):
+    """CALLBACK_PREPARED_STATEMENTS: planned once per connection, still one statement."""
+    pytest.importorskip("psycopg")
+    path = path_of(call)
+    with override_settings(VOICEPASSWORD={"CALLBACK_PREPARED_STATEMENTS": prepared}):
+        outcomes = []
+        for state, target in [
+            ("Дозвон", CALL_ID),
+            ("ANSWERED", CALL_ID),
+            ("ANSWERED", CALL_ID),
+            ("BUSY", OTHER_ID),
+        ]:
+            with CaptureQueriesContext(connection) as captured:
+                answer = deliver(client, path, callback(state, id=target, price="0.40"))
+            assert len(captured.captured_queries) == 1, captured.captured_queries
+            outcomes.append(answer.json()["outcome"])
+        found = prepared_statements()
+    assert outcomes == ["applied", "applied", "duplicate", "orphan"]
+    assert [event.outcome for event in CallbackEvent.objects.order_by("pk")] == outcomes
+    assert row(call)["status"] == Status.ANSWERED
+    assert row(call)["price"] == Decimal("0.40")
+    # Without the setting nothing is prepared: safe behind PgBouncer < 1.21.
+    assert bool(found) is prepared
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_new_connection_prepares_the_statement_again(client, call):
+    """Prepared statements live per connection: a new one prepares on its first callback."""
+    pytest.importorskip("psycopg")
+    path = path_of(call)
+    with override_settings(VOICEPASSWORD={"CALLBACK_PREPARED_STATEMENTS": True}):
+        assert deliver(client, path, callback("ANSWERED")).json()["outcome"] == "applied"
+        connection.close()  # a new connection: nothing prepared on it yet
+        assert deliver(client, path, callback("ANSWERED")).json()["outcome"] == "duplicate"
+        assert prepared_statements()
 
 
 def test_a_label_no_one_knows_takes_at_most_four_queries(client, call):

@@ -6,6 +6,7 @@ hypothesis feeds them arbitrary input to hold them to that.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from django_voicepassword import client as client_module
 from django_voicepassword.client import (
     PROVIDER_TZ,
     CallRecord,
@@ -402,3 +404,49 @@ def test_parse_record_and_callback_only_raise_value_error(data: Any) -> None:
     for parser in (parse_record, parse_callback):
         result = only_value_error(parser, data)
         assert result is None or isinstance(result, CallRecord)
+
+
+# --------------------------------------------------------------------------- shortcuts
+#
+# flash_call() and the other sends read every answer through _decode and
+# parse_price; both have a shortcut for the usual answer (bench/client.py).
+# These hold each shortcut to what the general path gives.
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+)
+
+
+@given(
+    value=st.dictionaries(st.text(max_size=6), _json_values, max_size=4),
+    encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-32"]),
+    ensure_ascii=st.booleans(),
+)
+def test_decoding_an_answer_is_json_loads_in_any_encoding(value, encoding, ensure_ascii):
+    content = json.dumps(value, ensure_ascii=ensure_ascii).encode(encoding, "surrogatepass")
+    assert client_module._decode(content) == json.loads(content)
+
+
+@given(content=st.binary(max_size=24).map(lambda tail: b"{" + tail))
+def test_decoding_bytes_that_start_like_an_object_is_json_loads(content):
+    try:
+        expected = json.loads(content)
+    except (ValueError, RecursionError):
+        expected = None
+    if not isinstance(expected, dict):
+        expected = None
+    assert client_module._decode(content) == expected
+
+
+@given(
+    text=st.from_regex(r"\A([0-9]{1,6}([.,][0-9]{0,4})?|[.,][0-9]{1,4})\Z"),
+    space=st.sampled_from(["", " ", "\t"]),
+)
+def test_a_plain_price_reads_the_same_with_or_without_the_shortcut(text, space):
+    # Spaces around take the general path; without, the shortcut.
+    assert parse_price(text) == parse_price(space + text + space)
+    assert parse_price(text) == Decimal(text.replace(",", "."))
+    assert str(parse_price(text)) == str(Decimal(text.replace(",", ".")))

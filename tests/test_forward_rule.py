@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test import override_settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -109,9 +110,12 @@ def expected(call: Call, state: str, payload: dict[str, Any]) -> tuple[dict[str,
 def apply(path: str, call: Call, payload: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Apply ``payload`` to ``call`` through ``path``; the row after it and the outcome."""
     record = parse_callback(payload)
-    apply_on = callbacks._apply_in_one if path == "sql" else callbacks._apply_with_orm
-    target: Any = connection if path == "sql" else connection.alias
-    event = apply_on(target, call.pk, record, payload, "127.0.0.1", listened=False)
+    apply_on = callbacks._apply_with_orm if path == "orm" else callbacks._apply_in_one
+    target: Any = connection.alias if path == "orm" else connection
+    # "prepared": the same statement, run as a prepared statement.
+    prepared = {"CALLBACK_PREPARED_STATEMENTS": path == "prepared"}
+    with override_settings(VOICEPASSWORD=prepared):
+        event = apply_on(target, call.pk, record, payload, "127.0.0.1", listened=False)
     row = Call.objects.values(*FIELDS).get(pk=call.pk)
     stored = CallbackEvent.objects.get(pk=event.pk)
     assert (stored.outcome, stored.call_id) == (event.outcome, call.pk)
@@ -119,7 +123,7 @@ def apply(path: str, call: Call, payload: dict[str, Any]) -> tuple[dict[str, Any
 
 
 def paths() -> list[str]:
-    return ["orm", "sql"] if connection.vendor == "postgresql" else ["orm"]
+    return ["orm", "sql", "prepared"] if connection.vendor == "postgresql" else ["orm"]
 
 
 @pytest.mark.django_db
@@ -160,10 +164,11 @@ optional = st.fixed_dictionaries(
 )
 def test_the_statement_and_the_orm_agree(status, states, extra):
     """The same callbacks, in the same order, leave the same rows and outcomes on both paths."""
-    calls = {path: make_call(status) for path in ("orm", "sql")}
+    calls = {path: make_call(status) for path in paths()}
     for state in states:
         results = {
             path: apply(path, call, payload_for(call, state, extra))
             for path, call in calls.items()
         }
         assert results["sql"] == results["orm"], (status, state, extra)
+        assert results["prepared"] == results["orm"], (status, state, extra)

@@ -60,4 +60,7 @@ VOICEPASSWORD = {
     "API_KEY": "bench-key-not-a-secret",
     "GATEWAY": "django_voicepassword.gateways.LocmemGateway",
     "CALLBACK_BASE_URL": "http://127.0.0.1",
+    # The callback statement prepared once per connection (no PgBouncer here);
+    # bench/callbacks.py --unprepared measures the default instead.
+    "CALLBACK_PREPARED_STATEMENTS": env.bool("BENCH_PREPARED_STATEMENTS", default=True),
 }

@@ -65,6 +65,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: The strict decoder, built once: json.loads would build one per body for its hooks.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def _unstorable(value: Any) -> str | None:
     """Why the parsed ``value`` could not be stored as a JSON payload, or ``None``.
 
@@ -141,7 +145,10 @@ def _parse_json(body: bytes) -> Any:
     """``body`` as strict, storable JSON, or a :class:`ParseError` that says why not."""
     try:
         text = body.decode("utf-8")
-        data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        if text.startswith("\ufeff"):
+            # What json.loads says of it; the decoder alone would not say why.
+            raise ValueError("Unexpected UTF-8 BOM")
+        data = _DECODER.decode(text)
     except UnicodeDecodeError as exc:
         reason: str | None = f"not UTF-8 at byte {exc.start}"
     except RecursionError:
