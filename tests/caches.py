@@ -19,7 +19,7 @@ from typing import Any
 
 from django.core.cache.backends.locmem import LocMemCache
 
-__all__ = ["SLOW_READ_LOCMEM", "SlowReadLocMemCache"]
+__all__ = ["READ_DELAY", "SLOW_READ_LOCMEM", "SlowReadLocMemCache"]
 
 #: How long a read yields, in seconds.
 READ_DELAY = 0.001
