@@ -16,7 +16,8 @@ Every test runs at least once per ``make test``:
 The coverage gate (95 %, branches counted) holds for each module of the package
 but the emulator, a test double with tests of its own, and the migrations: one
 module under it fails the session, whatever the total. It is measured over all
-the passes of the newest pair.
+the passes of the newest pair, the package run in the tests' subprocesses
+included (``[tool.coverage.run] patch`` in ``pyproject.toml``).
 """
 
 from __future__ import annotations
