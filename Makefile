@@ -111,6 +111,7 @@ endif
 	printf '%s\n' 'INSTALLED_APPS += ["rest_framework", "django_voicepassword"]' \
 		'VOICEPASSWORD = {"API_KEY": "emulator-key",' \
 		'                 "API_URL": "http://127.0.0.1:8765/api/voice-password/"}' \
+		'DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}' \
 		>> $(DIST_CHECK)/project/mysite/settings.py
 	cd $(DIST_CHECK)/project && ../bin/python -c 'import sys, django_voicepassword as app; \
 		from importlib.resources import files; \
@@ -155,7 +156,7 @@ matrix: $(STAMP)  ## The test suite on Python 3.11 + Django 5.2 and Python 3.13 
 # Each script exits 1 on a miss (work not done, a target missed) and 2 when it
 # cannot run here; all of them run, and the target fails if any did not pass.
 bench: $(STAMP)  ## Run the micro benchmarks (PostgreSQL on 127.0.0.1:5432); fail on any miss
-	@failed=""; for script in client reconcile callbacks admin; do \
+	@failed=""; for script in client reconcile callbacks admin fraud; do \
 		echo "==== bench/$$script.py"; \
 		$(BIN)/python bench/$$script.py || failed="$$failed bench/$$script.py"; \
 	done; \

@@ -40,6 +40,17 @@ NOT_COVERED = ["django_voicepassword/emulator/*", "django_voicepassword/migratio
 #: The least coverage (statements and branches, in %) of each module.
 FAIL_UNDER = 95.0
 
+#: The extras of the optional integrations (pyproject.toml), installed on both ends.
+EXTRAS = ["openapi", "allauth", "otp", "metrics"]
+
+#: The integrations' declared minimums (pyproject.toml), which the oldest end runs, so that
+#: a minimum that no longer works fails there; the newest end takes the newest releases.
+MINIMUMS = [
+    "django-allauth[headless]==65.21.0",
+    "django-otp==1.5.1",
+    "django-two-factor-auth==1.16.0",
+]
+
 #: The tests that need the example site's workers (the ``worker`` group).
 WORKER_TESTS = ["tests/test_tasks.py", "-k", "db_worker or rq_worker"]
 
@@ -89,8 +100,13 @@ def tests(session: nox.Session, django: str) -> None:
     backport = django_version(django) < (6, 0)
     # Django 5.2 takes the Tasks framework from the django-tasks backport (the
     # [tasks] extra) and runs the example site's workers on it from the start.
-    package, groups = (".[tasks]", ["--group", "worker"]) if backport else (".", [])
+    # The optional integrations' extras on both ends, so that their declared
+    # minimums resolve beside each Django (the test group has what their tests use).
+    extras = ",".join(["tasks", *EXTRAS] if backport else EXTRAS)
+    package, groups = (f".[{extras}]", ["--group", "worker"]) if backport else (f".[{extras}]", [])
     session.install("--quiet", "-e", package, "--group", "test", *groups, f"django=={django}.*")
+    if backport:
+        session.install("--quiet", *MINIMUMS, f"django=={django}.*")
     session.run("python", "-m", "django", "--version")
     env = {"COVERAGE_FILE": f".coverage.{session.python}"}
     newest = (session.python, django) == NEWEST

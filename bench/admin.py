@@ -1,4 +1,4 @@
-"""What the admin's call list and balance dashboard cost on 10,000 and on 1,000,000 calls.
+"""What the admin's call list, dashboard and insights cost on 10,000 and on 1,000,000 calls.
 
 Run ``python bench/admin.py [--rounds R]`` (default 9 rounds).
 
@@ -9,9 +9,11 @@ rows are made by PostgreSQL, not by Python):
 
 * both: the last 40 days of a site placing 250 calls a day, 10,000 calls
   (numbers in the test range 79990000000-79990000099, a realistic mix of
-  statuses, 100 users), and a balance snapshot every hour of those 40 days;
-* the large one also 990,000 older calls (about eleven years more of the same
-  traffic): 1,000,000 in all.
+  statuses, 100 users), each call with its challenge (a second earlier, of
+  the same channel, confirmed when the call was answered or delivered), and a
+  balance snapshot every hour of those 40 days;
+* the large one also 990,000 older calls and challenges (about eleven years
+  more of the same traffic): 1,000,000 of each in all.
 
 Both tables are ``VACUUM ANALYZE``-d (tables in use, with statistics). Each
 page is requested through Django's test ``Client`` as a superuser (``DEBUG``
@@ -30,15 +32,18 @@ It judges (exit status 0 pass, 1 miss, 2 not run; see ``bench/_harness.py``):
   page shows what the database holds: the call lists as many rows as the
   calls the page selects, counted by the ORM (up to the list's page size),
   the dashboard the last 30 days' calls in its figures and rows of its
-  latest balances. A page that renders no rows would be fast, and fails here;
-* the targets, for the call list and the dashboard: the median ratio at most
-  1.5, and the same queries at both sizes, at most 8.
+  latest balances, the insights page the last 30 days' challenges as started
+  and rows in its tables. A page that renders no rows would be fast, and
+  fails here;
+* the targets, for the call list, the dashboard and the insights page: the
+  median ratio at most 1.5, and the same queries at both sizes, at most 8.
 
 The pages: the call list unfiltered (the target), the list filtered by status,
 by channel (SMS, 5% of the calls, the one filter without an index of its own),
 searched by a number, and narrowed to a month by the date hierarchy (for
 information), and the balance dashboard (its balance cached, as on a page
-reloaded within 30 seconds; the gateway is the in-process LocmemGateway).
+reloaded within 30 seconds; the gateway is the in-process LocmemGateway), and
+the insights page of the last 30 days.
 
 """
 
@@ -197,7 +202,7 @@ def bench_database() -> Iterator[None]:
 _INSERT_CALLS = """
 INSERT INTO voicepassword_call (
     provider_id, channel, number, status, state_label, error_code, price, duration,
-    provider_date, parent_id, user_id, challenge_id, created_at, updated_at
+    provider_date, parent_id, user_id, challenge_id, created_at, updated_at, callbacks_dropped
 )
 SELECT
     CASE WHEN s.status IN ('not_placed', 'unknown') THEN NULL ELSE (1000000 + s.i)::text END,
@@ -213,9 +218,10 @@ SELECT
     CASE WHEN s.status IN ('not_placed', 'unknown') THEN NULL ELSE s.created_at END,
     NULL,
     %(first_user)s + s.i %% 100,
-    NULL,
+    md5('challenge-' || s.i)::uuid,
     s.created_at,
-    s.created_at
+    s.created_at,
+    0
 FROM (
     SELECT
         g.i,
@@ -235,6 +241,47 @@ FROM (
 ) AS s
 """
 
+# One challenge per call, a second before it, of the same number and channel:
+# confirmed (after 5 to 64 seconds) when its call was answered or delivered.
+# Calls and challenges share the status mix of _INSERT_CALLS (the same i).
+_INSERT_CHALLENGES = """
+INSERT INTO voicepassword_challenge (
+    id, number, purpose, channel, code_digest, code_length, attempts, max_attempts, sends,
+    expires_at, resend_at, verified_at, session_digest, user_id, created_at
+)
+SELECT
+    md5('challenge-' || s.i)::uuid,
+    '799900000' || lpad((s.i %% 100)::text, 2, '0'),
+    CASE WHEN s.i %% 4 = 0 THEN 'verify' ELSE 'login' END,
+    CASE WHEN s.status = 'delivered' THEN 'sms'
+         WHEN s.i %% 3 = 0 THEN 'voice_call' ELSE 'flash_call' END,
+    '',
+    4,
+    CASE WHEN s.status IN ('answered', 'delivered') THEN 1 ELSE 0 END,
+    3,
+    CASE WHEN s.status = 'not_placed' THEN 0 ELSE 1 END,
+    s.created_at + interval '5 minutes',
+    s.created_at + interval '1 minute',
+    CASE WHEN s.status IN ('answered', 'delivered')
+         THEN s.created_at + make_interval(secs => 5 + s.i %% 60) END,
+    '',
+    NULL,
+    s.created_at
+FROM (
+    SELECT
+        g.i,
+        %(now)s - make_interval(secs => g.i * %(step)s + 1) AS created_at,
+        CASE
+            WHEN (g.i * 37) %% 100 < 55 THEN 'answered'
+            WHEN (g.i * 37) %% 100 < 92 THEN 'other'
+            WHEN (g.i * 37) %% 100 < 94 THEN 'not_placed'
+            WHEN (g.i * 37) %% 100 < 95 THEN 'other'
+            ELSE 'delivered'
+        END AS status
+    FROM generate_series(%(start)s, %(stop)s) AS g(i)
+) AS s
+"""
+
 _INSERT_SNAPSHOTS = """
 INSERT INTO voicepassword_balancesnapshot (balance, currency, taken_at)
 SELECT 900 - g.h * 0.2, 'Rub', %(now)s - make_interval(hours => g.h)
@@ -243,7 +290,7 @@ FROM generate_series(0, %(hours)s) AS g(h)
 
 
 def fill(start: int, stop: int, now: Any) -> float:
-    """Insert calls number ``start`` to ``stop`` (1 = the newest); return seconds."""
+    """Insert challenges and calls number ``start`` to ``stop`` (1 = newest); return seconds."""
     from django.contrib.auth import get_user_model
     from django.db import connections
 
@@ -253,9 +300,13 @@ def fill(start: int, stop: int, now: Any) -> float:
     began = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute(
+            _INSERT_CHALLENGES, {"now": now, "step": step, "start": start, "stop": stop}
+        )
+        cursor.execute(
             _INSERT_CALLS,
             {"first_user": first_user, "now": now, "step": step, "start": start, "stop": stop},
         )
+        cursor.execute("VACUUM ANALYZE voicepassword_challenge")
         cursor.execute("VACUUM ANALYZE voicepassword_call")
         cursor.execute("CHECKPOINT")
     return time.perf_counter() - began
@@ -287,7 +338,7 @@ class Page:
     """A page measured: its URL, and what it must show (checked by :func:`shows`)."""
 
     url: str
-    kind: str  # "list" or "dashboard"
+    kind: str  # "list", "dashboard" or "insights"
     #: The calls the page selects, counted by the ORM (in the active database).
     selects: Callable[[], int]
 
@@ -297,7 +348,7 @@ def pages() -> dict[str, Page]:
     from django.urls import reverse
     from django.utils import timezone
 
-    from django_voicepassword.models import Call
+    from django_voicepassword.models import Call, Challenge
 
     calls = reverse("admin:voicepassword_call_changelist")
     month = timezone.localdate()
@@ -310,6 +361,11 @@ def pages() -> dict[str, Page]:
         first = timezone.localdate() - dt.timedelta(days=29)
         since = timezone.make_aware(dt.datetime.combine(first, dt.time.min))
         return Call.objects.filter(created_at__gte=since).count()
+
+    def challenges_30_days() -> int:
+        first = timezone.localdate() - dt.timedelta(days=29)
+        since = timezone.make_aware(dt.datetime.combine(first, dt.time.min))
+        return Challenge.objects.filter(created_at__gte=since).count()
 
     return {
         "call list": Page(calls, "list", counting()),
@@ -330,12 +386,17 @@ def pages() -> dict[str, Page]:
         "balance dashboard": Page(
             reverse("admin:voicepassword_balancesnapshot_changelist"), "dashboard", last_30_days
         ),
+        "insights": Page(
+            reverse("admin:voicepassword_challenge_insights"), "insights", challenges_30_days
+        ),
     }
 
 
 _RESULT_ROWS = re.compile(r'<table id="result_list">.*?<tbody>(.*?)</tbody>', re.DOTALL)
 _SNAPSHOT_ROWS = re.compile(r'<table class="vp-snapshots">.*?<tbody>(.*?)</tbody>', re.DOTALL)
 _CALLS_FIGURE = re.compile(r"<dt>calls</dt>\s*<dd>([^<]*)</dd>")
+_STARTED_FIGURE = re.compile(r"<dt>started</dt>\s*<dd>([^<]*)</dd>")
+_CHANNEL_ROWS = re.compile(r'class="vp-insights-row"')
 
 
 def table_rows(pattern: re.Pattern[str], html: str) -> int:
@@ -357,6 +418,14 @@ def shows(page: Page, html: str) -> str | None:
         expected, rows = min(selected, per_page), table_rows(_RESULT_ROWS, html)
         if rows != expected:
             return f"{rows} rows shown, {expected} expected ({selected} calls selected)"
+        return None
+    if page.kind == "insights":
+        figure = _STARTED_FIGURE.search(html)
+        shown = int(re.sub(r"\D", "", figure[1]) or -1) if figure else None
+        if shown != selected:
+            return f"challenges of the last 30 days {shown}, {selected} expected"
+        if selected and not _CHANNEL_ROWS.search(html):
+            return "no rows in the insights tables"
         return None
     problems = []
     figure = _CALLS_FIGURE.search(html)
@@ -491,7 +560,7 @@ def judge(rounds: int, total: int, show_plans: bool = False) -> Verdict:
                 lacks is None,
                 lacks or "",
             )
-    for name in ("call list", "balance dashboard"):
+    for name in ("call list", "balance dashboard", "insights"):
         result = results[name]
         at_small, at_large = result.queries["default"], result.queries["large"]
         verdict.require(

@@ -111,10 +111,14 @@ from _harness import (
     wait_http,
 )
 
+from django_voicepassword.emulator.numbers import ANSWERED_NUMBER, TEST_NUMBERS
+
 DB_NAME = "voicepassword_bench_soak"
 START = "/voicepassword/api/challenges/"
-#: Numbers of the test range with a behaviour of their own (busy, errors, faults...).
-SPECIAL = {0, 2, 3, 4, 5, 6, 11, 12, 20, 21, 22, 23, 24, 30, 31, 32, 33, 34}
+#: Numbers of the test range with a behaviour of their own (busy, errors, faults,
+#: flash calls never delivered...), read from the emulator's table so that a new
+#: one is never taken for an ordinary number.
+SPECIAL = {0} | {int(number[-2:]) for number in TEST_NUMBERS if number != ANSWERED_NUMBER}
 #: The rest answer like 79990000001: a call is answered, its code usable.
 ORDINARY = [f"799900000{n:02d}" for n in range(100) if n not in SPECIAL]
 FAULT_MODES = ("slow", "http500", "html", "truncated", "dropped")
@@ -717,6 +721,20 @@ class FaultDriver(threading.Thread):
 # --------------------------------------------------------------------------- Django side
 
 
+#: The soak's workflow: what a site would set. Its logins confirm within the
+#: wait, so each step is scheduled and then found not wanted; the starts of the
+#: limit and budget phases are never confirmed, so theirs are taken (by the
+#: worker, or by nobody: no poll) and refused by the same limits and budget.
+WORKFLOW = {"steps": [{"channel": "flash_call", "wait": 30}, {"channel": "voice_call"}]}
+
+
+def workflow_environment(on: bool, *, worker: bool) -> dict[str, str]:
+    """``VOICEPASSWORD_WORKFLOW`` for the site: the steps taken by the worker when one sends."""
+    if not on:
+        return {}
+    return {"VOICEPASSWORD_WORKFLOW": json.dumps({**WORKFLOW, "tasks": worker})}
+
+
 def setup_django(site: Site) -> None:
     """This process as the example site (the same settings as the servers): for the checks."""
     os.environ.update(site.environment())
@@ -1112,6 +1130,7 @@ def run(args: argparse.Namespace) -> int:
                 "VOICEPASSWORD_LIMIT_GLOBAL": "",
                 "VOICEPASSWORD_DAILY_BUDGET": f"{budget:.2f}",
                 "VOICEPASSWORD_READ_TIMEOUT": str(args.read_timeout),
+                **workflow_environment(args.workflow, worker=async_send),
             },
         )
         setup_django(site)
@@ -1355,6 +1374,13 @@ def main() -> None:
         default="auto",
         help="codes sent by the worker (async) or in the request (sync); "
         "auto: async in the soak, sync in the fault run",
+    )
+    parser.add_argument(
+        "--workflow",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="logins run with a WORKFLOW (flash call, a voice call 30 s later); the worker "
+        "takes the steps when it sends the codes",
     )
     parser.add_argument("--max-seconds", type=float, default=150.0, help="bound on the load")
     parser.add_argument("--callback-delay", type=float, default=0.5)

@@ -17,5 +17,8 @@ class VoicePasswordConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the system checks."""
-        from django_voicepassword import checks  # noqa: F401  (registers on import)
+        """Register the system checks and the receivers (a login's number, workflows)."""
+        from django_voicepassword import checks, workflow  # noqa: F401  (register on import)
+        from django_voicepassword.auth_backends import connect_signals
+
+        connect_signals()

@@ -28,6 +28,10 @@ Like django-sesame's backend it acts only when called with its own keywords
 in a DEBUG log line, never with the code. The keyword is ``otp_token`` so that
 Django's ``user_login_failed`` signal, which hides credentials whose name
 contains "token", never carries the code either.
+
+:func:`login_number` tells which number a session logged in with: a user may
+have several verified numbers, and the newest of them is not necessarily the
+one that received this login's code.
 """
 
 from __future__ import annotations
@@ -40,11 +44,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import BaseBackend
+from django.contrib.auth.signals import user_logged_in
 from django.db import router, transaction
 
 from django_voicepassword.adapter import get_adapter
 from django_voicepassword.conf import settings
-from django_voicepassword.models import Challenge, PhoneNumber
+from django_voicepassword.models import Call, Challenge, PhoneNumber
 from django_voicepassword.phone import mask
 from django_voicepassword.signals import login_failed, phone_verified
 from django_voicepassword.verification import ChallengeError, confirm_challenge, get_challenge
@@ -53,12 +58,57 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
     from django.http import HttpRequest
 
-__all__ = ["PhoneCodeBackend", "atomic_login"]
+__all__ = ["LOGIN_NUMBER_SESSION_KEY", "PhoneCodeBackend", "atomic_login", "login_number"]
 
 logger = logging.getLogger(__name__)
 
 # The request's attributes that django.contrib.auth.login() replaces.
 _USER_ATTRIBUTES = ("user", "auser")
+
+#: The session key that holds the number (the provider's form) of a phone login.
+LOGIN_NUMBER_SESSION_KEY = "_voicepassword_login_number"
+# The attribute by which authenticate() hands the number to the login that follows.
+_NUMBER_ATTRIBUTE = "_voicepassword_login_number"
+
+
+def login_number(request: HttpRequest) -> str | None:
+    """The number the session's user logged in with by phone, or ``None``.
+
+    In the provider's form (``"79990000001"``; show it with
+    :func:`~django_voicepassword.phone.mask`). ``None`` when the session is not
+    logged in, or its user logged in by other means (a password, the admin).
+    Recorded at each ``login()`` after :class:`PhoneCodeBackend` authenticated
+    the user, whatever called it (the login pages, the API, a site's own view);
+    a log-out or a later login of another kind forgets it.
+    """
+    user = getattr(request, "user", None)
+    session = getattr(request, "session", None)
+    if session is None or user is None or not user.is_authenticated:
+        return None
+    number = session.get(LOGIN_NUMBER_SESSION_KEY)
+    return number if isinstance(number, str) else None
+
+
+def _remember_login_number(
+    sender: Any, request: HttpRequest | None, user: AbstractBaseUser, **kwargs: Any
+) -> None:
+    # Connected to user_logged_in in AppConfig.ready(). login() has cycled the
+    # session key (or flushed the session of another user) before it sends the
+    # signal, so what is written here belongs to this login alone.
+    session = getattr(request, "session", None)
+    if session is None:
+        return
+    number = user.__dict__.pop(_NUMBER_ATTRIBUTE, None)
+    if number:
+        session[LOGIN_NUMBER_SESSION_KEY] = number
+    else:
+        # A login of another kind in a session that had a phone login.
+        session.pop(LOGIN_NUMBER_SESSION_KEY, None)
+
+
+def connect_signals() -> None:
+    """Record the number of every phone login in its session (:func:`login_number`)."""
+    user_logged_in.connect(_remember_login_number, dispatch_uid=_NUMBER_ATTRIBUTE)
 
 
 @contextlib.contextmanager
@@ -74,7 +124,8 @@ def atomic_login(request: HttpRequest, challenge: Challenge | None = None) -> It
     enter it again, and the request is put back as it was before the block:
     its session as stored (the cycled key and the login are dropped, so the
     middleware saves nothing and sends no cookie), its ``user``, and
-    ``challenge``'s in-memory fields that a confirmation sets. The error is
+    ``challenge``'s in-memory fields that a confirmation sets (its user too,
+    which a first login links). The error is
     raised again for the view to answer (the package's views: 503).
 
     Without it the code was consumed in a transaction of its own, and a login
@@ -83,7 +134,11 @@ def atomic_login(request: HttpRequest, challenge: Challenge | None = None) -> It
     session = getattr(request, "session", None)
     session_key = session.session_key if session is not None else None
     users = {name: request.__dict__[name] for name in _USER_ATTRIBUTES if name in request.__dict__}
-    confirmed = (challenge.verified_at, challenge.code_digest) if challenge is not None else None
+    confirmed = (
+        (challenge.verified_at, challenge.code_digest, challenge.user_id)
+        if challenge is not None
+        else None
+    )
     try:
         with transaction.atomic(using=router.db_for_write(Challenge)):
             yield
@@ -99,8 +154,26 @@ def atomic_login(request: HttpRequest, challenge: Challenge | None = None) -> It
         for name, value in users.items():
             setattr(request, name, value)
         if challenge is not None and confirmed is not None:
-            challenge.verified_at, challenge.code_digest = confirmed
+            challenge.verified_at, challenge.code_digest, user_id = confirmed
+            if challenge.user_id != user_id:
+                # The user linked by the login (perhaps created by it) was rolled back.
+                challenge.user = None
         raise
+
+
+def _link_user(challenge: Challenge, user: AbstractBaseUser) -> None:
+    """Give ``challenge`` and its calls the user who logged in with it, if they have none.
+
+    A first login's challenge and calls are made before the user exists
+    (``CREATE_USERS``), so without this the admin shows no user on the call
+    that created one. In the login's transaction: a login that fails leaves
+    them as they were. Only rows without a user are changed.
+    """
+    if challenge.user_id is not None:
+        return
+    Challenge.objects.filter(pk=challenge.pk, user__isnull=True).update(user=user)
+    Call.objects.filter(challenge=challenge, user__isnull=True).update(user=user)
+    challenge.user = user  # type: ignore[assignment]
 
 
 class PhoneCodeBackend(BaseBackend):
@@ -172,6 +245,9 @@ class PhoneCodeBackend(BaseBackend):
             logger.debug("Phone login for %s refused: the user may not log in", number)
             return None
         adapter.mark_verified(user, challenge.number)
+        _link_user(challenge, user)
+        # For login() to put in the session (_remember_login_number).
+        setattr(user, _NUMBER_ATTRIBUTE, challenge.number)
         logged_in, used = user, challenge
         transaction.on_commit(
             lambda: phone_verified.send(

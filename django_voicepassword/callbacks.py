@@ -32,7 +32,7 @@ from django_voicepassword.client import CallRecord
 from django_voicepassword.conf import settings
 from django_voicepassword.models import Call, CallbackEvent, status_for_state
 from django_voicepassword.reconcile import ERROR_CODE_STATUSES, overwritable_by, record_changes
-from django_voicepassword.signals import call_status_changed
+from django_voicepassword.signals import call_status_changed, callback_received
 
 __all__ = ["apply_callback", "call_id_from_token", "callback_token", "callback_url"]
 
@@ -109,6 +109,9 @@ def apply_callback(
     from the change to its signal (:func:`_turn`), so that receivers hear of
     a call's changes in their order; across processes the signals follow
     the commits, which the row lock puts in that order.
+
+    ``callback_received`` is sent for every callback this stores or drops,
+    with its outcome, once committed.
     """
     alias = router.db_for_write(CallbackEvent)
     connection = connections[alias]
@@ -117,7 +120,16 @@ def apply_callback(
     # holding a turn across the caller's transaction could deadlock.
     turn = _turn(call_id) if listened and connection.get_autocommit() else None
     with turn.lock if turn is not None else contextlib.nullcontext():
-        return _apply(connection, call_id, record, payload, remote_addr, listened=listened)
+        event = _apply(connection, call_id, record, payload, remote_addr, listened=listened)
+    if callback_received.has_listeners(CallbackEvent):
+        # After the commit, like the signals of a change; in autocommit, now.
+        transaction.on_commit(
+            lambda: callback_received.send(
+                sender=CallbackEvent, event=event, outcome=event.outcome, state=record.state
+            ),
+            using=connection.alias,
+        )
+    return event
 
 
 def _apply(

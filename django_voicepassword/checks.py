@@ -38,6 +38,18 @@ that runs later agree on what a setting means.
                         fail with "database is locked" instead of waiting.
 ``voicepassword.W008``  the HTTP gateway in production (``DEBUG`` off) without
                         ``DAILY_BUDGET``: nothing caps a day's spend.
+``voicepassword.E012``  ``WORKFLOW`` cannot be used: a step, a wait, a region
+                        code or an operator name is wrong, an SMS step without
+                        ``SMS_FALLBACK``, or a wait as long as ``CHALLENGE_TTL``.
+``voicepassword.E013``  ``WORKFLOW`` has ``"tasks": True``, but the steps cannot
+                        be enqueued for later on ``ASYNC_SEND_BACKEND`` (no Tasks
+                        framework, no such backend, or one without ``run_after``).
+``voicepassword.E020``  ``FRAUD_GUARD`` is not ``None`` or a dict of its keys
+                        with usable values.
+``voicepassword.E021``  ``REVIEW_NUMBERS`` is not a dict of phone numbers to
+                        codes of 4 digits.
+``voicepassword.E022``  ``REVIEW_NUMBERS`` in production (``DEBUG`` off) without
+                        ``REVIEW_NUMBERS_IN_PRODUCTION``.
 """
 
 from __future__ import annotations
@@ -59,16 +71,18 @@ from django.core.cache.backends.locmem import LocMemCache
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from django_voicepassword.conf import settings
-from django_voicepassword.phone import NUMBER_TYPES
+from django_voicepassword.conf import ConfigurationError, settings
+from django_voicepassword.phone import NUMBER_TYPES, InvalidPhoneNumber, normalize
 
 __all__ = [
     "check_async_send",
     "check_daily_budget",
     "check_limits",
     "check_limits_cache",
+    "check_review_numbers",
     "check_settings",
     "check_sqlite_transactions",
+    "check_workflow",
 ]
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -106,12 +120,26 @@ def _check_api_url(url: str) -> list[CheckMessage]:
     return []
 
 
+def _broken() -> set[str] | None:
+    """The settings with a problem (``None``: ``VOICEPASSWORD`` is no dict at all).
+
+    The checks of the settings that are sound run beside the problems of
+    those that are not, each setting read alone (``settings.value``), so that
+    one problem, a typo in a key say, hides no other.
+    """
+    try:
+        _ = settings.user_settings
+    except ConfigurationError:
+        return None
+    return {problem.key for problem in settings.problems()}
+
+
 def _check_phone_policy() -> list[CheckMessage]:
     messages: list[CheckMessage] = []
     known_regions = phonenumbers.SUPPORTED_REGIONS
     unknown = [
         code
-        for code in (settings.PHONE_REGION, *settings.ALLOWED_REGIONS)
+        for code in (settings.value("PHONE_REGION"), *settings.value("ALLOWED_REGIONS"))
         if code not in known_regions
     ]
     if unknown:
@@ -122,7 +150,9 @@ def _check_phone_policy() -> list[CheckMessage]:
                 id="voicepassword.E006",
             )
         )
-    bad_types = [name for name in settings.ALLOWED_NUMBER_TYPES if name not in NUMBER_TYPES]
+    bad_types = [
+        name for name in settings.value("ALLOWED_NUMBER_TYPES") if name not in NUMBER_TYPES
+    ]
     if bad_types:
         messages.append(
             Error(
@@ -143,12 +173,14 @@ def check_settings(
     from django_voicepassword.gateways import BaseGateway, HttpGateway
 
     problems = settings.problems()
-    if problems:
-        # Later checks would only repeat these as exceptions: report them alone.
-        return [Error(p.message, id=p.check_id) for p in problems]
-    messages: list[CheckMessage] = []
-    gateway = settings.GATEWAY
-    if not (isinstance(gateway, type) and issubclass(gateway, BaseGateway)):
+    messages: list[CheckMessage] = [Error(p.message, id=p.check_id) for p in problems]
+    broken = _broken()
+    if broken is None:
+        return messages  # not a dict: there is no setting to read
+    gateway = settings.value("GATEWAY") if "GATEWAY" not in broken else None
+    if gateway is None:
+        pass
+    elif not (isinstance(gateway, type) and issubclass(gateway, BaseGateway)):
         messages.append(
             Error(
                 f"VOICEPASSWORD['GATEWAY'] = {gateway!r} is not a gateway class.",
@@ -157,7 +189,11 @@ def check_settings(
                 id="voicepassword.E005",
             )
         )
-    elif issubclass(gateway, HttpGateway) and not settings.API_KEY:
+    elif (
+        issubclass(gateway, HttpGateway)
+        and "API_KEY" not in broken
+        and not settings.value("API_KEY")
+    ):
         messages.append(
             Error(
                 "VOICEPASSWORD['API_KEY'] is not set, but the HTTP gateway needs it.",
@@ -166,8 +202,10 @@ def check_settings(
                 id="voicepassword.E003",
             )
         )
-    messages += _check_api_url(settings.API_URL)
-    messages += _check_phone_policy()
+    if "API_URL" not in broken:
+        messages += _check_api_url(settings.value("API_URL"))
+    if not broken & {"PHONE_REGION", "ALLOWED_REGIONS", "ALLOWED_NUMBER_TYPES"}:
+        messages += _check_phone_policy()
     return messages
 
 
@@ -222,10 +260,11 @@ def check_limits(
     """Report limit settings of the right type that the limits still cannot use."""
     from django_voicepassword.ratelimit import parse_rates
 
-    if settings.problems():
-        return []
+    broken = _broken()
+    if broken is None or broken & {"LIMITS", "DAILY_BUDGET", "PRICE_ESTIMATES"}:
+        return []  # check_settings reports these settings' own problems
     messages: list[CheckMessage] = []
-    for scope, text in settings.LIMITS.items():
+    for scope, text in settings.value("LIMITS").items():
         try:
             parse_rates(text)
         except ValueError as exc:
@@ -237,9 +276,9 @@ def check_limits(
                     id="voicepassword.E008",
                 )
             )
-    amounts = {"DAILY_BUDGET": settings.DAILY_BUDGET} | {
+    amounts = {"DAILY_BUDGET": settings.value("DAILY_BUDGET")} | {
         f"PRICE_ESTIMATES[{channel!r}]": price
-        for channel, price in settings.PRICE_ESTIMATES.items()
+        for channel, price in settings.value("PRICE_ESTIMATES").items()
     }
     negative = [name for name, amount in amounts.items() if amount is not None and amount < 0]
     if negative:
@@ -509,6 +548,91 @@ def check_sqlite_transactions(
                 hint=f'Add "OPTIONS": {{"transaction_mode": "IMMEDIATE", '
                 f'"timeout": 20}} to DATABASES[{alias!r}], or use PostgreSQL.',
                 id="voicepassword.W007",
+            )
+        )
+    return messages
+
+
+@register(Tags.compatibility, "voicepassword")
+def check_workflow(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Report a ``WORKFLOW`` that cannot be used, or whose steps no worker can take later."""
+    from django_voicepassword import workflow
+
+    if settings.problems():
+        return []
+    found = workflow.problems()
+    if found:
+        return [
+            Error(
+                message,
+                hint="See docs/howto/workflows.md for the shape of WORKFLOW. Until it is "
+                "fixed, challenges have no workflow: the person resends by hand.",
+                id="voicepassword.E012",
+            )
+            for message in found
+        ]
+    value = settings.WORKFLOW
+    if value is None or not value.get("tasks"):
+        return []
+    alias = settings.ASYNC_SEND_BACKEND
+    try:
+        from django_voicepassword.tasks import task_backends
+
+        backend = task_backends[alias]
+    except Exception as exc:  # no framework, or any way a backend fails to load
+        reason = f"{type(exc).__name__}: {exc}"
+    else:
+        if getattr(backend, "supports_defer", False):
+            return []
+        reason = f"{type(backend).__qualname__} cannot run a task later (run_after)"
+    return [
+        Error(
+            f"VOICEPASSWORD['WORKFLOW'] has 'tasks': True, but its steps cannot be enqueued "
+            f"on the task backend {alias!r}: {reason}.",
+            hint="Use a backend with a worker that supports run_after (django-tasks-db, "
+            "django-tasks-rq) as ASYNC_SEND_BACKEND, or set 'tasks': False: the next poll "
+            "of the code page or the API then takes each step.",
+            id="voicepassword.E013",
+        )
+    ]
+
+
+@register(Tags.security, "voicepassword")
+def check_review_numbers(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Report review numbers that are no numbers, and review numbers in production.
+
+    A review number logs in with a fixed code and is never called: in
+    production that is a door with a known key, so it needs saying so
+    (``REVIEW_NUMBERS_IN_PRODUCTION``). Without it the numbers are also
+    ignored at run time.
+    """
+    if settings.problems() or not settings.REVIEW_NUMBERS:
+        return []
+    messages: list[CheckMessage] = []
+    for number in settings.REVIEW_NUMBERS:
+        try:
+            normalize(number, enforce_policy=False)
+        except InvalidPhoneNumber:
+            messages.append(
+                Error(
+                    f"VOICEPASSWORD['REVIEW_NUMBERS'] has {number[:20]!r}, which is no phone "
+                    "number.",
+                    hint="Use full numbers with their country code, such as '79990000090'.",
+                    id="voicepassword.E021",
+                )
+            )
+    if not django_settings.DEBUG and not settings.REVIEW_NUMBERS_IN_PRODUCTION:
+        messages.append(
+            Error(
+                "VOICEPASSWORD['REVIEW_NUMBERS'] is set in production (DEBUG is off): "
+                "each of them logs in with a fixed code, and they are ignored.",
+                hint="Remove them, or set REVIEW_NUMBERS_IN_PRODUCTION = True if an "
+                "app-store review or a load test needs them on this site.",
+                id="voicepassword.E022",
             )
         )
     return messages

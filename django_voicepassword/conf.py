@@ -12,6 +12,7 @@ ids, from :meth:`VoicePasswordSettings.problems`.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import re
 import threading
@@ -26,7 +27,14 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
-__all__ = ["DEFAULTS", "ConfigurationError", "Problem", "VoicePasswordSettings", "settings"]
+__all__ = [
+    "DEFAULTS",
+    "FRAUD_GUARD_DEFAULTS",
+    "ConfigurationError",
+    "Problem",
+    "VoicePasswordSettings",
+    "settings",
+]
 
 
 class ConfigurationError(ImproperlyConfigured):
@@ -35,7 +43,18 @@ class ConfigurationError(ImproperlyConfigured):
     A subclass of Django's ``ImproperlyConfigured`` and deliberately not of
     :class:`~django_voicepassword.exceptions.VoicePasswordError`: code that
     tolerates provider failures must not swallow a broken configuration.
+
+    Raised on reading a setting while the dict has any problem, it lists
+    every problem of the dict at once (``problems`` holds them), not only
+    the first one found.
     """
+
+    #: Every problem of the dict when the error was raised (empty: not known).
+    problems: list[Problem]
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.problems = []
 
 
 #: Every setting and its default. ``docs/`` lists them with their meaning.
@@ -129,7 +148,56 @@ DEFAULTS: dict[str, Any] = {
     # The TASKS alias and the queue that ASYNC_SEND enqueues the sends on.
     "ASYNC_SEND_BACKEND": "default",
     "ASYNC_SEND_QUEUE": "default",
+    # Workflows (docs/howto/workflows.md): the channels a challenge moves through
+    # on its own when no code is confirmed, e.g.
+    # {"steps": [{"channel": "flash_call", "wait": 30},
+    #            {"channel": "voice_call", "wait": 60}, {"channel": "sms"}],
+    #  "regions": {"KZ": [...]}, "operators": {"Tele2": [...]}, "tasks": False}.
+    # None: no workflow, the person asks for each new code (resend).
+    "WORKFLOW": None,
+    # The fraud guard and review numbers (docs/topics/fraud.md).
+    # None: off. A dict (FRAUD_GUARD_DEFAULTS for the keys left out): block new
+    # numbers' sends to a prefix or country whose confirmation rate falls far
+    # below the rest of the site's.
+    "FRAUD_GUARD": None,
+    # Numbers that log in with a fixed code and are never called (app-store
+    # review, load tests): {"79990000090": "1234"}. Refused with DEBUG off
+    # unless REVIEW_NUMBERS_IN_PRODUCTION.
+    "REVIEW_NUMBERS": {},
+    "REVIEW_NUMBERS_IN_PRODUCTION": False,
 }
+
+#: What an enabled ``FRAUD_GUARD`` dict holds for the keys it leaves out.
+FRAUD_GUARD_DEFAULTS: dict[str, Any] = {
+    # Seconds of the sliding window the sends and confirmations are counted in.
+    "WINDOW": 86400,
+    # Sends in the window before a prefix, or a country, may be judged.
+    "MIN_SENDS": 20,
+    "COUNTRY_MIN_SENDS": 200,
+    # Blocked when its confirmation rate is below RATIO times the baseline.
+    "RATIO": 0.25,
+    # The confirmation rate assumed before the site has its own figures: the
+    # baseline counts MIN_SENDS sends confirmed at this rate on top of the
+    # rest of the site's.
+    "BASELINE": 0.5,
+    # Seconds a block lasts.
+    "BLOCK_SECONDS": 86400,
+}
+
+#: The length of every code (``verification.CODE_LENGTH``; conf cannot import it).
+_CODE_LENGTH = 4
+
+
+def _unknown_message(unknown: list[str]) -> str:
+    """Name the unknown keys, each with the known key it is likely a typo of."""
+    named = []
+    for key in unknown:
+        close = difflib.get_close_matches(key.upper(), DEFAULTS, n=1)
+        named.append(f"{key} (did you mean {close[0]}?)" if close else key)
+    return (
+        f"Unknown VOICEPASSWORD setting(s): {', '.join(named)}. "
+        f"Known settings: {', '.join(sorted(DEFAULTS))}."
+    )
 
 
 @dataclass(frozen=True)
@@ -238,8 +306,74 @@ def _is_code_source(value: Any) -> bool:
     return value in ("service", "client")
 
 
+def _is_optional_mapping(value: Any) -> bool:
+    return value is None or isinstance(value, Mapping)
+
+
 def _is_auth_mode(value: Any) -> bool:
     return value in ("header", "body")
+
+
+# --- the fraud guard and review numbers: settings with their own check ids ---
+
+_GUARD_COUNTS = ("WINDOW", "MIN_SENDS", "COUNTRY_MIN_SENDS", "BLOCK_SECONDS")
+_GUARD_SHARES = ("RATIO", "BASELINE")
+
+
+def _fraud_guard_errors(value: Any) -> list[str]:
+    """What is wrong with a ``FRAUD_GUARD`` value, one sentence each (empty: nothing)."""
+    if value is None:
+        return []
+    if not isinstance(value, Mapping):
+        return [
+            f"VOICEPASSWORD['FRAUD_GUARD'] must be None or a dict, not {type(value).__name__}."
+        ]
+    errors = []
+    unknown = sorted(str(key) for key in value if key not in FRAUD_GUARD_DEFAULTS)
+    if unknown:
+        errors.append(
+            f"Unknown VOICEPASSWORD['FRAUD_GUARD'] key(s): {', '.join(unknown)}. "
+            f"Known keys: {', '.join(FRAUD_GUARD_DEFAULTS)}."
+        )
+    for key in _GUARD_COUNTS:
+        if key in value and not _is_days(value[key]):
+            errors.append(
+                f"VOICEPASSWORD['FRAUD_GUARD'][{key!r}] must be a whole number, 1 or more."
+            )
+    for key in _GUARD_SHARES:
+        if key in value and not _is_share(value[key]):
+            errors.append(
+                f"VOICEPASSWORD['FRAUD_GUARD'][{key!r}] must be a number above 0 and at most 1."
+            )
+    return errors
+
+
+def _review_numbers_errors(value: Any) -> list[str]:
+    """What is wrong with the shape of ``REVIEW_NUMBERS`` (``checks.py`` reads the numbers)."""
+    if not isinstance(value, Mapping):
+        return [f"VOICEPASSWORD['REVIEW_NUMBERS'] must be a dict, not {type(value).__name__}."]
+    errors = []
+    for number, code in value.items():
+        if not isinstance(number, str):
+            errors.append("VOICEPASSWORD['REVIEW_NUMBERS'] keys must be phone numbers as strings.")
+        # Not the code itself in the message: it logs somebody in.
+        elif not (
+            isinstance(code, str)
+            and len(code) == _CODE_LENGTH
+            and all(c in "0123456789" for c in code)
+        ):
+            errors.append(
+                f"VOICEPASSWORD['REVIEW_NUMBERS'][{number[:20]!r}] must be a code of "
+                f"{_CODE_LENGTH} ASCII digits, as a string."
+            )
+    return errors
+
+
+#: Settings whose problems are told one by one, under a check id of their own.
+_DETAILED: dict[str, tuple[Callable[[Any], list[str]], str]] = {
+    "FRAUD_GUARD": (_fraud_guard_errors, "voicepassword.E020"),
+    "REVIEW_NUMBERS": (_review_numbers_errors, "voicepassword.E021"),
+}
 
 
 # key -> (test, what the test expects, in words for the error message)
@@ -288,6 +422,11 @@ _TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "ASYNC_SEND": (_is_flag, "True or False"),
     "ASYNC_SEND_BACKEND": (_is_name, "the name of a backend in the TASKS setting"),
     "ASYNC_SEND_QUEUE": (_is_name, "a queue name"),
+    # Only the shape here: workflow.problems() reads the steps (voicepassword.E012).
+    "WORKFLOW": (_is_optional_mapping, "a dict (steps, regions, operators, tasks) or None"),
+    "FRAUD_GUARD": (lambda value: not _fraud_guard_errors(value), "None or a dict"),
+    "REVIEW_NUMBERS": (lambda value: not _review_numbers_errors(value), "a dict"),
+    "REVIEW_NUMBERS_IN_PRODUCTION": (_is_flag, "True or False"),
 }
 
 # Settings holding dotted paths: imported once, here, with errors that name them.
@@ -343,6 +482,10 @@ class VoicePasswordSettings:
     ASYNC_SEND: bool
     ASYNC_SEND_BACKEND: str
     ASYNC_SEND_QUEUE: str
+    WORKFLOW: Mapping[str, Any] | None
+    FRAUD_GUARD: dict[str, Any] | None
+    REVIEW_NUMBERS: dict[str, str]
+    REVIEW_NUMBERS_IN_PRODUCTION: bool
 
     def __init__(self, user_settings: Mapping[str, Any] | None = None) -> None:
         # Given explicitly (tests), the dict is used as is; otherwise it is read
@@ -369,10 +512,37 @@ class VoicePasswordSettings:
         if key.startswith("_") or key not in DEFAULTS:
             raise AttributeError(f"Invalid VoicePassword setting: {key!r}")
         user = self.user_settings
-        self._reject_unknown(user)
-        value = user.get(key, DEFAULTS[key])
+        try:
+            # Unknown keys are refused on every read: a typo ("CREATE_USER")
+            # must not quietly leave its setting at the default.
+            self._reject_unknown(user)
+            value = self.value(key)
+        except ConfigurationError as error:
+            # One problem found: report every one, so that fixing a typo does
+            # not merely reveal the next error of the same dict.
+            raise self._every_problem(error) from error
+        with self._lock:
+            setattr(self, key, value)
+            self._cached.add(key)
+        return value
+
+    def value(self, key: str) -> Any:
+        """``key``'s value as the app uses it, checked on its own.
+
+        Like ``settings.KEY``, but neither cached nor refused for problems
+        of other keys (unknown ones included): the system checks use it to
+        report what is wrong with one setting beside what is wrong elsewhere.
+        Raises :class:`ConfigurationError` if this setting itself is wrong.
+        """
+        if key not in DEFAULTS:
+            raise AttributeError(f"Invalid VoicePassword setting: {key!r}")
+        value = self.user_settings.get(key, DEFAULTS[key])
         test, expected = _TYPES[key]
-        if not test(value):
+        if key in _DETAILED:
+            errors = _DETAILED[key][0](value)
+            if errors:
+                raise ConfigurationError(errors[0])
+        elif not test(value):
             # The type, not the value: the value may be the API key.
             raise ConfigurationError(
                 f"VOICEPASSWORD[{key!r}] must be {expected}, not {type(value).__name__}."
@@ -387,21 +557,32 @@ class VoicePasswordSettings:
             value = {channel: Decimal(str(price)) for channel, price in value.items()}
         elif key == "LIMITS":
             value = {scope: rates for scope, rates in value.items() if rates}
+        elif key == "FRAUD_GUARD" and value is not None:
+            value = {**FRAUD_GUARD_DEFAULTS, **value}
+        elif key == "REVIEW_NUMBERS":
+            value = dict(value)
         if key in _IMPORT_STRINGS:
             value = self._import(key, value)
-        with self._lock:
-            setattr(self, key, value)
-            self._cached.add(key)
         return value
+
+    def _every_problem(self, error: ConfigurationError) -> ConfigurationError:
+        """``error``, or one error listing it with every other problem of the dict."""
+        found = self.problems()
+        if len(found) <= 1:
+            error.problems = found
+            return error
+        lines = "\n".join(f"- {problem.message}" for problem in found)
+        combined = ConfigurationError(
+            f"The VOICEPASSWORD setting has {len(found)} problems:\n{lines}"
+        )
+        combined.problems = found
+        return combined
 
     @staticmethod
     def _reject_unknown(user: Mapping[str, Any]) -> None:
         unknown = sorted(str(key) for key in user if key not in DEFAULTS)
         if unknown:
-            raise ConfigurationError(
-                f"Unknown VOICEPASSWORD setting(s): {', '.join(unknown)}. "
-                f"Known settings: {', '.join(sorted(DEFAULTS))}."
-            )
+            raise ConfigurationError(_unknown_message(unknown))
 
     @staticmethod
     def _import(key: str, path: str) -> Any:
@@ -428,22 +609,20 @@ class VoicePasswordSettings:
         found: list[Problem] = []
         unknown = sorted(str(key) for key in user if key not in DEFAULTS)
         if unknown:
-            found.append(
-                Problem(
-                    "VOICEPASSWORD",
-                    f"Unknown VOICEPASSWORD setting(s): {', '.join(unknown)}.",
-                    "voicepassword.E001",
-                )
-            )
-        for key, (test, expected) in _TYPES.items():
-            value = user.get(key, DEFAULTS[key])
-            if not test(value):
-                found.append(Problem(key, f"VOICEPASSWORD[{key!r}] must be {expected}."))
-            elif key in _IMPORT_STRINGS:
-                try:
-                    self._import(key, value)
-                except ConfigurationError as exc:
-                    found.append(Problem(key, str(exc), "voicepassword.E005"))
+            found.append(Problem("VOICEPASSWORD", _unknown_message(unknown), "voicepassword.E001"))
+        for key, (test, _expected) in _TYPES.items():
+            if key in _DETAILED:
+                # Every error of the setting, each under the setting's own check id.
+                explain, check_id = _DETAILED[key]
+                value = user.get(key, DEFAULTS[key])
+                found += [Problem(key, error, check_id) for error in explain(value)]
+                continue
+            try:
+                self.value(key)
+            except ConfigurationError as exc:
+                wrong_type = not test(user.get(key, DEFAULTS[key]))
+                check_id = "voicepassword.E002" if wrong_type else "voicepassword.E005"
+                found.append(Problem(key, str(exc), check_id))
         return found
 
 

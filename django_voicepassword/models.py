@@ -26,6 +26,7 @@ __all__ = [
     "CallbackEvent",
     "Challenge",
     "PhoneNumber",
+    "PrefixBlock",
     "status_for_state",
     "status_rank",
 ]
@@ -58,6 +59,8 @@ class Call(models.Model):
         CANCELLED = "cancelled", _("cancelled")
         DELIVERED = "delivered", _("delivered")
         NOT_DELIVERED = "not_delivered", _("not delivered")
+        #: A code "sent" to one of ``REVIEW_NUMBERS``: recorded, never placed.
+        REVIEW = "review", _("review number, not placed")
 
     provider_id = models.CharField(
         _("provider id"),
@@ -174,6 +177,7 @@ FINAL_STATUSES = frozenset(
         Call.Status.CANCELLED,
         Call.Status.DELIVERED,
         Call.Status.NOT_DELIVERED,
+        Call.Status.REVIEW,
     }
 )
 
@@ -341,6 +345,17 @@ class Challenge(models.Model):
     expires_at = models.DateTimeField(_("expires"))
     resend_at = models.DateTimeField(_("next send allowed"))
     verified_at = models.DateTimeField(_("verified"), null=True, blank=True)
+    step = models.PositiveSmallIntegerField(
+        _("workflow step"),
+        default=0,
+        help_text=_("The step of the workflow whose code was sent last (0: the first)."),
+    )
+    next_step_at = models.DateTimeField(
+        _("next step"),
+        null=True,
+        blank=True,
+        help_text=_("When the workflow sends the next code by itself; empty: it will not."),
+    )
     session_digest = models.CharField(
         _("session digest"), max_length=64, blank=True, editable=False
     )
@@ -388,3 +403,76 @@ class PhoneNumber(models.Model):
 
     def __str__(self) -> str:
         return mask(self.number)
+
+
+class PrefixBlock(models.Model):
+    """A fraud-guard decision: a prefix or a country blocked, with its evidence, or allow-listed.
+
+    Written by :mod:`django_voicepassword.fraud` when the confirmation rate
+    of a prefix (``prefix`` set) or of a country (``prefix`` empty) fell far
+    below the rest of the site's: ``started`` and ``confirmed`` are its
+    counts in the window then, ``baseline`` the rate it was compared with.
+    Staff lift a block (``lifted_at``, ``lifted_by``) or allow-list the prefix
+    or country (``allow_listed``: never blocked again while the row exists).
+    The decision in force is also kept in the cache, where every send reads it.
+    """
+
+    prefix = models.CharField(
+        _("prefix"),
+        max_length=16,
+        blank=True,
+        help_text=_("The first digits of the numbers (PREFIX_LENGTH); empty for a whole country."),
+    )
+    country = models.CharField(
+        _("country"), max_length=8, blank=True, help_text=_("The region code, such as RU.")
+    )
+    started = models.PositiveIntegerField(
+        _("codes sent"), default=0, help_text=_("Codes sent to new numbers here in the window.")
+    )
+    confirmed = models.PositiveIntegerField(
+        _("confirmed"), default=0, help_text=_("Of them, the codes that were entered.")
+    )
+    baseline = models.FloatField(
+        _("baseline"),
+        null=True,
+        blank=True,
+        help_text=_("The confirmation rate of the rest of the site, as compared."),
+    )
+    window = models.PositiveIntegerField(_("window (seconds)"), default=0)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    blocked_until = models.DateTimeField(_("blocked until"), null=True, blank=True)
+    lifted_at = models.DateTimeField(_("lifted"), null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("lifted by"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    allow_listed = models.BooleanField(
+        _("allow-listed"),
+        default=False,
+        help_text=_("Never blocked by the fraud guard while this row exists."),
+    )
+
+    class Meta:
+        verbose_name = _("blocked prefix")
+        verbose_name_plural = _("blocked prefixes")
+        ordering: ClassVar = ["-created_at", "-id"]
+        indexes: ClassVar = [
+            models.Index(fields=["prefix", "country"], name="voicepassword_block_prefix"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.prefix} ({self.country})" if self.prefix else self.country
+
+    @property
+    def in_force(self) -> bool:
+        """Whether the block still refuses sends: not lifted, not allow-listed, not over."""
+        return (
+            not self.allow_listed
+            and self.lifted_at is None
+            and self.blocked_until is not None
+            and self.blocked_until > timezone.now()
+        )

@@ -61,7 +61,11 @@ class InvalidPhoneNumber(ValueError):  # noqa: N818  (the name is the public con
     or ``"type"``; ``message`` is a translatable sentence for the person who
     typed the number (``str(exc)`` gives it). ``number`` is the normalized
     number when the number itself was read but the site's policy refused it
-    (``"region"``, ``"type"``), else ``None``. The raw input is never kept.
+    (``"region"``, ``"type"``), else ``None``. ``number_type`` is the name of
+    the refused kind (``"FIXED_LINE"``, ``"TOLL_FREE"``, ... of
+    ``phonenumbers.PhoneNumberType``) for ``"type"``, and the message names
+    that kind ("Landline numbers are not accepted."); else ``None``. The raw
+    input is never kept.
     """
 
     messages: ClassVar[dict[str, StrPromise]] = {
@@ -69,16 +73,46 @@ class InvalidPhoneNumber(ValueError):  # noqa: N818  (the name is the public con
         "invalid": _("Enter a valid phone number."),
         "extension": _("Phone numbers with an extension are not accepted."),
         "region": _("Numbers from this country or region are not accepted."),
+        # Only when the kind is not known (an exception built by hand).
         "type": _("This kind of number (for example toll-free or premium-rate) is not accepted."),
     }
 
-    def __init__(self, code: Code, *, number: str | None = None) -> None:
+    #: The ``"type"`` refusal's message for each kind of number, by the name of
+    #: its ``PhoneNumberType``: the person learns what was wrong with the number
+    #: they typed (a landline, say) and so what to type instead.
+    type_messages: ClassVar[dict[str, StrPromise]] = {
+        "FIXED_LINE": _("Landline numbers are not accepted."),
+        "MOBILE": _("Mobile numbers are not accepted."),
+        "FIXED_LINE_OR_MOBILE": _(
+            "Numbers that may be either landline or mobile are not accepted."
+        ),
+        "TOLL_FREE": _("Toll-free numbers are not accepted."),
+        "PREMIUM_RATE": _("Premium-rate numbers are not accepted."),
+        "SHARED_COST": _("Shared-cost numbers are not accepted."),
+        "VOIP": _("Internet telephony (VoIP) numbers are not accepted."),
+        "PERSONAL_NUMBER": _("Personal (call forwarding) numbers are not accepted."),
+        "PAGER": _("Pager numbers are not accepted."),
+        "UAN": _("Company (universal access) numbers are not accepted."),
+        "VOICEMAIL": _("Voicemail numbers are not accepted."),
+        "UNKNOWN": _("Numbers of an unknown kind are not accepted."),
+    }
+
+    def __init__(
+        self, code: Code, *, number: str | None = None, number_type: str | None = None
+    ) -> None:
         self.code: Code = code
-        self.message: StrPromise = self.messages[code]
+        self.number_type = number_type if code == "type" else None
         self.number = number
         # args holds the code, not the message or the number: tracebacks and
         # error trackers then show why without any personal data.
         super().__init__(code)
+
+    @property
+    def message(self) -> StrPromise:
+        """The sentence for the person who typed the number (lazy: translated when shown)."""
+        if self.number_type in self.type_messages:
+            return self.type_messages[self.number_type]
+        return self.messages[self.code]
 
     def __str__(self) -> str:
         return str(self.message)
@@ -88,7 +122,11 @@ class InvalidPhoneNumber(ValueError):  # noqa: N818  (the name is the public con
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Exceptions pickle through args; keep the keyword-only number too.
-        return (type(self), (self.code,), {"number": self.number})
+        return (
+            type(self),
+            (self.code,),
+            {"number": self.number, "number_type": self.number_type},
+        )
 
 
 # Separators people type or paste, mapped to ASCII. Anything not here, not a
@@ -128,6 +166,9 @@ NUMBER_TYPES: dict[str, int] = {
     for name in dir(PhoneNumberType)
     if name.isupper() and isinstance(value := getattr(PhoneNumberType, name), int)
 }
+
+# The name of each PhoneNumberType value, for the refusal's message.
+_TYPE_NAMES: dict[int, str] = {value: name for name, value in NUMBER_TYPES.items()}
 
 
 def _clean(value: object) -> tuple[str, bool]:
@@ -238,10 +279,11 @@ def _enforce_policy(numobj: PhoneNumber, number: str) -> None:
     if regions and phonenumbers.region_code_for_number(numobj) not in regions:
         raise InvalidPhoneNumber("region", number=number)
     type_names = vp_settings.ALLOWED_NUMBER_TYPES
-    if type_names and phonenumbers.number_type(numobj) not in _allowed_types(tuple(type_names)):
+    kind = phonenumbers.number_type(numobj)
+    if type_names and kind not in _allowed_types(tuple(type_names)):
         # Strict: FIXED_LINE_OR_MOBILE (what libphonenumber says for the whole
         # of NANP, for example) matches only when named itself.
-        raise InvalidPhoneNumber("type", number=number)
+        raise InvalidPhoneNumber("type", number=number, number_type=_TYPE_NAMES.get(kind))
 
 
 def normalize(value: str, *, region: str | None = None, enforce_policy: bool = True) -> str:

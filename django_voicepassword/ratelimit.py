@@ -125,6 +125,7 @@ __all__ = [
     "NumberKind",
     "Rate",
     "Reservation",
+    "budget_left",
     "check_send",
     "parse_rates",
     "release",
@@ -554,7 +555,10 @@ def check_send(number: str, request: HttpRequest | None, *, kind: NumberKind = "
     documentation for why. The :class:`LimitExceeded` raised names the scope whose refusal
     lasts longest among that one and the later scopes already full (the first
     of them on a tie), and the ``limit_exceeded`` signal is sent with the same
-    scope and ``retry_after``.
+    scope and ``retry_after``. A ``"new"`` send is also judged by the fraud
+    guard (:mod:`~django_voicepassword.fraud`, ``FRAUD_GUARD``): a blocked
+    prefix or country is refused as the ``prefix`` scope refuses, and a send
+    let through is counted for it.
 
     Raises ``ValueError`` for a number that is not normalized, and
     :class:`~django_voicepassword.conf.ConfigurationError` for a rate in
@@ -567,7 +571,12 @@ def check_send(number: str, request: HttpRequest | None, *, kind: NumberKind = "
         raise ValueError(f"kind must be 'verified', 'new' or 'uncalled', not {kind!r}")
     now = _now()
     refusals: list[tuple[str, int]] = []
+    # The fraud guard judges new numbers only, where the prefix scope stands
+    # (django_voicepassword.fraud): its refusal is a prefix refusal.
+    guarded = kind == "new"
     for scope, identity in _identities(number, request):
+        if guarded and scope in ("prefix", "global"):
+            guarded = _guard(number, refusals)
         if scope == "global":
             wait = _check_global(_configured_rates(scope), now, kind, count=not refusals)
             if wait is not None:
@@ -582,10 +591,27 @@ def check_send(number: str, request: HttpRequest | None, *, kind: NumberKind = "
             full = [w for w in windows if _count(w.key, 1, w.timeout) > w.rate.count]
         if full:
             refusals.append((scope, max(w.retry_after for w in full)))
+    if guarded:
+        _guard(number, refusals)
     if refusals:
         # max() keeps the first of equals: the narrowest scope on a tie.
         scope, retry_after = max(refusals, key=lambda refusal: refusal[1])
         raise _refuse(scope, retry_after, request)
+    if kind == "new":
+        from django_voicepassword import fraud
+
+        fraud.count_send(number, request)
+
+
+def _guard(number: str, refusals: list[tuple[str, int]]) -> bool:
+    """Add the fraud guard's refusal of ``number`` (unless refused already); ``False``: done."""
+    from django_voicepassword import fraud  # it counts with this module's counters
+
+    if not refusals:
+        wait = fraud.blocked_for(number)
+        if wait is not None:
+            refusals.append(("prefix", wait))
+    return False
 
 
 # --- the budget ----------------------------------------------------------------
@@ -667,3 +693,20 @@ def release(reservation: Reservation | None) -> None:
     """
     if reservation is not None:
         _give_back(_budget_key(reservation.day), reservation.cents)
+
+
+def budget_left() -> Decimal | None:
+    """What is left of today's ``DAILY_BUDGET`` (the Moscow day), ``None`` without a budget.
+
+    Reads the day's counter in the shared cache without counting anything, so
+    every process reads the same figure (for a metric computed when scraped).
+    Never below zero: an overshooting reservation is over the counter only
+    for the instant before it is given back.
+    """
+    budget = settings.DAILY_BUDGET
+    if budget is None:
+        return None
+    day, _until_midnight = _moscow_day(_now())
+    spent = int(cache.get(_budget_key(day), 0))
+    left = max(0, _kopecks(budget, ROUND_FLOOR) - spent)
+    return Decimal(left) / 100

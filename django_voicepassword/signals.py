@@ -10,14 +10,19 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
+from django_voicepassword.gateways.tracing import provider_request
+
 __all__ = [
     "balance_fetched",
     "call_placed",
     "call_status_changed",
+    "callback_received",
     "challenge_started",
     "limit_exceeded",
     "login_failed",
     "phone_verified",
+    "prefix_blocked",
+    "provider_request",
 ]
 
 #: The provider accepted a call or SMS. Sent with ``sender=Call`` and:
@@ -58,3 +63,22 @@ login_failed = Signal()
 #: (``"number"``, ``"ip"``, ``"network"``, ``"prefix"``, ``"session"``, ``"global"``,
 #: ``"budget"``), ``retry_after`` (seconds) and ``request`` (or ``None``).
 limit_exceeded = Signal()
+
+#: A callback with a valid token was stored, or dropped (see
+#: ``CALLBACK_MAX_EVENTS``). Sent with ``sender=CallbackEvent`` and: ``event``
+#: (the :class:`~django_voicepassword.models.CallbackEvent`, unsaved when
+#: dropped), ``outcome`` (a :class:`CallbackEvent.Outcome` value) and ``state``
+#: (the :class:`~django_voicepassword.client.CallState` it reported, ``None``
+#: for a label nobody knows: ``event.state`` keeps it verbatim). Sent after
+#: the commit, like the signals of a change.
+callback_received = Signal()
+
+# provider_request (a request to the provider ended: kind, outcome, duration)
+# is sent by the transport layer, which cannot import this module; it is
+# defined in django_voicepassword.gateways.tracing and importable from here.
+
+#: The fraud guard blocked a prefix or a country (``docs/topics/fraud.md``).
+#: Sent with ``sender=PrefixBlock`` and: ``block`` (the
+#: :class:`~django_voicepassword.models.PrefixBlock`, with its evidence) and
+#: ``request`` (the send that tipped it, or ``None``).
+prefix_blocked = Signal()

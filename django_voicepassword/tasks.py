@@ -7,7 +7,9 @@
 - :data:`purge_history` deletes history past the retention settings
   (``voicepassword_purge``);
 - :data:`send_code` sends a challenge's code; the services enqueue it when
-  ``ASYNC_SEND`` is on (:func:`~django_voicepassword.verification.send_queued`).
+  ``ASYNC_SEND`` is on (:func:`~django_voicepassword.verification.send_queued`);
+- :data:`take_step` takes a challenge's next workflow step at its time
+  (``WORKFLOW`` with ``"tasks": True``; :func:`~django_voicepassword.workflow.take_step`).
 
 Each is a task of the site's ``TASKS`` setting (Django 6 has the framework
 built in as ``django.tasks``; on Django 5.2 it is the ``django-tasks``
@@ -54,7 +56,7 @@ except ImportError:  # Django 5.2: the backport
             "INSTALLED_APPS."
         ) from error
 
-from django_voicepassword import calls, ratelimit, retention, verification
+from django_voicepassword import calls, ratelimit, retention, verification, workflow
 from django_voicepassword.client import PROVIDER_TZ
 from django_voicepassword.conf import settings
 from django_voicepassword.exceptions import VoicePasswordError
@@ -66,6 +68,7 @@ __all__ = [
     "purge_history",
     "reconcile_recent_days",
     "send_code",
+    "take_step",
     "task",
     "task_backends",
 ]
@@ -183,3 +186,15 @@ def send_code(
     if reservation is not None:
         held = ratelimit.Reservation(day=str(reservation["day"]), cents=int(reservation["cents"]))
     return verification.send_queued(challenge_id, channel, sends=sends, reservation=held)
+
+
+@task
+def take_step(challenge_id: str, step: int) -> str:
+    """Take the workflow step after ``step`` of a challenge if still due; enqueued by the services.
+
+    Enqueued with ``run_after`` at the step's time (and at once when a
+    verification's call failed). Returns ``"taken"``, ``"skipped"`` (taken
+    already, by another worker or a poll, or no longer wanted) or
+    ``"stopped"``; see :func:`~django_voicepassword.workflow.take_step`.
+    """
+    return workflow.take_step(challenge_id, step)

@@ -71,6 +71,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from django.core.cache import cache
@@ -81,7 +82,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
-from django_voicepassword import calls, ratelimit
+from django_voicepassword import calls, fraud, ratelimit
 from django_voicepassword.adapter import get_adapter
 from django_voicepassword.conf import ConfigurationError, settings
 from django_voicepassword.exceptions import (
@@ -107,16 +108,19 @@ __all__ = [
     "SENT",
     "SKIPPED",
     "ChallengeError",
+    "Delivery",
     "available_channels",
     "challenge_info",
     "clean_code",
     "confirm_challenge",
+    "deliver_code",
     "get_challenge",
     "pause",
     "resend_challenge",
     "send_queued",
     "send_seconds",
     "send_state",
+    "send_step",
     "start_challenge",
 ]
 
@@ -477,6 +481,12 @@ def _send_reserved(
         _stand_in(channel)
         return _unmatchable(channel)
 
+    review = fraud.record_review(challenge, channel, recipient.user)
+    if review is not None:
+        # A review number: recorded, never placed, so nothing is spent.
+        ratelimit.release(reservation)
+        return review[1]
+
     client_code: str | None = None
     if channel == Call.Channel.VOICE_CALL or settings.FLASH_CODE_SOURCE == "client":
         client_code = _new_code()
@@ -634,9 +644,17 @@ def _new_challenge(
     user: AbstractBaseUser | None,
     session_digest: str,
     now: datetime,
+    *,
+    step: int = 0,
+    wait: int | None = None,
 ) -> Challenge:
-    """The row of a new challenge, at its first send and without a code yet."""
+    """The row of a new challenge, at its first send and without a code yet.
+
+    ``step`` is its place in the workflow's plan, ``wait`` the seconds to its next step.
+    """
     return Challenge.objects.create(
+        step=step,
+        next_step_at=None if wait is None else now + timedelta(seconds=wait),
         number=number,
         purpose=purpose,
         channel=channel,
@@ -707,6 +725,8 @@ def start_challenge(
     normalized = normalize(number)
     if channel not in _CALL_CHANNELS:
         raise ChallengeError("channel_unavailable")
+    # The workflow may start elsewhere (an operator that blocks flash calls).
+    channel, step, wait = _workflow().first_step(normalized, channel)
     session_digest = _session_digest(request, create=True)
 
     now = timezone.now()
@@ -729,9 +749,13 @@ def start_challenge(
     # Before anything is written or billed, for every number alike.
     ratelimit.check_send(normalized, request, kind=_limit_kind(normalized, purpose, user))
     if settings.ASYNC_SEND:
-        return _start_queued(normalized, purpose, channel, user, session_digest, request, now)
+        return _start_queued(
+            normalized, purpose, channel, user, session_digest, request, now, step=step, wait=wait
+        )
     recipient = _recipient(normalized, purpose, user)
-    challenge = _new_challenge(normalized, purpose, channel, user, session_digest, now)
+    challenge = _new_challenge(
+        normalized, purpose, channel, user, session_digest, now, step=step, wait=wait
+    )
     sent = recipient.call
     try:
         try:
@@ -747,6 +771,7 @@ def start_challenge(
     _store_code(challenge, channel, code)
     if sent:
         _announce_start(challenge, request, channel)
+    _workflow().schedule(challenge)
     logger.debug("Challenge for %s started (%s)", mask(normalized), channel)
     return challenge
 
@@ -843,13 +868,15 @@ def _claim_send(fresh: Challenge, now: datetime) -> tuple[int, Callable[[], None
         resend_at__lte=now,
         verified_at__isnull=True,
         expires_at__gt=now,
-    ).update(sends=sends, resend_at=now + _cooldown(sends))
+    ).update(sends=sends, resend_at=now + _cooldown(sends), next_step_at=None)
+    # (next_step_at=None: a person who asks for a code takes over from the
+    # workflow, and a step racing this resend finds nothing to claim.)
     if not claimed:
         raise _closed_or_cooling(fresh.pk, timezone.now())
 
     def give_back() -> None:
         # Nothing was sent: the cooldown is given back, and the old code
-        # (never replaced) goes on working.
+        # (never replaced) goes on working. The workflow stays stopped.
         Challenge.objects.filter(pk=fresh.pk, sends=sends).update(
             sends=fresh.sends, resend_at=fresh.resend_at
         )
@@ -864,6 +891,65 @@ def _closed_or_cooling(pk: uuid.UUID, now: datetime) -> ChallengeError:
     if row.verified_at is not None:
         return ChallengeError("used")
     return ChallengeError("cooldown", retry_after=max(1, _seconds_until(row.resend_at, now)))
+
+
+# --- workflow steps (WORKFLOW; the plan and the claim are in workflow.py) ----------
+
+
+def _workflow() -> ModuleType:
+    """:mod:`django_voicepassword.workflow`, imported when used: it imports this module."""
+    from django_voicepassword import workflow
+
+    return workflow
+
+
+def send_step(
+    challenge: Challenge, channel: str, *, sends: int, give_back: Callable[[], None]
+) -> str:
+    """Send the code of a workflow step that :func:`~.workflow.take_step` has claimed.
+
+    ``sends`` is the send the claim made; ``give_back`` undoes the claim
+    (and stops the workflow). As :func:`resend_challenge` without a request:
+    the ``number``, ``prefix`` and ``global`` limits count the send and the
+    budget is reserved; a login's failed send is answered as sent
+    (:func:`_masked`), a number without an account is stood in for. Returns
+    :data:`SENT`, or :data:`NOT_SENT` after a limit, the budget or a
+    verification's failed send (logged; the claim given back unless the
+    provider may have billed, and the workflow stopped either way).
+    """
+    number = mask(challenge.number)
+    try:
+        ratelimit.check_send(
+            challenge.number,
+            None,
+            kind=_limit_kind(challenge.number, challenge.purpose, challenge.user),
+        )
+        recipient = _recipient(challenge.number, challenge.purpose, challenge.user)
+        sent = recipient.call
+        try:
+            code = _deliver(challenge, channel, recipient, None)
+        except _NotSent as not_sent:
+            code, sent = _masked(challenge, channel, not_sent, first=False), False
+    except ratelimit.LimitExceeded as refused:
+        give_back()
+        logger.warning("Workflow step (%s) to %s refused: %s", channel, number, refused.scope)
+        return NOT_SENT
+    except _NotSent as not_sent:
+        if not_sent.billed:
+            # It may have been placed: the cooldown stays, the workflow stops.
+            Challenge.objects.filter(pk=challenge.pk, sends=sends).update(next_step_at=None)
+        else:
+            give_back()
+        logger.warning("Workflow step (%s) to %s not sent; the workflow stops", channel, number)
+        return NOT_SENT
+    except BaseException:
+        give_back()
+        raise
+    _store_code(challenge, channel, code, sends=sends)
+    if sent:
+        _announce_start(challenge, None, channel)
+    logger.debug("Workflow step (%s) to %s sent", channel, number)
+    return SENT
 
 
 # --- sending on a worker (ASYNC_SEND) ------------------------------------------------
@@ -893,6 +979,9 @@ def _start_queued(
     session_digest: str,
     request: HttpRequest | None,
     now: datetime,
+    *,
+    step: int = 0,
+    wait: int | None = None,
 ) -> Challenge:
     """:func:`start_challenge` with ``ASYNC_SEND``: reserve, record, enqueue.
 
@@ -901,7 +990,9 @@ def _start_queued(
     """
     reservation = ratelimit.reserve(channel, request=request)
     try:
-        challenge = _new_challenge(number, purpose, channel, user, session_digest, now)
+        challenge = _new_challenge(
+            number, purpose, channel, user, session_digest, now, step=step, wait=wait
+        )
     except BaseException:
         ratelimit.release(reservation)
         raise
@@ -910,6 +1001,7 @@ def _start_queued(
         Challenge.objects.filter(pk=challenge.pk).update(expires_at=timezone.now())
 
     _enqueue_send(challenge, channel, 1, reservation, undo=expire)
+    _workflow().schedule(challenge)
     logger.debug("Challenge for %s started (%s, sent by a worker)", mask(number), channel)
     return challenge
 
@@ -1208,6 +1300,7 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
     challenge.verified_at = now
     challenge.code_digest = stored
     logger.debug("Code for %s confirmed", mask(challenge.number))
+    fraud.count_confirm(challenge)
     if challenge.purpose == Challenge.Purpose.VERIFY and challenge.user is not None:
         verified_user = challenge.user
         get_adapter().mark_verified(verified_user, challenge.number)
@@ -1251,10 +1344,13 @@ def challenge_info(challenge: Challenge) -> dict[str, Any]:
     digits, for "enter the last 4 digits of +7 999 000-…"; ``None``: the
     provider does not say it), ``expires_in`` and ``resend_in`` (whole
     seconds, 0 when past), ``attempts_left``, ``channels``
-    (:func:`available_channels`) and ``purpose``. The same fields and the same
-    values for a number with or without an account.
+    (:func:`available_channels`) and ``purpose``; with a ``WORKFLOW``,
+    ``next_step_in`` (whole seconds until the server sends the next code by
+    itself) and ``next_channel`` (how), both ``None`` when no step follows.
+    The same fields and the same values for a number with or without an account.
     """
     now = timezone.now()
+    next_step_in, next_channel = _workflow().next_step(challenge, now)
     return {
         "masked_number": mask(challenge.number),
         "channel": challenge.channel,
@@ -1265,4 +1361,107 @@ def challenge_info(challenge: Challenge) -> dict[str, Any]:
         "attempts_left": max(0, challenge.max_attempts - challenge.attempts),
         "channels": available_channels(challenge),
         "purpose": challenge.purpose,
+        "next_step_in": next_step_in,
+        "next_channel": next_channel,
     }
+
+
+# --- codes that another app checks (django-allauth) ----------------------------------
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What :func:`deliver_code` did: whether a call went out, and the row that records it.
+
+    ``placed`` is ``False`` for a stand-in (nobody was called) and for a send
+    that failed; ``call`` is the :class:`~django_voicepassword.models.Call`
+    row of a call placed (``None`` otherwise: a failed send's row holds its
+    error code); ``error`` the provider's error for a failed send, or the
+    :class:`~django_voicepassword.exceptions.OutcomeUnknownError` of a send
+    whose outcome is unknown (then ``placed`` is ``True``).
+    """
+
+    placed: bool
+    call: Call | None = None
+    error: VoicePasswordError | None = None
+
+
+def deliver_code(
+    number: str,
+    code: str,
+    channel: str = "flash_call",
+    *,
+    request: HttpRequest | None = None,
+    user: AbstractBaseUser | None = None,
+    call: bool = True,
+    kind: ratelimit.NumberKind = "new",
+) -> Delivery:
+    """Send ``code`` (4 digits, the caller's) to ``number``, for an app that checks it itself.
+
+    The path of codes that this package does not check, as with
+    django-allauth, whose flows keep the code and compare it
+    (:mod:`django_voicepassword.contrib.allauth`): the same limits
+    (:func:`~.ratelimit.check_send` with ``kind``), the same budget
+    reservation, and a :class:`~django_voicepassword.models.Call` row for
+    ``user``, as a challenge's send; no :class:`~django_voicepassword.models.Challenge`
+    is made. ``channel`` is ``"flash_call"`` (the caller number ends in
+    ``code``) or ``"voice_call"`` (a robot says it).
+
+    ``call=False`` is the stand-in for a number that must not be called (an
+    unknown account, with the other app's enumeration prevention): counted by
+    the limits as ``"uncalled"`` and by the budget alike, nothing placed, and
+    as long a wait as a real send (:func:`pause`, see the module's threat
+    model). Returns a :class:`Delivery` with ``placed=False``.
+
+    Raises :class:`~.ratelimit.LimitExceeded` when a limit or the budget
+    refuses (before anything is written, for every number alike),
+    :class:`~django_voicepassword.phone.InvalidPhoneNumber` for a number the
+    site does not accept, and :class:`~.conf.ConfigurationError`. A send the
+    provider refused or that did not reach it returns ``placed=False`` with
+    the error (the reservation given back, the failure on the ``Call`` row):
+    whether to tell the person is the caller's choice, as it may tell who has
+    an account. A send whose outcome is unknown returns ``placed=True``: the
+    code is the caller's, so the phone may well have it, and asking again
+    could bill a second call. Call it outside a database transaction.
+    """
+    global _warm_gateway
+    if channel not in _CALL_CHANNELS:
+        raise ValueError(f"deliver_code() sends flash and voice calls, not {channel!r}")
+    if clean_code(code) != code:
+        raise ValueError(f"deliver_code() needs a code of {CODE_LENGTH} ASCII digits")
+    normalized = normalize(number)
+    ratelimit.check_send(normalized, request, kind="uncalled" if not call else kind)
+    reservation = ratelimit.reserve(channel, request=request)
+    if not call:
+        # Reserved and given back: a spent budget refuses every number alike.
+        ratelimit.release(reservation)
+        _stand_in(channel)
+        logger.debug("Stand-in for %s (%s): nothing placed", mask(normalized), channel)
+        return Delivery(placed=False)
+    try:
+        gateway = get_gateway()
+    except ConfigurationError:
+        ratelimit.release(reservation)
+        raise
+    warm = gateway is _warm_gateway
+    _warm_gateway = gateway
+    started = time.monotonic()
+    try:
+        placed_call, _result = calls.place(channel, normalized, code=code, user=user)
+    except OutcomeUnknownError as error:
+        # The provider may have placed and billed it: the reservation stays.
+        logger.warning("%s to %s: outcome unknown", channel, mask(normalized))
+        return Delivery(placed=True, error=error)
+    except (APIError, TransportError) as error:
+        ratelimit.release(reservation)
+        logger.warning(
+            "%s to %s not placed: %s",
+            channel,
+            mask(normalized),
+            getattr(error, "error_code", "") or type(error).__name__,
+        )
+        return Delivery(placed=False, error=error)
+    if warm:
+        _record_send_seconds(channel, time.monotonic() - started)
+    logger.debug("%s to %s placed", channel, mask(normalized))
+    return Delivery(placed=True, call=placed_call)

@@ -53,7 +53,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 
-from django_voicepassword import verification
+from django_voicepassword import verification, workflow
 from django_voicepassword.auth_backends import atomic_login
 from django_voicepassword.exceptions import VoicePasswordError
 from django_voicepassword.forms import CodeForm, PhoneForm
@@ -289,6 +289,9 @@ class CodeView(_FlowView):
             "resend_in": resend_in,
             "resend_clock": f"{resend_in // 60}:{resend_in % 60:02d}",
             "attempts_left": info.get("attempts_left"),
+            # The workflow's next step, for the line "if the code does not come...".
+            "next_step_in": info.get("next_step_in"),
+            "next_channel": info.get("next_channel"),
             "resend_channels": [
                 (
                     channel,
@@ -305,11 +308,11 @@ class CodeView(_FlowView):
         return self.render(context, status=status, retry_after=retry_after)
 
     def get(self, request: HttpRequest, challenge_id: UUID) -> HttpResponse:
-        """Show the code page; nothing is sent."""
+        """Show the code page; nothing is sent but a workflow step that is due (the poll)."""
         challenge = self.get_challenge(challenge_id)
         if challenge is None:
             return self.restart()
-        return self.render_code(challenge)
+        return self.render_code(workflow.advance(challenge))
 
     def post(self, request: HttpRequest, challenge_id: UUID) -> HttpResponse:
         """Check the code, or send a new one."""

@@ -130,6 +130,19 @@ SCENARIOS: dict[str, Scenario] = {
         [("start", "flash_call"), ("new_client",), ("start", "flash_call"), ("get",)],
         {"LIMITS": {"number": "1/h"}},
     ),
+    # A send that placed nothing still counts (docs/decisions.md, "Limits"): a
+    # number without an account is never called, so it can neither fail nor be
+    # given its count back, and a number with one must hit the limit alike.
+    "per-number limit hit after a refused call": Scenario(
+        "79990000022",
+        [("start", "flash_call"), ("new_client",), ("start", "flash_call"), ("get",)],
+        {"LIMITS": {"number": "1/h"}},
+    ),
+    "per-number limit hit after an unknown outcome (HTTP 500)": Scenario(
+        "79990000031",
+        [("start", "flash_call"), ("new_client",), ("start", "flash_call"), ("get",)],
+        {"LIMITS": {"number": "1/h"}},
+    ),
     "session limit hit on a resend": Scenario(
         "79990000001",
         [("start", "flash_call"), ("allow_resend",), ("resend", "flash_call"), ("get",)],

@@ -57,6 +57,8 @@ INFO_KEYS = {
     "attempts_left",
     "channels",
     "purpose",
+    "next_step_in",
+    "next_channel",
 }
 
 
@@ -527,7 +529,7 @@ def test_bad_start_bodies_are_4xx_and_call_nobody(client, user, emulated, body):
         ("   ", "empty"),
         ("abc", "invalid"),
         ("+7 999 000-00-01 ext. 5", "extension"),
-        ("+7 800 555-35-35", "type"),
+        ("+7 800 000-00-00", "type"),
         ("+77012345678", "region"),
         ("7" * 65, "invalid"),
     ],

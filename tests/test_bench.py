@@ -177,6 +177,33 @@ def test_admin_bench_sees_a_call_list_without_its_rows(admin_client: Client) -> 
     assert admin.shows(page, empty) == "0 rows shown, 3 expected (3 calls selected)"
 
 
+@pytest.mark.django_db
+def test_admin_bench_sees_an_insights_page_without_its_figures(admin_client: Client) -> None:
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from django_voicepassword.models import Challenge
+
+    admin = load("admin")
+    now = timezone.now()
+    Challenge.objects.bulk_create(
+        Challenge(
+            number="79990000001",
+            channel=Call.Channel.FLASH_CALL,
+            expires_at=now + dt.timedelta(minutes=5),
+            resend_at=now,
+        )
+        for _ in range(3)
+    )
+    url = "/admin/voicepassword/challenge/insights/"
+    page = admin.Page(url, "insights", lambda: Challenge.objects.count())
+    assert admin.shows(page, admin_client.get(url).content.decode()) is None
+    # A page narrowed to a channel without challenges shows none of the three.
+    empty = admin_client.get(url + "?channel=sms").content.decode()
+    assert admin.shows(page, empty) == "challenges of the last 30 days 0, 3 expected"
+
+
 # --------------------------------------------------------------------------- reconcile.py
 
 

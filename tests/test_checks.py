@@ -310,3 +310,40 @@ def test_w007_the_example_site_configures_sqlite_as_the_check_asks(tmp_path):
         tmp_path=tmp_path,
     )
     assert result.stdout.strip() == "{'transaction_mode': 'IMMEDIATE', 'timeout': 20}"
+
+
+def test_every_problem_is_reported_at_once():
+    # A typo no longer hides the other problems of the dict, nor the checks
+    # of the settings that are sound enough to be checked.
+    found = ids(
+        APIKEY="k",  # a typo of API_KEY, so the HTTP gateway has no key either
+        READ_TIMEOUT="10",
+        ADAPTER="django_voicepassword.adapter.NoSuchAdapter",
+        API_URL="vp.voicepassword.ru/api/",
+        ALLOWED_NUMBER_TYPES=["MOBIL"],
+    )
+    assert sorted(found) == [
+        "voicepassword.E001",
+        "voicepassword.E002",
+        "voicepassword.E003",
+        "voicepassword.E004",
+        "voicepassword.E005",
+        "voicepassword.E006",
+    ]
+    assert limit_ids(APIKEY="k", LIMITS={"number": "3/0m"}) == ["voicepassword.E008"]
+
+
+def test_manage_py_check_lists_every_problem():
+    broken = {
+        "CREATE_USER": True,
+        "MAX_ATTEMPTS": "3",
+        "ADAPTER": "django_voicepassword.adapter.NoSuchAdapter",
+    }
+    with (
+        override_settings(VOICEPASSWORD={"API_KEY": "k", **broken}),
+        pytest.raises(SystemCheckError) as error,
+    ):
+        call_command("check")
+    for shown in ("voicepassword.E001", "CREATE_USERS?", "voicepassword.E002", "MAX_ATTEMPTS"):
+        assert shown in str(error.value)
+    assert "NoSuchAdapter" in str(error.value)

@@ -46,8 +46,9 @@ def test_site_values_override_defaults():
 
 def test_unknown_key_is_rejected_by_name():
     vp = VoicePasswordSettings({"API_KEYS": "x", "TIMEOUT": 3})
-    with pytest.raises(ConfigurationError, match="API_KEYS, TIMEOUT"):
+    with pytest.raises(ConfigurationError) as error:
         _ = vp.API_URL
+    assert "API_KEYS (did you mean API_KEY?), TIMEOUT" in str(error.value)
 
 
 def test_unknown_attribute_is_an_attribute_error():
@@ -131,3 +132,49 @@ def test_a_wrong_api_key_value_is_not_repeated_in_the_error():
         _ = vp.API_KEY
     assert "vp-secret-bytes" not in str(error.value)
     assert "bytes" in str(error.value)
+
+
+# A typo, a wrong type and a dotted path that cannot be imported, in one dict.
+THREE_PROBLEMS = {
+    "CREATE_USER": True,
+    "MAX_ATTEMPTS": "3",
+    "ADAPTER": "django_voicepassword.adapter.NoSuchAdapter",
+}
+
+
+@pytest.mark.parametrize("key", ["API_URL", "MAX_ATTEMPTS", "ADAPTER"])
+def test_one_error_reports_every_problem_of_the_dict(key):
+    # The issue: the typo's error hid the others until it was fixed, then the
+    # next one appeared, one restart at a time.
+    vp = VoicePasswordSettings(THREE_PROBLEMS)
+    with pytest.raises(ConfigurationError) as error:
+        getattr(vp, key)
+    message = str(error.value)
+    assert message.startswith("The VOICEPASSWORD setting has 3 problems:")
+    assert "CREATE_USER (did you mean CREATE_USERS?)" in message
+    assert "VOICEPASSWORD['MAX_ATTEMPTS'] must be a positive whole number, not str." in message
+    assert "VOICEPASSWORD['ADAPTER'] = 'django_voicepassword.adapter.NoSuchAdapter'" in message
+    assert [(p.key, p.check_id) for p in error.value.problems] == [
+        ("VOICEPASSWORD", "voicepassword.E001"),
+        ("MAX_ATTEMPTS", "voicepassword.E002"),
+        ("ADAPTER", "voicepassword.E005"),
+    ]
+
+
+def test_a_single_problem_keeps_its_own_message():
+    vp = VoicePasswordSettings({"MAX_ATTEMPTS": "3"})
+    with pytest.raises(ConfigurationError) as error:
+        _ = vp.MAX_ATTEMPTS
+    assert str(error.value) == (
+        "VOICEPASSWORD['MAX_ATTEMPTS'] must be a positive whole number, not str."
+    )
+    assert [p.key for p in error.value.problems] == ["MAX_ATTEMPTS"]
+    assert DEFAULTS["API_URL"] == vp.API_URL  # the sound settings still read
+
+
+def test_value_reads_one_setting_alone():
+    vp = VoicePasswordSettings(THREE_PROBLEMS)
+    assert vp.value("READ_TIMEOUT") == DEFAULTS["READ_TIMEOUT"]
+    with pytest.raises(ConfigurationError, match="MAX_ATTEMPTS"):
+        vp.value("MAX_ATTEMPTS")
+    assert "READ_TIMEOUT" not in vars(vp)  # value() caches nothing

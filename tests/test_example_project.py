@@ -160,3 +160,30 @@ def test_the_demo_file_carries_the_demo_ports_to_every_command(tmp_path):
         "http://127.0.0.1:8765/api/voice-password/",
         "http://127.0.0.1:8000",
     ]
+
+
+def test_the_demo_switches_to_allauth_pages(tmp_path):
+    pytest.importorskip(
+        "allauth", reason='django-allauth is not installed: pip install -e ".[allauth]"'
+    )
+    assert (
+        manage(
+            "migrate", "--noinput", tmp_path=tmp_path, VOICEPASSWORD_DEMO_AUTH="allauth"
+        ).returncode
+        == 0
+    )
+    checked = manage(
+        "check", "--fail-level", "WARNING", tmp_path=tmp_path, VOICEPASSWORD_DEMO_AUTH="allauth"
+    )
+    assert checked.returncode == 0, checked.stderr
+    body = home_page(tmp_path, VOICEPASSWORD_DEMO_AUTH="allauth")
+    assert 'href="/accounts/login/"' in body
+    assert 'href="/voicepassword/login/"' not in body
+    # The default stays the package's own pages.
+    assert 'href="/voicepassword/login/"' in home_page(tmp_path)
+
+
+def test_an_unknown_demo_auth_is_refused_at_start(tmp_path):
+    result = manage("check", tmp_path=tmp_path, VOICEPASSWORD_DEMO_AUTH="sesame")
+    assert result.returncode != 0
+    assert "VOICEPASSWORD_DEMO_AUTH must be" in result.stderr

@@ -23,7 +23,7 @@ from django.test import Client, override_settings
 
 from django_voicepassword import verification
 from django_voicepassword.gateways.base import reset_gateway
-from django_voicepassword.models import Challenge, PhoneNumber
+from django_voicepassword.models import Call, Challenge, PhoneNumber
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -179,3 +179,35 @@ def test_a_wrong_code_still_counts_its_attempt(client: Client, user, emulated):
     assert client.post(url, {"code": wrong}).status_code == 200
 
     assert Challenge.objects.get(pk=challenge_id).attempts == 1
+
+
+def test_a_first_login_links_its_call_to_the_user_it_created(
+    client: Client, emulated, locked, django_user_model
+):
+    # The issue: the call that created a user at their first login showed no
+    # user in the admin; the challenge and its calls were made before the user.
+    url = client.post(LOGIN, {"number": UNKNOWN})["Location"]
+    challenge_id = url.rstrip("/").rsplit("/", 1)[-1]
+    code = emulated.code_for(UNKNOWN)
+    [call] = Call.objects.filter(challenge_id=challenge_id)
+    assert call.user is None
+
+    assert client.post(url, {"code": code}).status_code == 503
+    call.refresh_from_db()
+    assert call.user is None  # a login that failed links nothing (and created no one)
+    assert Challenge.objects.get(pk=challenge_id).user is None
+
+    locked.clear()
+    assert client.post(url, {"code": code}).status_code == 302
+    created = django_user_model.objects.get(pk=client.session[SESSION_KEY])
+    call.refresh_from_db()
+    assert call.user == created
+    assert Challenge.objects.get(pk=challenge_id).user == created
+
+    admin = django_user_model.objects.create_superuser("boss", password="pw")
+    staff = Client()
+    staff.force_login(admin)
+    page = staff.get(f"/admin/voicepassword/call/{call.pk}/change/").content.decode()
+    assert created.get_username() in page
+    listing = staff.get("/admin/voicepassword/call/").content.decode()
+    assert created.get_username() in listing

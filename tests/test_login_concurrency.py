@@ -18,8 +18,9 @@ import pytest
 from django.contrib.auth import authenticate
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 
-from django_voicepassword import verification
+from django_voicepassword import verification, workflow
 from django_voicepassword.models import Challenge, PhoneNumber
 from django_voicepassword.signals import phone_verified
 from django_voicepassword.verification import (
@@ -160,4 +161,29 @@ def test_fifty_resends_at_once_place_one_call(emulated):
     assert len(emulated.sends(KNOWN)) == 2
     row = Challenge.objects.get()
     assert row.sends == 2
+    assert confirm_challenge(row, emulated.code_for(KNOWN)) is True
+
+
+WORKFLOW = {"steps": [{"channel": "flash_call", "wait": 30}, {"channel": "voice_call"}]}
+
+
+def test_fifty_workers_and_polls_racing_on_one_workflow_step_place_one_call(emulated):
+    """The step's claim is one conditional UPDATE: workers and polls racing place one call."""
+    user_with(KNOWN)
+    with override_settings(VOICEPASSWORD={**EMULATED, "WORKFLOW": WORKFLOW}):
+        challenge = start_challenge(KNOWN)
+        Challenge.objects.filter(pk=challenge.pk).update(next_step_at=timezone.now())
+        copies = [Challenge.objects.get() for _ in range(THREADS)]
+
+        def race(i: int) -> Any:
+            # Half are workers (the task), half are polls of the code page or the API.
+            if i % 2:
+                return workflow.take_step(str(challenge.pk), 0)
+            return workflow.advance(copies[i]).step
+
+        results = at_once(race)
+    assert Counter(results)[workflow.TAKEN] <= 1
+    assert [entry.kind for entry in emulated.sends(KNOWN)] == ["flash_call", "voice_call"]
+    row = Challenge.objects.get()
+    assert (row.step, row.sends, row.channel) == (1, 2, "voice_call")
     assert confirm_challenge(row, emulated.code_for(KNOWN)) is True

@@ -2,7 +2,7 @@
 
 Valid Russian mobiles come from the project's test range +7 999 000-00-00 …
 +7 999 000-00-99. The numbers of the issue text (+7 916 123-45-67, +7 701 …,
-+7 800 555-35-35, +7 809 …) are used as the issue wrote them. Foreign numbers
++7 800 000-00-00, +7 809 …) are used as the issue wrote them. Foreign numbers
 are from ranges reserved for fiction: US 555-01xx, UK 020 7946 0xxx,
 Australia 0491 570 156-159.
 """
@@ -37,7 +37,7 @@ from django_voicepassword.phone import (
 ISSUE_NUMBER = "79161234567"
 TEST_MOBILE = "79990000042"
 KZ_MOBILE = "+77012345678"
-TOLL_FREE = "+78005553535"
+TOLL_FREE = "+78000000000"
 PREMIUM_RATE = "+78091234567"
 US_NUMBER = "+12015550123"  # FIXED_LINE_OR_MOBILE, as all of NANP
 UK_LANDLINE = "+442079460123"
@@ -310,6 +310,73 @@ def test_messages(code, message):
     assert str(InvalidPhoneNumber(code)) == message
 
 
+# A Moscow landline that libphonenumber reads as FIXED_LINE; all zeros, no subscriber's.
+MOSCOW_LANDLINE = "+7 495 000-00-00"
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "english", "russian"),
+    [
+        (
+            MOSCOW_LANDLINE,
+            "FIXED_LINE",
+            "Landline numbers are not accepted.",
+            "Городские (стационарные) номера не принимаются.",
+        ),
+        (
+            TOLL_FREE,
+            "TOLL_FREE",
+            "Toll-free numbers are not accepted.",
+            "Бесплатные для звонящего номера не принимаются.",
+        ),
+        (
+            PREMIUM_RATE,
+            "PREMIUM_RATE",
+            "Premium-rate numbers are not accepted.",
+            "Платные номера с повышенным тарифом не принимаются.",  # noqa: RUF001
+        ),
+    ],
+)
+def test_type_refusal_names_the_kind(value, kind, english, russian):
+    # The issue: a Moscow landline was told "This kind of number (for example
+    # toll-free or premium-rate)", which names every kind but its own.
+    with pytest.raises(InvalidPhoneNumber) as info:
+        normalize(value)
+    exc = info.value
+    assert exc.code == "type"
+    assert exc.number_type == kind
+    assert str(exc) == english
+    with translation.override("ru"):
+        assert str(exc) == russian
+
+
+def test_mobile_refusal_names_mobiles():
+    with policy(ALLOWED_NUMBER_TYPES=["FIXED_LINE"]), pytest.raises(InvalidPhoneNumber) as info:
+        check_policy(TEST_MOBILE)
+    assert info.value.number_type == "MOBILE"
+    assert str(info.value) == "Mobile numbers are not accepted."
+
+
+def test_every_number_type_has_a_message_in_both_languages():
+    from django_voicepassword.phone import NUMBER_TYPES
+
+    assert set(InvalidPhoneNumber.type_messages) == set(NUMBER_TYPES)
+    for kind in NUMBER_TYPES:
+        exc = InvalidPhoneNumber("type", number_type=kind)
+        english = str(exc)
+        assert english.endswith("not accepted.")
+        with translation.override("ru"):
+            assert str(exc) != english
+            assert str(exc).endswith("не принимаются.")
+
+
+def test_type_refusal_pickles_with_its_kind():
+    sent = InvalidPhoneNumber("type", number="1", number_type="VOIP")
+    exc = pickle.loads(pickle.dumps(sent))  # noqa: S301  (our own bytes)
+    assert (exc.code, exc.number, exc.number_type) == ("type", "1", "VOIP")
+    assert str(exc) == "Internet telephony (VoIP) numbers are not accepted."
+
+
 def test_message_is_lazy():
     # Translated when shown, in the language active then, not at import time.
     exc = InvalidPhoneNumber("invalid")
@@ -350,7 +417,7 @@ def test_exception_pickles():
         ("+7 (916) 123-45-67", "+7 916 ***-**-67"),
         (TEST_MOBILE, "+7 999 ***-**-42"),
         (KZ_MOBILE[1:], "+7 701 *** **78"),  # refused by policy, still masked
-        (TOLL_FREE[1:], "+7 800 ***-**-35"),
+        (TOLL_FREE[1:], "+7 800 ***-**-00"),
         (US_NUMBER[1:], "+1 201-***-**23"),
         (UK_LANDLINE[1:], "+44 20 **** **23"),
         (AU_MOBILE[1:], "+61 49* *** *56"),  # at least half hidden

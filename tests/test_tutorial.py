@@ -12,9 +12,16 @@ an HTML comment that says what a reader does with it:
   server the reader leaves running in a terminal; started on a free port;
 - ``<!-- tutorial: append PATH -->``, ``<!-- tutorial: write PATH -->``: Python
   added to the end of a file of the project, or replacing it;
+- ``<!-- tutorial: create PATH -->``: a new file of the project (a template);
 - ``<!-- tutorial: browser -->`` (no code block): the steps the reader takes in a
-  browser, done here with ``requests``: the phone form, the code read from the
-  emulator's phone page, the code form, and the logged-in home page.
+  browser, done here with ``requests``: the pages in either language (by the
+  browser's ``Accept-Language``), the phone form, the code read from the
+  emulator's phone page, the code form, and the logged-in home page that greets
+  with the number;
+- ``<!-- tutorial: browser verify -->`` (no code block): the same browser adds a
+  second number from the home page's link, comes back to the "verified" message
+  and a greeting that still names the number it logged in with, and logs out
+  with the home page's POST form.
 
 Everything runs in subprocesses with this interpreter, as the reader's ``python``
 would; only the ports differ from the page's, through the environment variables
@@ -41,6 +48,9 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
+from django.utils import translation
+from django.utils.html import escape
+from django.utils.translation import gettext
 from packaging.version import Version
 
 from django_voicepassword.phone import mask
@@ -51,16 +61,28 @@ PAGES = ["tutorial.md", "ru/tutorial.md"]
 # A marker, then (unless it is the browser's) the fenced block it describes.
 STEP = re.compile(
     r"<!-- tutorial: (?P<action>[a-z]+)(?: (?P<arg>[^ ]+))? -->\n"
-    r"(?:\n*```(?P<lang>[a-z]+)\n(?P<body>.*?)\n```)?",
+    r"(?:\n*```(?P<lang>[a-z+]+)\n(?P<body>.*?)\n```)?",
     re.DOTALL,
 )
-FENCE = re.compile(r"^```[a-z]+$", re.MULTILINE)
+FENCE = re.compile(r"^```[a-z+]+$", re.MULTILINE)
 # The repository, as pyproject.toml's project URLs name it, and the package.
 PROJECT = tomllib.loads((DOCS.parent / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 REPOSITORY = PROJECT["urls"]["Source"]
 PACKAGE = PROJECT["name"]
 TEST_NUMBER = re.compile(r"`(\+7 999 000-00-\d\d)`")
 TIMEOUT = 60.0
+# The greeting of the tutorial's home page, in the language of each tutorial.
+GREETING = {
+    "tutorial.md": "Hello! You logged in by phone: {}.",
+    "ru/tutorial.md": "Здравствуйте! Вы вошли по номеру {}.",
+}
+LANGUAGE = {"tutorial.md": "en", "ru/tutorial.md": "ru"}
+
+
+def translated(language: str, message: str) -> str:
+    """The package's ``message`` in ``language``, as a page shows it (escaped)."""
+    with translation.override(language):
+        return escape(gettext(message))
 
 
 @dataclass
@@ -157,6 +179,18 @@ class Reader:
     site_port: int
     emulator_url: str = ""
     servers: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = field(default_factory=list)
+    # The page followed: the browser asks for its language and expects its greeting.
+    page: str = "tutorial.md"
+    # The browser of the browser steps: the second goes on in the first's session.
+    browser: requests.Session | None = None
+    login_number: str = ""
+
+    @property
+    def site(self) -> str:
+        return f"http://127.0.0.1:{self.site_port}"
+
+    def greeting(self, number: str) -> str:
+        return GREETING[self.page].format(mask(number))
 
     def argv(self, command: str) -> list[str]:
         words = shlex.split(command)
@@ -242,51 +276,113 @@ class Reader:
                 self.servers.remove((process, out))
 
     def stop_all(self) -> None:
+        if self.browser is not None:
+            self.browser.close()
         for process, out in self.servers:
             process.kill()
             process.wait(timeout=30)
             out.close()
         self.servers.clear()
 
+    def code_on_phone(self, number: str) -> str:
+        """The code the emulator's phone page shows for the latest call to ``number``."""
+        assert self.browser is not None
+
+        def shown_code() -> str | None:
+            assert self.browser is not None
+            phone = self.browser.get(f"{self.emulator_url}/?number={number}", timeout=30).text
+            caller = re.search(r'<span class="code">(.*?)</span>', phone)
+            return caller[1] if caller else None
+
+        caller = wait_for("the call on the phone page", shown_code)
+        code = re.fullmatch(r"\d+<mark>(\d{4})</mark>", caller)
+        assert code, caller
+        return code[1]
+
+    def check_languages(self) -> None:
+        """The pages answer each browser in its language (``LocaleMiddleware``)."""
+        for language in ("ru", "en"):
+            page = requests.get(
+                f"{self.site}/voicepassword/login/",
+                headers={"Accept-Language": f"{language},de;q=0.5"},
+                timeout=30,
+                proxies={"http": "", "https": ""},
+            )
+            assert page.status_code == 200
+            title = translated(language, "Log in by phone")
+            assert title in page.text, f"Accept-Language {language}: no {title!r} on the page"
+
     def log_in(self, typed: str) -> None:
         """The browser steps: the phone form, the code from the phone, the code form."""
-        site = f"http://127.0.0.1:{self.site_port}"
+        self.check_languages()
         number = re.sub(r"\D", "", typed)
-        with requests.Session() as browser:
-            browser.trust_env = False  # loopback: no proxy, whatever the environment says
-            page = browser.get(site + "/", timeout=30)
-            assert page.status_code == 200
-            assert urlsplit(page.url).path == "/voicepassword/login/", page.url
-            phone_form = form_with(page.text, "number")
-            page = browser.post(page.url, data={**phone_form, "number": typed}, timeout=30)
-            assert page.status_code == 200, page.text
-            assert re.fullmatch(r"/voicepassword/login/[0-9a-f-]{36}/", urlsplit(page.url).path)
-            code_page = page.url
+        self.browser = browser = requests.Session()
+        browser.trust_env = False  # loopback: no proxy, whatever the environment says
+        browser.headers["Accept-Language"] = LANGUAGE[self.page]
+        page = browser.get(self.site + "/", timeout=30)
+        assert page.status_code == 200
+        assert urlsplit(page.url).path == "/voicepassword/login/", page.url
+        phone_form = form_with(page.text, "number")
+        page = browser.post(page.url, data={**phone_form, "number": typed}, timeout=30)
+        assert page.status_code == 200, page.text
+        assert re.fullmatch(r"/voicepassword/login/[0-9a-f-]{36}/", urlsplit(page.url).path)
+        code = self.code_on_phone(number)
+        page = browser.post(
+            page.url, data={**form_with(page.text, "code"), "code": code}, timeout=30
+        )
+        assert page.status_code == 200, page.text
+        assert page.url == urljoin(self.site, "/"), page.url
+        assert self.greeting(number) in page.text, page.text  # the number, masked
+        assert "sessionid" in browser.cookies
+        self.login_number = number
 
-            def shown_code() -> str | None:
-                phone = browser.get(f"{self.emulator_url}/?number={number}", timeout=30).text
-                caller = re.search(r'<span class="code">(.*?)</span>', phone)
-                return caller[1] if caller else None
+        # Step 9 reads how the call ended: its callback must have arrived.
+        def delivered() -> bool:
+            state = browser.get(f"{self.emulator_url}/_emulator/log", timeout=30).json()
+            return any(d["status"] == 200 for d in state["deliveries"])
 
-            caller = wait_for("the call on the phone page", shown_code)
-            code = re.fullmatch(r"\d+<mark>(\d{4})</mark>", caller)
-            assert code, caller
-            page = browser.post(
-                code_page, data={**form_with(page.text, "code"), "code": code[1]}, timeout=30
-            )
-            assert page.status_code == 200, page.text
-            assert page.url == urljoin(site, "/"), page.url
-            assert mask(number) in page.text  # the home page names the number, masked
-            assert "sessionid" in browser.cookies
+        wait_for("the callback", delivered)
 
-            # Step 9 reads how the call ended: its callback must have arrived.
-            def delivered() -> bool:
-                state = browser.get(f"{self.emulator_url}/_emulator/log", timeout=30).json()
-                return any(d["status"] == 200 for d in state["deliveries"])
+    def verify_and_log_out(self, typed: str) -> None:
+        """The second browser steps: add a number from the home page, then log out."""
+        browser = self.browser
+        assert browser is not None, "the login steps come first"
+        assert self.login_number
+        number = re.sub(r"\D", "", typed)
+        home = browser.get(self.site + "/", timeout=30)
+        link = re.search(r'<a href="([^"]+)"', home.text)
+        assert link, f"no link on the home page: {home.text}"
+        page = browser.get(urljoin(home.url, link[1]), timeout=30)
+        assert urlsplit(page.url).path == "/voicepassword/verify/", page.url
+        page = browser.post(
+            page.url, data={**form_with(page.text, "number"), "number": typed}, timeout=30
+        )
+        assert re.fullmatch(r"/voicepassword/verify/[0-9a-f-]{36}/", urlsplit(page.url).path)
+        code = self.code_on_phone(number)
+        page = browser.post(
+            page.url, data={**form_with(page.text, "code"), "code": code}, timeout=30
+        )
+        assert page.url == urljoin(self.site, "/"), page.url
+        # The message the verification left, shown once, in the browser's language.
+        verified = translated(LANGUAGE[self.page], "Your phone number %(number)s is verified.")
+        assert verified % {"number": mask(number)} in page.text, page.text
+        # The greeting names the number of the login, not the newest one.
+        assert self.greeting(self.login_number) in page.text, page.text
+        assert self.greeting(number) not in page.text, page.text
 
-            wait_for("the callback", delivered)
+        logout = re.search(r'<form method="post" action="([^"]+)"', page.text)
+        assert logout, f"no POST form on the home page: {page.text}"
+        action = urljoin(page.url, logout[1])
+        assert browser.get(action, timeout=30).status_code == 405  # Django 5+: POST only
+        page = browser.post(action, data=form_with(page.text, "csrfmiddlewaretoken"), timeout=30)
+        assert page.status_code == 200, page.text
+        assert urlsplit(page.url).path == "/voicepassword/login/", page.url
+        assert urlsplit(browser.get(self.site + "/", timeout=30).url).path == (
+            "/voicepassword/login/"
+        )
 
     def follow(self, page: str) -> None:
+        self.page = page
         for step in steps(page):
             if step.action == "setup":
                 self.check_setup(step.body)
@@ -309,10 +405,20 @@ class Reader:
                 if step.action == "append":
                     text = target.read_text(encoding="utf-8") + "\n" + text
                 target.write_text(text, encoding="utf-8")
+            elif step.action == "create":
+                assert step.arg is not None
+                target = self.cwd / step.arg
+                assert not target.exists(), f"{step.arg} is already a file of the project"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(step.body + "\n", encoding="utf-8")
             elif step.action == "browser":
                 typed = TEST_NUMBER.search(step.text)
                 assert typed, "the browser steps name no test number to type"
-                self.log_in(typed[1])
+                if step.arg == "verify":
+                    self.verify_and_log_out(typed[1])
+                else:
+                    assert step.arg is None, step.arg
+                    self.log_in(typed[1])
             else:
                 raise AssertionError(f"unknown tutorial step {step.action!r}")
 
@@ -357,7 +463,8 @@ def test_every_code_block_of_the_tutorial_says_what_to_do_with_it(page):
     source = (DOCS / page).read_text(encoding="utf-8")
     marked = [step for step in steps(page) if step.action != "browser"]
     assert len(FENCE.findall(source)) == len(marked)
-    assert [step.action for step in steps(page)].count("browser") == 1
+    browser = [step.arg for step in steps(page) if step.action == "browser"]
+    assert browser == [None, "verify"]
 
 
 def test_both_tutorials_run_the_same_commands():
@@ -391,3 +498,57 @@ def test_the_tutorial_ends_in_a_phone_login(page, reader):
         browser.trust_env = False
         answer = browser.get(f"http://127.0.0.1:{reader.site_port}/voicepassword/login/")
     assert answer.status_code == 200
+
+
+# --- the README's five minutes -------------------------------------------------------
+
+README = DOCS.parent / "README.md"
+README_BLOCK = re.compile(r"^( *)```python\n(.*?)^\1```$", re.DOTALL | re.MULTILINE)
+
+
+def readme_snippets() -> list[str]:
+    """The Python blocks of the README's "Add it to your site in five minutes", dedented."""
+    text = README.read_text(encoding="utf-8")
+    start = text.index("## Add it to your site in five minutes")
+    section = text[start : text.index("\n## ", start + 1)]
+    return [
+        "\n".join(line.removeprefix(match[1]) for line in match[2].splitlines())
+        for match in README_BLOCK.finditer(section)
+    ]
+
+
+def test_the_readme_snippets_paste_into_a_new_project(reader):
+    """Each snippet, pasted where its first line says, gives a site that checks clean."""
+    snippets = readme_snippets()
+    assert len(snippets) >= 5
+    reader.env["VOICEPASSWORD_API_KEY"] = "a-key-from-the-environment"
+    reader.run("django-admin startproject mysite", [])
+    reader.run("cd mysite", [])
+    pasted = []
+    for snippet in snippets:
+        where = snippet.splitlines()[0]
+        if where.startswith("# settings.py, at the end"):
+            target = reader.cwd / "mysite" / "settings.py"
+            target.write_text(target.read_text(encoding="utf-8") + "\n" + snippet + "\n")
+        elif where == "# urls.py":
+            (reader.cwd / "mysite" / "urls.py").write_text(snippet + "\n")
+        else:
+            # Code for a view or a test of the reader's: it must at least be Python.
+            assert where in ("# in a view", "# tests.py"), f"where does this go? {where!r}"
+            compile(snippet, where, "exec")
+            continue
+        pasted.append(where)
+        # Complete as it is: the project checks clean after every paste.
+        reader.run("python manage.py check", ["System check identified no issues (0 silenced)."])
+    assert "# urls.py" in pasted
+    reader.run("python manage.py migrate", [])
+    reader.serve_site("python manage.py runserver", [])
+    for language in ("ru", "en"):
+        page = requests.get(
+            f"{reader.site}/voicepassword/login/",
+            headers={"Accept-Language": language},
+            timeout=30,
+            proxies={"http": "", "https": ""},
+        )
+        assert page.status_code == 200
+        assert translated(language, "Log in by phone") in page.text

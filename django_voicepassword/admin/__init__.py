@@ -9,6 +9,8 @@ default admin site:
   read-only records;
 * :class:`~.balance.BalanceDashboardAdmin`: the balance dashboard, at the
   balance snapshots' address;
+* :class:`~.fraud.PrefixBlockAdmin`: the fraud guard's blocked prefixes,
+  their evidence and the allow-list;
 
 adds :class:`~.users.PhoneNumberInline` to the user admin if one is
 registered (see :mod:`.users`), and shows the balance on the admin index
@@ -24,6 +26,7 @@ from django.contrib import admin
 from django_voicepassword.admin.balance import BalanceDashboardAdmin
 from django_voicepassword.admin.calls import CallAdmin, CallbackEventAdmin
 from django_voicepassword.admin.challenges import ChallengeAdmin
+from django_voicepassword.admin.fraud import PrefixBlockAdmin
 from django_voicepassword.admin.users import PhoneNumberInline, add_phone_numbers_to_user_admin
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "CallbackEventAdmin",
     "ChallengeAdmin",
     "PhoneNumberInline",
+    "PrefixBlockAdmin",
     "add_phone_numbers_to_user_admin",
     "use_index_template",
 ]

@@ -19,12 +19,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpR
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import formats
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 
 from django_voicepassword import dashboard
 from django_voicepassword.admin import charts
 from django_voicepassword.admin.calls import STATUS_STYLES, format_money, format_share
-from django_voicepassword.admin.common import STYLESHEET
+from django_voicepassword.admin.common import STYLESHEET, month_day
 from django_voicepassword.models import BalanceSnapshot
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class BalanceDashboardAdmin(_ModelAdmin):
         balance_chart = charts.line_chart(
             [
                 charts.Point(
-                    label=formats.date_format(day.day, "MONTH_DAY_FORMAT"),
+                    label=month_day(day.day),
                     value=None if day.low is None else _amount(day.low),
                     title=gettext("%(day)s: lowest %(low)s, highest %(high)s")
                     % {
@@ -172,13 +172,17 @@ class BalanceDashboardAdmin(_ModelAdmin):
         spend = charts.bar_chart(
             [
                 charts.Bar(
-                    label=formats.date_format(day.day, "MONTH_DAY_FORMAT"),
+                    label=month_day(day.day),
                     value=_amount(day.spend),
-                    title=gettext("%(day)s: %(spend)s for %(calls)s calls")
+                    title=ngettext(
+                        "%(day)s: %(spend)s for %(calls)s call",
+                        "%(day)s: %(spend)s for %(calls)s calls",
+                        day.calls,
+                    )
                     % {
                         "day": formats.date_format(day.day, "DATE_FORMAT"),
                         "spend": format_money(day.spend),
-                        "calls": day.calls,
+                        "calls": formats.number_format(day.calls, 0, force_grouping=True),
                     },
                 )
                 for day in stats.days
@@ -190,13 +194,17 @@ class BalanceDashboardAdmin(_ModelAdmin):
         answered = charts.bar_chart(
             [
                 charts.Bar(
-                    label=formats.date_format(day.day, "MONTH_DAY_FORMAT"),
+                    label=month_day(day.day),
                     value=None if day.answered_share is None else day.answered_share * 100,
-                    title=gettext("%(day)s: %(share)s of %(calls)s flash and voice calls answered")
+                    title=ngettext(
+                        "%(day)s: %(share)s of %(calls)s flash or voice call answered",
+                        "%(day)s: %(share)s of %(calls)s flash and voice calls answered",
+                        day.answerable,
+                    )
                     % {
                         "day": formats.date_format(day.day, "DATE_FORMAT"),
                         "share": format_share(day.answered_share),
-                        "calls": day.answerable,
+                        "calls": formats.number_format(day.answerable, 0, force_grouping=True),
                     },
                 )
                 for day in stats.days

@@ -9,8 +9,10 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext_lazy
 
 from django_voicepassword.admin.calls import CallColumns
+from django_voicepassword.admin.changelist import CountTexts
 from django_voicepassword.admin.common import (
     RecordAdmin,
     RecordInline,
@@ -18,6 +20,7 @@ from django_voicepassword.admin.common import (
     display_user,
     exact_search,
 )
+from django_voicepassword.admin.insights import InsightsMixin
 from django_voicepassword.models import Call, Challenge
 
 __all__ = ["ChallengeAdmin"]
@@ -33,8 +36,13 @@ class ChallengeCallInline(CallColumns, RecordInline):
 
 
 @admin.register(Challenge)
-class ChallengeAdmin(RecordAdmin):
-    """Challenges as they stand; the code and session digests are never shown."""
+class ChallengeAdmin(InsightsMixin, RecordAdmin):
+    """Challenges as they stand; the code and session digests are never shown.
+
+    The insights page (:mod:`.insights`) is at ``insights/`` below the list.
+    """
+
+    change_list_template = "admin/voicepassword/challenge/change_list.html"
 
     list_display = (
         "created_at",
@@ -48,6 +56,11 @@ class ChallengeAdmin(RecordAdmin):
         "user_column",
     )
     list_display_links = ("created_at",)
+    count_texts = CountTexts(
+        exact=ngettext_lazy("%(count)s challenge", "%(count)s challenges", "n"),
+        about=ngettext_lazy("about %(count)s challenge", "about %(count)s challenges", "n"),
+        or_more=ngettext_lazy("%(count)s or more challenges", "%(count)s or more challenges", "n"),
+    )
     list_filter = ("purpose", "channel", "created_at")
     list_select_related = ("user",)
     sortable_by = ("created_at",)

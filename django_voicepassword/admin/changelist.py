@@ -4,9 +4,9 @@
 :class:`~django_voicepassword.admin.paginator.CappedCountPaginator`: the
 count it shows under the list is exact, estimated ("about 1,000,000 calls")
 or capped ("10,000 or more calls"). The app's ``admin/voicepassword/pagination.html``
-renders Django's own ``admin/pagination.html`` with a view of the change
-list whose ``result_count`` is that label, so the markup stays the installed
-Django version's.
+says it with the noun in the form the count asks for (:class:`CountTexts`,
+"17 звонков"), where Django's own writes the count before the model's
+``verbose_name_plural`` ("17 звонки").
 
 :class:`NumberSafeChangeList` drops, for a request that may not see full
 numbers, every ordering that sorts by one (``?o=`` on a column whose
@@ -17,6 +17,7 @@ admins is one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.admin.views.main import ChangeList
@@ -27,7 +28,44 @@ from django.utils.translation import gettext as _
 
 from django_voicepassword.admin.privacy import can_see_full_numbers, orders_by_number
 
-__all__ = ["CappedChangeList", "NumberSafeChangeList", "count_label"]
+__all__ = ["CappedChangeList", "CountTexts", "NumberSafeChangeList", "count_label", "count_text"]
+
+
+@dataclass(frozen=True)
+class CountTexts:
+    """How a list says its count: three ``ngettext_lazy(singular, plural, "n")`` phrases.
+
+    Django's admin writes the count and then the model's ``verbose_name`` or
+    ``verbose_name_plural``: "17 calls" in English but "17 звонки" in Russian,
+    whose noun after a number has three forms ("1 звонок", "2 звонка",
+    "5 звонков"). Each phrase here is translated whole, its form chosen by
+    ``n`` (the count), with ``%(count)s`` for the count as the language
+    writes numbers: ``exact`` ("17 calls"), ``about`` (the planner's
+    estimate) and ``or_more`` (capped).
+    """
+
+    exact: Any
+    about: Any
+    or_more: Any
+
+
+def count_text(paginator: Any, texts: CountTexts | None, plural_name: Any) -> str:
+    """The count with its noun, as the list shows it under the rows.
+
+    Without ``texts`` (a model the app has no phrases for), the count is
+    followed by ``plural_name`` as Django does.
+    """
+    count: int = paginator.count
+    if texts is None:
+        return f"{count_label(paginator)} {plural_name}"
+    if getattr(paginator, "exact", True):
+        phrase = texts.exact
+    elif getattr(paginator, "estimated", False):
+        phrase = texts.about
+    else:
+        phrase = texts.or_more
+    number = formats.number_format(count, force_grouping=True)
+    return str(phrase % {"n": count, "count": number})
 
 
 def count_label(paginator: Any) -> int | str:
@@ -89,3 +127,12 @@ class CappedChangeList(NumberSafeChangeList):
     def for_pagination(self) -> _ShownCount:
         """This change list, with the count label as ``result_count``."""
         return _ShownCount(self, self.count_label)
+
+    @property
+    def count_text(self) -> str:
+        """The count with its noun in the right form ("17 звонков"), as the list shows it.
+
+        The phrases are the model admin's ``count_texts`` (a :class:`CountTexts`).
+        """
+        texts = getattr(self.model_admin, "count_texts", None)
+        return count_text(self.paginator, texts, self.opts.verbose_name_plural)

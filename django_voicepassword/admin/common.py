@@ -10,6 +10,8 @@ admin it extends use it.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib import admin
@@ -17,11 +19,16 @@ from django.contrib.admin.views.main import ChangeList
 from django.db.models import Model, Q, QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
+from django.utils import formats
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 
-from django_voicepassword.admin.changelist import CappedChangeList, NumberSafeChangeList
+from django_voicepassword.admin.changelist import (
+    CappedChangeList,
+    CountTexts,
+    NumberSafeChangeList,
+)
 from django_voicepassword.admin.paginator import CappedCountPaginator
 from django_voicepassword.admin.privacy import (
     can_see_full_numbers,
@@ -48,6 +55,7 @@ __all__ = [
     "display_number",
     "display_user",
     "exact_search",
+    "month_day",
 ]
 
 _M = TypeVar("_M", bound=Model)
@@ -57,6 +65,23 @@ STYLESHEET = "voicepassword/admin/admin.css"
 
 #: Longest term read as an id (the provider's request ids are at most 32 characters).
 MAX_ID_LENGTH = 32
+
+
+# An unescaped F (the month's name) in a date format.
+_MONTH_NAME = re.compile(r"(?<!\\)F")
+
+
+def month_day(day: dt.date) -> str:
+    """``day`` as a day and month in the current language: "November 3", "3 ноября".
+
+    Django's ``MONTH_DAY_FORMAT`` names the month with ``F``, the nominative,
+    which Russian (and Ukrainian, Polish, ...) cannot put after a day: "3
+    Ноябрь". ``E`` is the language's alternative name, the genitive in those
+    languages and the same word elsewhere, so the language's own order is kept
+    and only the month's form changes.
+    """
+    pattern = _MONTH_NAME.sub("E", str(formats.get_format("MONTH_DAY_FORMAT")))
+    return formats.date_format(day, pattern)
 
 
 def exact_search(
@@ -217,6 +242,10 @@ class RecordAdmin(NumberLookups, _ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         """The rows, each carrying whether this request may see full numbers."""
         return with_visibility(super().get_queryset(request), request)
+
+    #: How the list says its count, with the noun in the form the count asks
+    #: for ("17 звонков"); ``None``: the count and ``verbose_name_plural``.
+    count_texts: CountTexts | None = None
 
     #: The search box's help for staff who may not see full numbers (they
     #: cannot search by one); ``None``: ``search_help_text`` for everybody.

@@ -62,6 +62,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from django_voicepassword import workflow
 from django_voicepassword.api import schema
 from django_voicepassword.api.login_serializers import (
     ChallengeConfirmSerializer,
@@ -383,8 +384,9 @@ class ChallengeDetailView(ChallengeAPIView):
 
     @schema.detail
     def get(self, request: Request, challenge_id: str) -> Response:
-        """Show a challenge."""
-        return Response(self.challenge_data(self.get_challenge(challenge_id)))
+        """Show a challenge; a workflow step that is due is taken first (the poll)."""
+        challenge = workflow.advance(self.get_challenge(challenge_id))
+        return Response(self.challenge_data(challenge))
 
 
 class ChallengeResendView(ChallengeAPIView):

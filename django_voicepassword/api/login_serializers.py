@@ -115,6 +115,18 @@ class ChallengeSerializer(serializers.Serializer):  # type: ignore[type-arg]
         child=serializers.CharField(),
         help_text="Channels a resend may switch to now (values as for channel).",
     )
+    next_step_in = serializers.IntegerField(
+        allow_null=True,
+        help_text=(
+            "With a workflow: seconds until the server sends the next code by itself "
+            "(poll this challenge then); null when no step follows."
+        ),
+    )
+    next_channel = serializers.CharField(
+        # A plain string, as channels: see there.
+        allow_null=True,
+        help_text="The channel of that next step (values as for channel); null when none.",
+    )
 
 
 _USER = get_user_model()

@@ -856,7 +856,8 @@ class Emulator:
             raise _RefusedError(behaviour.error_code)
         kind = info.kind or "flash_call"
         price = self._charge(kind)
-        if behaviour.call_state == "ANSWERED":
+        final_state = behaviour.state_of(kind)
+        if final_state == "ANSWERED":
             duration = _DURATIONS[kind + ("_repeat" if repeat else "")]
         else:
             duration = 0
@@ -867,8 +868,8 @@ class Emulator:
             caller=caller,
             price=price,
             now=now,
-            final_state=behaviour.call_state,
-            final_label=behaviour.call_label or STATE_LABELS[behaviour.call_state],
+            final_state=final_state,
+            final_label=behaviour.call_label or STATE_LABELS[final_state],
             duration=duration,
             callback_url=callback_url,
             repeat=repeat,

@@ -50,7 +50,9 @@ class NumberBehaviour:
     ``call_label`` the Russian label ``get/`` shows for it when it differs from
     the usual one, ``sms_state`` the final state of an SMS fallback.
     ``error_code`` makes ``send/`` refuse the call; ``fault`` makes the transport
-    misbehave on ``send/``.
+    misbehave on ``send/``. ``flash_state``, when set, is the final state of a
+    flash call alone (``call_state`` is then a voice call's): a number whose
+    operator blocks flash calls.
     """
 
     number: str
@@ -60,6 +62,13 @@ class NumberBehaviour:
     sms_state: str = "DELIVERED"
     error_code: str | None = None
     fault: FaultMode | None = None
+    flash_state: str | None = None
+
+    def state_of(self, kind: str) -> str:
+        """The final state of a call of ``kind`` (``"flash_call"`` or ``"voice_call"``)."""
+        if kind == "flash_call" and self.flash_state is not None:
+            return self.flash_state
+        return self.call_state
 
 
 #: The behaviour of every number that is not in :data:`TEST_NUMBERS`.
@@ -79,6 +88,11 @@ _TABLE = (
         "call failed; get/ shows the label Недозвон",
         call_state="FAIL",
         call_label="Недозвон",
+    ),
+    NumberBehaviour(
+        "79990000013",
+        "flash call never delivered (blocked by the operator); voice call answered",
+        flash_state="NO ANSWER",
     ),
     NumberBehaviour(
         "79990000011",
@@ -129,6 +143,8 @@ def markdown_table() -> str:
     for row in _TABLE:
         placed = row.error_code is None and row.fault is not FaultMode.HTTP500
         call = f"`{row.call_state}`" if placed else "—"
+        if placed and row.flash_state is not None:
+            call = f"`{row.flash_state}` (flash), `{row.call_state}` (voice)"
         sms = f"`{row.sms_state}`" if placed else "—"
         error = f"`{row.error_code}`" if row.error_code else "—"
         fault = f"`{row.fault.value}`" if row.fault else "—"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 
 from .core import CallRecord, Emulator
-from .numbers import markdown_table
+from .numbers import behaviour_for, markdown_table
 
 __all__ = ["render_page"]
 
@@ -37,6 +37,9 @@ def _state(call: CallRecord, now: float) -> str:
 
 def _what(call: CallRecord) -> str:
     """What the phone shows or says, with the code highlighted."""
+    if call.kind == "flash_call" and behaviour_for(call.number).flash_state is not None:
+        # The operator blocks flash calls: the phone never shows the caller.
+        return "Blocked by the operator: the phone does not ring · Заблокирован оператором"
     if call.kind == "flash_call" and call.caller:
         head, tail = call.caller[: -len(call.code)], call.caller[-len(call.code) :]
         return (

@@ -13,6 +13,7 @@ from django_voicepassword.client import (
 )
 from django_voicepassword.conf import ConfigurationError, settings
 from django_voicepassword.gateways.base import BaseGateway
+from django_voicepassword.gateways.tracing import observe
 
 __all__ = ["HttpGateway"]
 
@@ -23,6 +24,10 @@ class HttpGateway(BaseGateway):
     A ``client`` may be passed in (for a second account, or tests); otherwise
     one is built from ``API_KEY``, ``API_URL``, ``AUTH_MODE``, the timeouts and
     ``GET_RETRIES``.
+
+    Every request runs inside :func:`~django_voicepassword.gateways.tracing.observe`:
+    an OpenTelemetry span when ``opentelemetry-api`` is installed, and the
+    ``provider_request`` signal (kind, outcome, duration) when it ends.
     """
 
     def __init__(self, client: VoicePasswordClient | None = None) -> None:
@@ -52,9 +57,10 @@ class HttpGateway(BaseGateway):
         callback_url: str | None = None,
     ) -> SendResult:
         """Place a flash call through the provider."""
-        return self.client.flash_call(
-            number, code=code, capacity=capacity, callback_url=callback_url
-        )
+        with observe("flash_call", type(self)):
+            return self.client.flash_call(
+                number, code=code, capacity=capacity, callback_url=callback_url
+            )
 
     def voice_call(
         self,
@@ -66,25 +72,30 @@ class HttpGateway(BaseGateway):
         callback_url: str | None = None,
     ) -> SendResult:
         """Place a voice call through the provider."""
-        return self.client.voice_call(
-            number, code=code, repeat=repeat, ani=ani, callback_url=callback_url
-        )
+        with observe("voice_call", type(self)):
+            return self.client.voice_call(
+                number, code=code, repeat=repeat, ani=ani, callback_url=callback_url
+            )
 
     def sms(self, request_id: str, *, callback_url: str | None = None) -> SendResult:
         """Send the SMS fallback through the provider."""
-        return self.client.sms(request_id, callback_url=callback_url)
+        with observe("sms", type(self)):
+            return self.client.sms(request_id, callback_url=callback_url)
 
     def balance(self) -> Balance:
         """Ask the provider for the balance."""
-        return self.client.balance()
+        with observe("balance", type(self)):
+            return self.client.balance()
 
     def state(self, request_id: str) -> CallRecord:
         """Ask the provider for one request's record."""
-        return self.client.state(request_id)
+        with observe("state", type(self)):
+            return self.client.state(request_id)
 
     def daily(self, day: date) -> DailyReport:
         """Ask the provider for one day's records."""
-        return self.client.daily(day)
+        with observe("daily", type(self)):
+            return self.client.daily(day)
 
     def close(self) -> None:
         """Close the client's connection pool."""

@@ -167,6 +167,8 @@ elif TASKS_BACKEND != "immediate":
     )
 # The code page answers at once and the worker places the call (a worker backend only).
 VOICEPASSWORD["ASYNC_SEND"] = env.bool("VOICEPASSWORD_ASYNC_SEND", default=False)
+# A workflow (docs/howto/workflows.md), as JSON; unset: none, the person resends by hand.
+VOICEPASSWORD["WORKFLOW"] = env.json("VOICEPASSWORD_WORKFLOW", default=None)
 
 # The emulator's phone page, which the home page links: the API's own address,
 # unless the site talks to the real service.
@@ -176,6 +178,40 @@ EMULATOR_URL = (
     if _api.netloc == urlsplit(DEFAULTS["API_URL"]).netloc
     else f"{_api.scheme}://{_api.netloc}/"
 )
+
+# Who runs the login pages: "voicepassword" (the package's own, the default) or
+# "allauth" (django-allauth's pages and headless API over the package:
+# docs/howto/allauth.md; pip install "django-voicepassword[allauth]", then migrate).
+VOICEPASSWORD_DEMO_AUTH = env.str("VOICEPASSWORD_DEMO_AUTH", default="voicepassword")
+if VOICEPASSWORD_DEMO_AUTH == "allauth":
+    # Before "allauth": its templates say how a flash call brings the code.
+    INSTALLED_APPS += [
+        "django_voicepassword.contrib.allauth",
+        "allauth",
+        "allauth.account",
+        "allauth.headless",
+    ]
+    MIDDLEWARE += [
+        "allauth.account.middleware.AccountMiddleware",
+        "django_voicepassword.contrib.allauth.middleware.AllauthErrorsMiddleware",
+    ]
+    AUTHENTICATION_BACKENDS = [
+        "django.contrib.auth.backends.ModelBackend",
+        "allauth.account.auth_backends.AuthenticationBackend",
+    ]
+    LOGIN_URL = "account_login"
+    ACCOUNT_ADAPTER = "django_voicepassword.contrib.allauth.adapter.VoicePasswordAccountAdapter"
+    ACCOUNT_LOGIN_METHODS = {"phone"}
+    ACCOUNT_SIGNUP_FIELDS = ["phone*"]
+    ACCOUNT_LOGIN_BY_CODE_ENABLED = True
+    ACCOUNT_EMAIL_VERIFICATION = "none"
+    # allauth's sign-up makes the users: the package's own first-login users are off.
+    VOICEPASSWORD["CREATE_USERS"] = False
+elif VOICEPASSWORD_DEMO_AUTH != "voicepassword":
+    raise ImproperlyConfigured(
+        "VOICEPASSWORD_DEMO_AUTH must be 'voicepassword' or 'allauth', "
+        f"not {VOICEPASSWORD_DEMO_AUTH!r}."
+    )
 
 DEMO_ADMIN_USERNAME = env.str("DEMO_ADMIN_USERNAME", default="admin")
 DEMO_ADMIN_PASSWORD = env.str("DEMO_ADMIN_PASSWORD", default="demo-password")

@@ -1,0 +1,1 @@
+"""Optional integrations with other packages, each importing its package only there."""
