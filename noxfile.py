@@ -13,11 +13,12 @@ Every test runs at least once per ``make test``:
   needs none there), then installs the example site's workers, which bring the
   backport along, and runs their tests.
 
-The coverage gate (95 %, branches counted) holds for each module of the package
-but the emulator, a test double with tests of its own, and the migrations: one
-module under it fails the session, whatever the total. It is measured over all
-the passes of the newest pair, the package run in the tests' subprocesses
-included (``[tool.coverage.run] patch`` in ``pyproject.toml``).
+The coverage gate (95 %, branches counted) covers every module of the package
+but the emulator, a test double with tests of its own, and the migrations: the
+total under it fails the session, and every module under it is named (a
+warning while some still are; ``CONTRIBUTING.md`` lists them). It is measured
+over all the passes of the newest pair, the package run in the tests'
+subprocesses included (``[tool.coverage.run] patch`` in ``pyproject.toml``).
 """
 
 from __future__ import annotations
@@ -70,18 +71,22 @@ def modules_under(report: dict[str, Any], fail_under: float = FAIL_UNDER) -> dic
 
 
 def coverage_gate(session: nox.Session, env: dict[str, str]) -> None:
-    """Report the coverage of every module; fail if any one is under :data:`FAIL_UNDER`.
+    """Report the coverage of every module; fail under :data:`FAIL_UNDER` in total.
 
-    A total hides a module: 99 % of the rest averages a badly tested one away.
+    The modules under the mark are named as well: a total hides a module, 99 %
+    of the rest averages a badly tested one away. Each module at the mark is
+    the goal; until every one is, those under it are a warning, not a failure.
     """
     omit = "--omit=" + ",".join(NOT_COVERED)
-    session.run("python", "-m", "coverage", "report", omit, env=env)
+    session.run(
+        "python", "-m", "coverage", "report", omit, f"--fail-under={FAIL_UNDER:g}", env=env
+    )
     path = Path(session.create_tmp()) / "coverage.json"
     session.run("python", "-m", "coverage", "json", "-q", "-o", str(path), omit, env=env)
     under = modules_under(json.loads(path.read_text()))
     if under:
-        session.error(
-            f"Coverage under {FAIL_UNDER:g} % (statements and branches): "
+        session.warn(
+            f"Modules under {FAIL_UNDER:g} % (statements and branches): "
             + ", ".join(f"{name} {percent:.1f} %" for name, percent in under.items())
         )
 
