@@ -14,13 +14,19 @@ Every test runs at least once per ``make test``:
   backport along, and runs their tests.
 
 The coverage gate (95 %, branches counted) covers every module of the package
-but the emulator, a test double with tests of its own, and the migrations; it is
-measured over all the passes of the newest pair.
+but the emulator, a test double with tests of its own, and the migrations: the
+total under it fails the session, and every module under it is named (a
+warning while some still are; ``CONTRIBUTING.md`` lists them). It is measured
+over all the passes of the newest pair, the package run in the tests'
+subprocesses included (``[tool.coverage.run] patch`` in ``pyproject.toml``).
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
+from typing import Any
 
 import nox
 
@@ -30,9 +36,10 @@ nox.options.default_venv_backend = "venv"
 MATRIX = [("3.11", "5.2"), ("3.13", "6.1")]
 NEWEST = MATRIX[-1]
 
-#: The coverage gate: every module but these.
+#: The coverage gate: each module but these.
 NOT_COVERED = ["django_voicepassword/emulator/*", "django_voicepassword/migrations/*"]
-FAIL_UNDER = "95"
+#: The least coverage (statements and branches, in %) of each module.
+FAIL_UNDER = 95.0
 
 #: The extras of the optional integrations (pyproject.toml), installed on both ends.
 EXTRAS = ["openapi", "allauth", "otp", "metrics"]
@@ -52,6 +59,36 @@ WORKER_TESTS = ["tests/test_tasks.py", "-k", "db_worker or rq_worker"]
 def django_version(django: str) -> tuple[int, ...]:
     """``"5.2"`` as ``(5, 2)``."""
     return tuple(int(part) for part in django.split("."))
+
+
+def modules_under(report: dict[str, Any], fail_under: float = FAIL_UNDER) -> dict[str, float]:
+    """The modules of a ``coverage json`` report covered under ``fail_under`` %, and their %."""
+    return {
+        name: file["summary"]["percent_covered"]
+        for name, file in sorted(report["files"].items())
+        if file["summary"]["percent_covered"] < fail_under
+    }
+
+
+def coverage_gate(session: nox.Session, env: dict[str, str]) -> None:
+    """Report the coverage of every module; fail under :data:`FAIL_UNDER` in total.
+
+    The modules under the mark are named as well: a total hides a module, 99 %
+    of the rest averages a badly tested one away. Each module at the mark is
+    the goal; until every one is, those under it are a warning, not a failure.
+    """
+    omit = "--omit=" + ",".join(NOT_COVERED)
+    session.run(
+        "python", "-m", "coverage", "report", omit, f"--fail-under={FAIL_UNDER:g}", env=env
+    )
+    path = Path(session.create_tmp()) / "coverage.json"
+    session.run("python", "-m", "coverage", "json", "-q", "-o", str(path), omit, env=env)
+    under = modules_under(json.loads(path.read_text()))
+    if under:
+        session.warn(
+            f"Modules under {FAIL_UNDER:g} % (statements and branches): "
+            + ", ".join(f"{name} {percent:.1f} %" for name, percent in under.items())
+        )
 
 
 def service_tier() -> bool:
@@ -95,12 +132,4 @@ def tests(session: nox.Session, django: str) -> None:
             env={**env, "VOICEPASSWORD_TEST_SERVICES": "0"},
         )
     if newest and whole:
-        session.run(
-            "python",
-            "-m",
-            "coverage",
-            "report",
-            f"--fail-under={FAIL_UNDER}",
-            "--omit=" + ",".join(NOT_COVERED),
-            env=env,
-        )
+        coverage_gate(session, env)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -64,10 +65,10 @@ class _AccessibleForm(forms.Form):
     def add_error(self, field: str | None, error: Any) -> None:
         """Add ``error`` as Django does, then mark the field it is about."""
         super().add_error(field, error)
-        if field is None:
+        if field is None or field == NON_FIELD_ERRORS:
+            # Django takes both for an error of the whole form (and refuses a
+            # field the form does not have).
             self.point_to_alert()
-            return
-        if field not in self.fields:
             return
         self._described_by(field, f"{self[field].auto_id}_error")
         attrs = self.fields[field].widget.attrs

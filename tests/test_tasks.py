@@ -222,6 +222,31 @@ def test_without_the_backport_django_6_needs_nothing_and_5_2_says_what_to_instal
         assert "django-voicepassword[tasks]" in result.stdout
 
 
+def test_a_django_without_the_framework_or_the_backport_is_told_what_to_install():
+    # Django 5.2 without the [tasks] extra, whatever Django runs the suite.
+    script = (
+        "import sys; sys.modules['django.tasks'] = sys.modules['django_tasks'] = None\n"
+        "import django; django.setup()\n"
+        "try:\n"
+        "    from django_voicepassword import tasks\n"
+        "except ImportError as error:\n"
+        "    print('ImportError:', error)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ImportError:")
+    assert "pip install 'django-voicepassword[tasks]'" in result.stdout
+    assert "'django_tasks' to INSTALLED_APPS" in result.stdout
+
+
 # --------------------------------------------------------------------------- periodic tasks
 
 

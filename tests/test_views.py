@@ -524,3 +524,31 @@ def test_a_code_page_whose_send_failed_says_so_not_expired():
     ]
     assert reasons == ["not_sent", "expired"]
     assert views.ENDED["not_sent"] == views.PROVIDER_FAILED
+
+
+# --- a resend refused ------------------------------------------------------------------
+
+
+def test_a_resend_a_limit_refuses_answers_429_and_calls_nobody(client, user, emulated):
+    with override_settings(VOICEPASSWORD={**EMULATED, "LIMITS": {"number": "1/h"}}):
+        url = code_url_of(start(client, KNOWN))
+        allow_resend(url)
+        refused = client.post(url, {"resend": "voice_call"})
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 3600
+    assert "Too many codes were sent to this number." in refused.content.decode()
+    assert len(emulated.sends()) == 1
+
+
+def test_a_verification_resend_the_provider_refuses_answers_503(client, user, emulated, caplog):
+    client.force_login(user, backend=BACKEND)
+    url = code_url_of(start(client, OTHER, url=VERIFY))
+    allow_resend(url)
+    emulated.emulator.balance = 0  # the provider refuses: not_enough_money
+    failed = client.post(url, {"resend": "voice_call"})
+    assert failed.status_code == 503
+    assert "We could not call you just now." in failed.content.decode()
+    assert "not_enough_money" in caplog.text
+    # The page still takes the first code.
+    done = client.post(url, {"code": emulated.code_for(OTHER)})
+    assert done["Location"] == WELCOME
