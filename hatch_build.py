@@ -13,7 +13,7 @@ from typing import Any
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 
-class CompileTranslations(BuildHookInterface):  # type: ignore[misc]
+class CompileTranslations(BuildHookInterface[Any]):
     """Writes ``django.mo`` beside each ``django.po`` of the package."""
 
     PLUGIN_NAME = "custom"
