@@ -496,6 +496,8 @@ def move_on_failed_call(
     """
     if outcome != CallbackEvent.Outcome.APPLIED or status_for_state(state) not in FAILED_STATUSES:
         return
+    if settings.WORKFLOW is None:
+        return  # no workflow: a callback stays one statement, no query more
     call = Call.objects.filter(pk=event.call_id).first() if event.call_id else None
     if call is None or call.challenge_id is None or call.channel == "sms":
         return
