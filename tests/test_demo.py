@@ -146,7 +146,8 @@ class Demo:
     def ctrl_c(self) -> int:
         """Press Ctrl-C: the terminal sends SIGINT to every process of the group."""
         os.killpg(self.process.pid, signal.SIGINT)
-        status = self.process.wait(timeout=30)
+        # Generous: under coverage every server saves its data on the way out.
+        status = self.process.wait(timeout=TIMEOUT)
         self.output.thread.join(timeout=5)
         return status
 
