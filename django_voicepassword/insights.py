@@ -28,7 +28,6 @@ from decimal import Decimal
 from typing import Any
 
 import phonenumbers
-from django.conf import settings as django_settings
 from django.db import connections, router
 from django.db.models import (
     Aggregate,
@@ -40,10 +39,10 @@ from django.db.models import (
     QuerySet,
     Sum,
 )
-from django.db.models.functions import Substr, TruncDate
-from django.utils import timezone
+from django.db.models.functions import Substr
 from phonenumbers import carrier, geocoder
 
+from django_voicepassword.dashboard import _local_date, _window
 from django_voicepassword.models import Call, Challenge
 
 __all__ = [
@@ -220,22 +219,6 @@ def percentile(values: list[dt.timedelta], fraction: float) -> dt.timedelta | No
     low = int(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def _window(days: int, now: dt.datetime | None) -> tuple[dt.datetime, list[dt.date]]:
-    """Local midnight ``days - 1`` days ago, and the dates from there to today."""
-    today = timezone.localdate(now) if django_settings.USE_TZ else dt.date.today()
-    first = today - dt.timedelta(days=days - 1)
-    since = dt.datetime.combine(first, dt.time.min)
-    if django_settings.USE_TZ:
-        since = timezone.make_aware(since)
-    return since, [first + dt.timedelta(days=n) for n in range(days)]
-
-
-def _local_date(name: str) -> TruncDate:
-    if django_settings.USE_TZ:
-        return TruncDate(name, tzinfo=timezone.get_current_timezone())
-    return TruncDate(name)
 
 
 def prefix_labels(prefix: str, language: str) -> tuple[str, str]:
