@@ -31,6 +31,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import urllib.parse
@@ -233,6 +234,53 @@ def newest_call(page: str) -> tuple[int, str] | None:
     return None if match is None else (int(match[1]), match[2])
 
 
+class Phone:
+    """The emulator's phone page: the newest call a number received (one connection per thread)."""
+
+    def __init__(self, url: str) -> None:
+        self.port = int(url.rsplit(":", 1)[1])
+        self.local = threading.local()
+
+    def newest(self, number: str) -> tuple[int, str] | None:
+        """The request id and code of the newest call to ``number``, if any."""
+        connection: http.client.HTTPConnection | None = getattr(self.local, "connection", None)
+        for _attempt in range(3):
+            if connection is None:
+                connection = http.client.HTTPConnection(HOST, self.port, timeout=30)
+                self.local.connection = connection
+            try:
+                connection.request("GET", f"/?number={number}")
+                page = connection.getresponse().read().decode()
+                return newest_call(page)
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                connection = self.local.connection = None
+        raise RuntimeError("the emulator's phone page does not answer")
+
+    def wait(self, number: str, after: int, seconds: float) -> str | None:
+        """The code of the first call newer than request id ``after``, within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while True:
+            newest = self.newest(number)
+            if newest is not None and newest[0] > after:
+                return newest[1]
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+
+
+def update_cookies(cookies: dict[str, str], headers: Sequence[tuple[str, str]]) -> None:
+    """Keep the ``Set-Cookie`` headers of an answer in ``cookies`` (a deleted one is removed)."""
+    for header, value in headers:
+        if header.lower() == "set-cookie":
+            name, _, rest = value.partition("=")
+            cookie = rest.split(";", 1)[0]
+            if "max-age=0" in value.lower() or cookie in ('""', ""):
+                cookies.pop(name.strip(), None)
+            else:
+                cookies[name.strip()] = cookie
+
+
 # --------------------------------------------------------------------------- the site
 
 
@@ -310,6 +358,59 @@ class Gunicorn(Child):
     def ready(self, timeout: float = 30.0) -> None:
         """Wait until it answers."""
         wait_http(self.url + "/voicepassword/login/", self, timeout)
+
+
+BENCH_DIR = ROOT / "bench"
+
+
+@contextlib.contextmanager
+def bench_site(
+    module: str,
+    env: Mapping[str, str],
+    log: Path,
+    *,
+    worker_class: str = "sync",
+    workers: int = 2,
+    profile_dir: Path | None = None,
+) -> Iterator[tuple[int, list[int]]]:
+    """Gunicorn serving the bench site ``bench/<module>`` (``<module>.wsgi``), logging to ``log``.
+
+    ``env`` is added to this process's environment (the site's settings read
+    it); ``bench/`` goes on ``PYTHONPATH``. With ``profile_dir`` every worker
+    runs under cProfile (``callbacks_site.gunicorn_profile``) and writes its
+    statistics there when it exits. Yields the port and the workers' pids,
+    once the site answers ``/``.
+    """
+    port = free_port()
+    environment = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE=f"{module}.settings",
+        PYTHONPATH=os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]),
+    )
+    environment.update(env)
+    argv = python_command(
+        "-m",
+        "gunicorn",
+        f"{module}.wsgi:application",
+        f"--bind={HOST}:{port}",
+        f"--workers={workers}",
+        f"--worker-class={worker_class}",
+        "--threads=1",
+        "--keep-alive=30",
+        "--timeout=60",
+        "--graceful-timeout=10",
+        "--log-level=warning",
+    )
+    if profile_dir is not None:
+        environment["BENCH_PROFILE_DIR"] = str(profile_dir)
+        argv.append("--config=python:callbacks_site.gunicorn_profile")
+    server = Child("gunicorn", argv, environment, log, cwd=BENCH_DIR)
+    try:
+        server.start()
+        wait_http(f"http://{HOST}:{port}/", server)
+        yield port, child_pids(server.pid or 0)
+    finally:
+        server.stop(timeout=15)
 
 
 # --------------------------------------------------------------------------- services
@@ -446,6 +547,35 @@ def child_pids(pid: int) -> list[int]:
             if int(stat.rsplit(b")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User and system CPU time of the processes ``pids`` so far (0 for one that is gone)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                fields = stat.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def database_backends(database: str) -> list[int]:
+    """The PostgreSQL processes serving ``database``, by their title (same host only)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        # "postgres: <user> <database> <client> <activity>"
+        if title.startswith("postgres: ") and f" {database} " in title:
+            pids.append(int(entry.name))
+    return pids
 
 
 # --------------------------------------------------------------------------- the verdict
@@ -591,6 +721,7 @@ def main(run: Callable[[argparse.Namespace], Verdict], parser: argparse.Argument
 
 __all__ = [
     "ADMIN_URL",
+    "BENCH_DIR",
     "EXAMPLE_DIR",
     "HOST",
     "ROOT",
@@ -599,11 +730,15 @@ __all__ = [
     "Emulator",
     "Failed",
     "Gunicorn",
+    "Phone",
     "Site",
     "Spread",
     "Unavailable",
     "Verdict",
+    "bench_site",
     "child_pids",
+    "cpu_seconds",
+    "database_backends",
     "django_database",
     "free_port",
     "http_json",
@@ -620,5 +755,6 @@ __all__ = [
     "scratch_redis",
     "spread",
     "tail",
+    "update_cookies",
     "wait_http",
 ]

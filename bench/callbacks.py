@@ -87,24 +87,22 @@ from typing import Any
 
 from _harness import (
     ADMIN_URL,
+    BENCH_DIR,
     HOST,
-    Child,
     Unavailable,
     Verdict,
-    child_pids,
-    free_port,
+    bench_site,
+    cpu_seconds,
+    database_backends,
     main,
     missing_postgres,
-    python_command,
     ratios,
     run_database,
     scratch_database,
     spread,
     tail,
-    wait_http,
 )
 
-BENCH_DIR = Path(__file__).resolve().parent
 #: One database per run: two runs at once (two people, two sessions) would
 #: otherwise drop each other's database.
 DB_NAME = run_database("voicepassword_bench_cb")
@@ -212,35 +210,6 @@ class LoadPlan:
     max_requests: int  # per side, over all measured rounds
     worker_pids: list[int]  # gunicorn's workers, for their CPU time
     database: str  # the bench database, whose backends' CPU time is read from /proc
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU time of the processes ``pids`` so far (0 for one that is gone)."""
-    ticks = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def database_backends(database: str) -> list[int]:
-    """The PostgreSQL processes serving ``database``, by their title (same host only)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            title = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        # "postgres: <user> <database> <client> <activity>"
-        if title.startswith("postgres: ") and f" {database} " in title:
-            pids.append(int(entry.name))
-    return pids
 
 
 def load_main(plan: LoadPlan, results: Connection) -> None:
@@ -454,36 +423,14 @@ def gunicorn(
 
     Yields its port and its workers' pids.
     """
-    port = free_port()
-    env = dict(
-        os.environ,
-        DJANGO_SETTINGS_MODULE=SETTINGS,
-        DATABASE_URL=database_url,
-        PYTHONPATH=os.pathsep.join([str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]),
-    )
-    argv = python_command(
-        "-m",
-        "gunicorn",
-        "callbacks_site.wsgi:application",
-        f"--bind={HOST}:{port}",
-        "--workers=2",
-        f"--worker-class={worker_class}",
-        "--threads=1",
-        "--keep-alive=30",
-        "--timeout=60",
-        "--graceful-timeout=10",
-        "--log-level=warning",
-    )
-    if profile_dir is not None:
-        env["BENCH_PROFILE_DIR"] = str(profile_dir)
-        argv.append("--config=python:callbacks_site.gunicorn_profile")
-    server = Child("gunicorn", argv, env, log, cwd=BENCH_DIR)
-    try:
-        server.start()
-        wait_http(f"http://{HOST}:{port}/bare/", server)
-        yield port, child_pids(server.pid or 0)
-    finally:
-        server.stop(timeout=15)
+    with bench_site(
+        "callbacks_site",
+        {"DATABASE_URL": database_url},
+        log,
+        worker_class=worker_class,
+        profile_dir=profile_dir,
+    ) as served:
+        yield served
 
 
 def run_load_process(plan: LoadPlan) -> list[Side]:

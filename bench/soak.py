@@ -99,15 +99,16 @@ from _harness import (
     Child,
     Emulator,
     Gunicorn,
+    Phone,
     Site,
     free_port,
     machine,
     manage_command,
     missing_services,
-    newest_call,
     scratch_database,
     scratch_redis,
     tail,
+    update_cookies,
     wait_http,
 )
 
@@ -324,14 +325,7 @@ class Browser:
                 # A kept-alive connection the server had closed: once more, anew.
                 self.stats.add("reconnects")
                 continue
-            for header, value in response.getheaders():
-                if header.lower() == "set-cookie":
-                    name, _, rest = value.partition("=")
-                    cookie = rest.split(";", 1)[0]
-                    if "max-age=0" in value.lower() or cookie in ('""', ""):
-                        self.cookies.pop(name.strip(), None)
-                    else:
-                        self.cookies[name.strip()] = cookie
+            update_cookies(self.cookies, response.getheaders())
             if response.will_close:
                 connection.close()
                 del self.connections[server]
@@ -384,40 +378,6 @@ def _refusal(answer: Answer, step: str) -> tuple[str, str]:
     if code in CLEAR_CODES:
         return "clear_error", str(code)
     return "unclear", f"{step}: {answer.status} {answer.body[:80]!r}"
-
-
-class Phone:
-    """The emulator's phone page: the newest call a number received."""
-
-    def __init__(self, url: str) -> None:
-        self.port = int(url.rsplit(":", 1)[1])
-        self.local = threading.local()
-
-    def newest(self, number: str) -> tuple[int, str] | None:
-        connection: http.client.HTTPConnection | None = getattr(self.local, "connection", None)
-        for _attempt in range(3):
-            if connection is None:
-                connection = http.client.HTTPConnection(HOST, self.port, timeout=30)
-                self.local.connection = connection
-            try:
-                connection.request("GET", f"/?number={number}")
-                page = connection.getresponse().read().decode()
-                return newest_call(page)
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                connection = self.local.connection = None
-        raise RuntimeError("the emulator's phone page does not answer")
-
-    def wait(self, number: str, after: int, seconds: float) -> str | None:
-        """The code of the first call newer than request id ``after``, within ``seconds``."""
-        deadline = time.monotonic() + seconds
-        while True:
-            newest = self.newest(number)
-            if newest is not None and newest[0] > after:
-                return newest[1]
-            if time.monotonic() > deadline:
-                return None
-            time.sleep(0.05)
 
 
 def one_login(

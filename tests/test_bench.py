@@ -239,3 +239,100 @@ def test_reconcile_bench_fails_a_reconciliation_that_writes_nothing(prepared_day
     problems = reconcile.verify_reconciled(prepared_day, report)
     assert any("records without a row" in problem for problem in problems), problems
     assert any("rows left unknown" in problem for problem in problems), problems
+
+
+# --------------------------------------------------------------------------- login.py
+
+
+NUMBER = "79990000040"
+
+
+def logins(*pairs: Any) -> Any:
+    login = load("login")
+    return login.Side("app", login.API, [NUMBER], pairs=list(pairs))
+
+
+def made(challenge: str, user: int, session: str = "s") -> Any:
+    """A login as the client saw it go through."""
+    return load("login").Pair(NUMBER, 201, challenge, True, 200, user, session, 0.01, 0.03)
+
+
+@pytest.mark.django_db
+def test_login_bench_reads_logins_confirmed_stored_and_logged_in(client: Client) -> None:
+    import datetime as dt
+
+    from django.contrib.auth import get_user_model
+    from django.utils import timezone
+
+    from django_voicepassword.models import Challenge, PhoneNumber
+
+    login = load("login")
+    user = get_user_model().objects.create(username="bench-user")
+    PhoneNumber.objects.create(user=user, number=NUMBER)
+    now = timezone.now()
+
+    def challenge(confirmed: bool) -> str:
+        row = Challenge.objects.create(
+            number=NUMBER,
+            channel=Call.Channel.FLASH_CALL,
+            expires_at=now + dt.timedelta(minutes=5),
+            resend_at=now,
+            verified_at=now if confirmed else None,
+        )
+        Call.objects.create(
+            provider_id=str(row.pk.int % 10**9),
+            channel=Call.Channel.FLASH_CALL,
+            number=NUMBER,
+            status=Call.Status.PLACED,
+            challenge=row,
+        )
+        return str(row.pk)
+
+    client.force_login(user, backend="django_voicepassword.auth_backends.PhoneCodeBackend")
+    good = made(challenge(confirmed=True), user.pk, client.session.session_key or "")
+    users = {NUMBER: user.pk}
+    side = logins(good)
+    facts = login.gather_facts(side, users, Counter({NUMBER: 1}))
+    assert facts == login.Facts(1, 1, 1, 1, 1)
+    verdict = login.Verdict()
+    login.verify(side, users, facts, verdict)
+    assert verdict.passed, verdict.checks
+
+    # A confirm answered 200 whose code was not consumed and whose session is anonymous.
+    anonymous = Client()
+    anonymous.get("/")
+    anonymous.session.save()
+    broken = made(challenge(confirmed=False), user.pk, anonymous.session.session_key or "")
+    side = logins(good, broken)
+    facts = login.gather_facts(side, users, Counter({NUMBER: 2}))
+    assert facts == login.Facts(2, 1, 2, 1, 2)
+    verdict = login.Verdict()
+    login.verify(side, users, facts, verdict)
+    assert failed(verdict) == [
+        "app: every challenge confirmed in the database, with its call row",
+        "app: every confirm left a session logged in as the number's user",
+    ]
+
+
+def test_login_bench_fails_a_start_that_places_no_call() -> None:
+    login = load("login")
+    # Answered 201 at once, but nothing reached the provider or the phone.
+    pair = login.Pair(NUMBER, 201, "c0ffee", False, 0, None, "", 0.001, 0.0, "no new call")
+    side = logins(pair)
+    verdict = login.Verdict()
+    login.verify(side, {NUMBER: 7}, login.Facts(1, 0, 0, 0, 0), verdict)
+    assert failed(verdict) == [
+        "app: every start 201 with a call, every confirm 200 with the number's user",
+        "app: every challenge confirmed in the database, with its call row",
+        "app: every confirm left a session logged in as the number's user",
+        "app: the emulator placed one flash call per start",
+    ]
+
+
+def test_login_bench_fails_a_confirm_that_logs_in_someone_else() -> None:
+    login = load("login")
+    verdict = login.Verdict()
+    login.verify(logins(made("c0ffee", 8)), {NUMBER: 7}, login.Facts(1, 1, 1, 1, 1), verdict)
+    assert failed(verdict) == [
+        "app: every start 201 with a call, every confirm 200 with the number's user"
+    ]
