@@ -403,7 +403,12 @@ def _recipient(number: str, purpose: str, user: AbstractBaseUser | None) -> _Rec
     return _Recipient(call=adapter.can_log_in(found), user=found)
 
 
-def _limit_kind(number: str, purpose: str, user: AbstractBaseUser | None) -> ratelimit.NumberKind:
+def _limit_kind(
+    number: str,
+    purpose: str,
+    user: AbstractBaseUser | None,
+    recipient: _Recipient | None = None,
+) -> ratelimit.NumberKind:
     """What a send to ``number`` is to the global limit (:func:`~.ratelimit.check_send`).
 
     A login that will call an account's number is ``"verified"``: it keeps its
@@ -411,10 +416,13 @@ def _limit_kind(number: str, purpose: str, user: AbstractBaseUser | None) -> rat
     site has not verified for this user: ``"new"``, as is a login that creates
     its user. A login that places no call is ``"uncalled"``, which the limit
     answers as it would a verified number, so that it tells nothing.
+    ``recipient``: :func:`_recipient` of the send when the caller has it
+    already (one look-up of the user, not two).
     """
     if purpose == Challenge.Purpose.VERIFY:
         return "new"
-    recipient = _recipient(number, purpose, user)
+    if recipient is None:
+        recipient = _recipient(number, purpose, user)
     if not recipient.call:
         return "uncalled"
     return "verified" if recipient.user is not None else "new"
@@ -746,13 +754,17 @@ def start_challenge(
         logger.debug("Challenge for %s reused", mask(normalized))
         return reusable
 
+    # Looked up once, for the limit and the send (the limit has it on a
+    # worker's send as well: the same look-up for every number alike).
+    recipient = _recipient(normalized, purpose, user)
     # Before anything is written or billed, for every number alike.
-    ratelimit.check_send(normalized, request, kind=_limit_kind(normalized, purpose, user))
+    ratelimit.check_send(
+        normalized, request, kind=_limit_kind(normalized, purpose, user, recipient)
+    )
     if settings.ASYNC_SEND:
         return _start_queued(
             normalized, purpose, channel, user, session_digest, request, now, step=step, wait=wait
         )
-    recipient = _recipient(normalized, purpose, user)
     challenge = _new_challenge(
         normalized, purpose, channel, user, session_digest, now, step=step, wait=wait
     )
@@ -823,12 +835,12 @@ def resend_challenge(
     if fresh.resend_at > now:
         raise ChallengeError("cooldown", retry_after=_seconds_until(fresh.resend_at, now))
 
+    recipient = _recipient(fresh.number, fresh.purpose, fresh.user)
     ratelimit.check_send(
-        fresh.number, request, kind=_limit_kind(fresh.number, fresh.purpose, fresh.user)
+        fresh.number, request, kind=_limit_kind(fresh.number, fresh.purpose, fresh.user, recipient)
     )
     if settings.ASYNC_SEND:
         return _resend_queued(challenge, fresh, channel, request, now)
-    recipient = _recipient(fresh.number, fresh.purpose, fresh.user)
     _sends, give_back = _claim_send(fresh, now)
     sent = recipient.call
     try:
@@ -919,12 +931,12 @@ def send_step(
     """
     number = mask(challenge.number)
     try:
+        recipient = _recipient(challenge.number, challenge.purpose, challenge.user)
         ratelimit.check_send(
             challenge.number,
             None,
-            kind=_limit_kind(challenge.number, challenge.purpose, challenge.user),
+            kind=_limit_kind(challenge.number, challenge.purpose, challenge.user, recipient),
         )
-        recipient = _recipient(challenge.number, challenge.purpose, challenge.user)
         sent = recipient.call
         try:
             code = _deliver(challenge, channel, recipient, None)
