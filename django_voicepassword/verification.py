@@ -98,6 +98,7 @@ from django_voicepassword.signals import challenge_started, login_failed, phone_
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.sessions.backends.base import SessionBase
     from django.http import HttpRequest
     from django_stubs_ext import StrPromise
 
@@ -228,13 +229,34 @@ def _session_digest(request: HttpRequest | None, *, create: bool) -> str:
         if not create:
             return ""
         session[_SESSION_MARK] = True
-        session.save()
+        _save_session_once(session)
         key = session.session_key
         if key is None:  # signed-cookie sessions have no key
             return ""
     # An HMAC, not the key: a database reader must not be able to take over
     # the sessions of people who are logging in.
     return salted_hmac(_SESSION_SALT, key, algorithm="sha256").hexdigest()
+
+
+def _save_session_once(session: SessionBase) -> None:
+    """Save ``session`` now, and make the next save of the same data do nothing.
+
+    For a session that must be stored before the response (its key binds a
+    challenge; a login must commit with its code): ``SessionMiddleware``
+    saves a modified session again after the view, which writes the same
+    data a second time (with database sessions a transaction of three
+    statements). The session stays modified, so the middleware still sends
+    its cookie; its save writes only if the key or the data changed since.
+    """
+    session.save()
+    key, data = session.session_key, dict(session.items())
+
+    def save(must_create: bool = False) -> None:
+        if must_create or session.session_key != key or dict(session.items()) != data:
+            # Looked up at each call: the store's class, not a copy of its method.
+            type(session).save(session, must_create=must_create)
+
+    session.save = save  # type: ignore[method-assign]
 
 
 def _same_session(challenge: Challenge, request: HttpRequest | None) -> bool:
