@@ -65,6 +65,7 @@ import hmac
 import logging
 import math
 import secrets
+import sqlite3
 import time
 import unicodedata
 import uuid
@@ -76,7 +77,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -99,6 +100,7 @@ from django_voicepassword.signals import challenge_started, login_failed, phone_
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
     from django.contrib.sessions.backends.base import SessionBase
+    from django.db.backends.base.base import BaseDatabaseWrapper
     from django.http import HttpRequest
     from django_stubs_ext import StrPromise
 
@@ -1270,6 +1272,69 @@ def _why_closed(pk: uuid.UUID, now: datetime) -> str:
     return "exhausted"
 
 
+def _returns_from_update(connection: BaseDatabaseWrapper) -> bool:
+    """Whether ``connection`` can return rows from an ``UPDATE``.
+
+    Django 6 says so (``can_return_rows_from_update``); Django 5.2 has no such
+    feature flag, and PostgreSQL and SQLite 3.35+ can.
+    """
+    known = getattr(connection.features, "can_return_rows_from_update", None)
+    if known is not None:
+        return bool(known)
+    if connection.vendor == "postgresql":
+        return True
+    return connection.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)
+
+
+def _count_attempt(pk: uuid.UUID, now: datetime) -> tuple[bool, str | None]:
+    """Count one attempt at challenge ``pk`` if it is open; return whether, and its digest.
+
+    One statement where the database can return rows from an ``UPDATE``
+    (PostgreSQL, SQLite 3.35+, Oracle): the count and the read of the code's
+    digest are the same ``UPDATE ... RETURNING``, instead of an ``UPDATE``
+    and a ``SELECT``. Elsewhere the count alone, and ``None`` for the digest
+    (the caller reads it). Django's ``QuerySet.update()`` returns a row
+    count only, hence the SQL, built from the model's own table and columns.
+    """
+    rows = Challenge.objects.filter(
+        pk=pk, attempts__lt=F("max_attempts"), verified_at__isnull=True, expires_at__gt=now
+    )
+    connection = transaction.get_connection(rows.db)
+    if not _returns_from_update(connection):
+        return bool(rows.update(attempts=F("attempts") + 1)), None
+    meta = Challenge._meta
+    quote = connection.ops.quote_name
+
+    def field(name: str) -> models.Field[Any, Any]:
+        found = meta.get_field(name)
+        assert isinstance(found, models.Field)
+        return found
+
+    def column(name: str) -> str:
+        name_in_db = field(name).column
+        assert name_in_db is not None
+        return str(quote(name_in_db))
+
+    attempts = column("attempts")
+    # Names and quoting from the model and the backend, values as parameters.
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {attempts} = {attempts} + 1"  # noqa: S608
+        f" WHERE {column('id')} = %s AND {attempts} < {column('max_attempts')}"
+        f" AND {column('verified_at')} IS NULL AND {column('expires_at')} > %s"
+        f" RETURNING {column('code_digest')}"
+    )
+    params = [
+        field("id").get_db_prep_value(pk, connection),
+        field("expires_at").get_db_prep_value(now, connection),
+    ]
+    with transaction.mark_for_rollback_on_error(using=rows.db), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False, None
+    return True, row[0] or ""
+
+
 def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | None = None) -> bool:
     """Check ``code`` against ``challenge``; ``True`` once, for the right code in time.
 
@@ -1291,12 +1356,9 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
     # One conditional UPDATE counts the attempt: concurrent requests each
     # count one, and none of them gets past MAX_ATTEMPTS (the database
     # re-checks the condition on the row it locks; no read-modify-write).
-    counted = Challenge.objects.filter(
-        pk=challenge.pk,
-        attempts__lt=F("max_attempts"),
-        verified_at__isnull=True,
-        expires_at__gt=now,
-    ).update(attempts=F("attempts") + 1)
+    # It returns the digest as stored now, not as this instance remembers it:
+    # a resend may have replaced the code since the instance was read.
+    counted, stored = _count_attempt(challenge.pk, now)
     if request is not None and not _same_session(challenge, request):
         # The attempt was counted all the same: a challenge id seen outside
         # its session is a leak, and burning its attempts ends what the leak
@@ -1312,11 +1374,11 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
     if cleaned is None:
         _refused(challenge, request, "malformed", code)
         return False
-    # The digest as stored now, not as this instance remembers it: a resend
-    # may have replaced the code since the instance was read.
-    stored = (
-        Challenge.objects.filter(pk=challenge.pk).values_list("code_digest", flat=True).first()
-    )
+    if stored is None:
+        # A database without UPDATE ... RETURNING: read the digest after the count.
+        stored = (
+            Challenge.objects.filter(pk=challenge.pk).values_list("code_digest", flat=True).first()
+        )
     # compare_digest: how long the comparison takes must not tell how many
     # leading characters of a guessed digest were right.
     if not stored or not hmac.compare_digest(_code_digest(challenge.pk, cleaned), stored):
