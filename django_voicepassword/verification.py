@@ -1273,14 +1273,12 @@ def _why_closed(pk: uuid.UUID, now: datetime) -> str:
 
 
 def _returns_from_update(connection: BaseDatabaseWrapper) -> bool:
-    """Whether ``connection`` can return rows from an ``UPDATE``.
+    """Whether ``connection`` answers ``UPDATE ... RETURNING <column>`` with rows.
 
-    Django 6 says so (``can_return_rows_from_update``); Django 5.2 has no such
-    feature flag, and PostgreSQL and SQLite 3.35+ can.
+    PostgreSQL, and SQLite from 3.35. Not Django's feature flag
+    (``can_return_rows_from_update``): Django 5.2 has none, and Oracle's flag
+    is for its ``RETURNING ... INTO``, which this plain statement is not.
     """
-    known = getattr(connection.features, "can_return_rows_from_update", None)
-    if known is not None:
-        return bool(known)
     if connection.vendor == "postgresql":
         return True
     return connection.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)
@@ -1290,7 +1288,7 @@ def _count_attempt(pk: uuid.UUID, now: datetime) -> tuple[bool, str | None]:
     """Count one attempt at challenge ``pk`` if it is open; return whether, and its digest.
 
     One statement where the database can return rows from an ``UPDATE``
-    (PostgreSQL, SQLite 3.35+, Oracle): the count and the read of the code's
+    (:func:`_returns_from_update`): the count and the read of the code's
     digest are the same ``UPDATE ... RETURNING``, instead of an ``UPDATE``
     and a ``SELECT``. Elsewhere the count alone, and ``None`` for the digest
     (the caller reads it). Django's ``QuerySet.update()`` returns a row

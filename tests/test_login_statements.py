@@ -153,7 +153,7 @@ def test_confirm_reads_the_digest_when_the_database_cannot_return_rows(
     client: Client, user, emulated, monkeypatch
 ):
     # A database without UPDATE ... RETURNING (MySQL): the count, then a SELECT.
-    monkeypatch.setattr(connection.features, "can_return_rows_from_update", False)
+    monkeypatch.setattr(verification, "_returns_from_update", lambda connection: False)
     challenge = verification.start_challenge(KNOWN, request=None)
     code = emulated.code_for(KNOWN)
     wrong = "1111" if code != "1111" else "2222"
@@ -170,9 +170,10 @@ def test_confirm_reads_the_digest_when_the_database_cannot_return_rows(
 
 
 @pytest.mark.parametrize(
-    ("vendor", "returns"), [("postgresql", True), ("sqlite", True), ("mysql", False)]
+    ("vendor", "returns"),
+    [("postgresql", True), ("sqlite", True), ("mysql", False), ("oracle", False)],
 )
-def test_without_the_feature_flag_the_vendor_decides(vendor, returns):
-    # Django 5.2's features have no can_return_rows_from_update.
-    django_5_2: Any = SimpleNamespace(features=SimpleNamespace(), vendor=vendor)
-    assert verification._returns_from_update(django_5_2) is returns
+def test_update_returning_is_used_where_the_plain_statement_returns_rows(vendor, returns):
+    # Oracle can return rows from an UPDATE, but only with RETURNING ... INTO.
+    database: Any = SimpleNamespace(vendor=vendor)
+    assert verification._returns_from_update(database) is returns
