@@ -60,16 +60,17 @@ class PhoneAdapter:
         A number belongs to one user: verifying it moves it from whoever had it
         (numbers are recycled by operators).
         """
+        # One UPDATE for a number already recorded (every login by a known
+        # number re-verifies it): no savepoints, no SELECT ... FOR UPDATE.
+        now = timezone.now()
+        if PhoneNumber.objects.filter(number=number).update(user_id=user.pk, verified_at=now):
+            return
         try:
             with transaction.atomic():
-                PhoneNumber.objects.update_or_create(
-                    number=number, defaults={"user_id": user.pk, "verified_at": timezone.now()}
-                )
+                PhoneNumber.objects.create(number=number, user_id=user.pk, verified_at=now)
         except IntegrityError:
             # Two verifications of one number at once: the other one won.
-            PhoneNumber.objects.filter(number=number).update(
-                user_id=user.pk, verified_at=timezone.now()
-            )
+            PhoneNumber.objects.filter(number=number).update(user_id=user.pk, verified_at=now)
 
 
 class UserFieldAdapter(PhoneAdapter):

@@ -52,7 +52,12 @@ from django_voicepassword.conf import settings
 from django_voicepassword.models import Call, Challenge, PhoneNumber
 from django_voicepassword.phone import mask
 from django_voicepassword.signals import login_failed, phone_verified
-from django_voicepassword.verification import ChallengeError, confirm_challenge, get_challenge
+from django_voicepassword.verification import (
+    ChallengeError,
+    _save_session_once,
+    confirm_challenge,
+    get_challenge,
+)
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -143,9 +148,10 @@ def atomic_login(request: HttpRequest, challenge: Challenge | None = None) -> It
         with transaction.atomic(using=router.db_for_write(Challenge)):
             yield
             # Saved now, in the transaction: a session store that fails must
-            # leave the code unused. SessionMiddleware saves it again (same data).
+            # leave the code unused. Once: SessionMiddleware's save of the
+            # same data after the view writes nothing (it still sends the cookie).
             if session is not None and request.session.modified:
-                request.session.save()
+                _save_session_once(request.session)
     except BaseException:
         if session is not None:
             # A fresh store of the key from before: loads what the database

@@ -65,6 +65,7 @@ import hmac
 import logging
 import math
 import secrets
+import sqlite3
 import time
 import unicodedata
 import uuid
@@ -76,7 +77,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -98,6 +99,8 @@ from django_voicepassword.signals import challenge_started, login_failed, phone_
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
+    from django.contrib.sessions.backends.base import SessionBase
+    from django.db.backends.base.base import BaseDatabaseWrapper
     from django.http import HttpRequest
     from django_stubs_ext import StrPromise
 
@@ -228,13 +231,34 @@ def _session_digest(request: HttpRequest | None, *, create: bool) -> str:
         if not create:
             return ""
         session[_SESSION_MARK] = True
-        session.save()
+        _save_session_once(session)
         key = session.session_key
         if key is None:  # signed-cookie sessions have no key
             return ""
     # An HMAC, not the key: a database reader must not be able to take over
     # the sessions of people who are logging in.
     return salted_hmac(_SESSION_SALT, key, algorithm="sha256").hexdigest()
+
+
+def _save_session_once(session: SessionBase) -> None:
+    """Save ``session`` now, and make the next save of the same data do nothing.
+
+    For a session that must be stored before the response (its key binds a
+    challenge; a login must commit with its code): ``SessionMiddleware``
+    saves a modified session again after the view, which writes the same
+    data a second time (with database sessions a transaction of three
+    statements). The session stays modified, so the middleware still sends
+    its cookie; its save writes only if the key or the data changed since.
+    """
+    session.save()
+    key, data = session.session_key, dict(session.items())
+
+    def save(must_create: bool = False) -> None:
+        if must_create or session.session_key != key or dict(session.items()) != data:
+            # Looked up at each call: the store's class, not a copy of its method.
+            type(session).save(session, must_create=must_create)
+
+    session.save = save  # type: ignore[method-assign]
 
 
 def _same_session(challenge: Challenge, request: HttpRequest | None) -> bool:
@@ -403,7 +427,12 @@ def _recipient(number: str, purpose: str, user: AbstractBaseUser | None) -> _Rec
     return _Recipient(call=adapter.can_log_in(found), user=found)
 
 
-def _limit_kind(number: str, purpose: str, user: AbstractBaseUser | None) -> ratelimit.NumberKind:
+def _limit_kind(
+    number: str,
+    purpose: str,
+    user: AbstractBaseUser | None,
+    recipient: _Recipient | None = None,
+) -> ratelimit.NumberKind:
     """What a send to ``number`` is to the global limit (:func:`~.ratelimit.check_send`).
 
     A login that will call an account's number is ``"verified"``: it keeps its
@@ -411,10 +440,13 @@ def _limit_kind(number: str, purpose: str, user: AbstractBaseUser | None) -> rat
     site has not verified for this user: ``"new"``, as is a login that creates
     its user. A login that places no call is ``"uncalled"``, which the limit
     answers as it would a verified number, so that it tells nothing.
+    ``recipient``: :func:`_recipient` of the send when the caller has it
+    already (one look-up of the user, not two).
     """
     if purpose == Challenge.Purpose.VERIFY:
         return "new"
-    recipient = _recipient(number, purpose, user)
+    if recipient is None:
+        recipient = _recipient(number, purpose, user)
     if not recipient.call:
         return "uncalled"
     return "verified" if recipient.user is not None else "new"
@@ -746,13 +778,17 @@ def start_challenge(
         logger.debug("Challenge for %s reused", mask(normalized))
         return reusable
 
+    # Looked up once, for the limit and the send (the limit has it on a
+    # worker's send as well: the same look-up for every number alike).
+    recipient = _recipient(normalized, purpose, user)
     # Before anything is written or billed, for every number alike.
-    ratelimit.check_send(normalized, request, kind=_limit_kind(normalized, purpose, user))
+    ratelimit.check_send(
+        normalized, request, kind=_limit_kind(normalized, purpose, user, recipient)
+    )
     if settings.ASYNC_SEND:
         return _start_queued(
             normalized, purpose, channel, user, session_digest, request, now, step=step, wait=wait
         )
-    recipient = _recipient(normalized, purpose, user)
     challenge = _new_challenge(
         normalized, purpose, channel, user, session_digest, now, step=step, wait=wait
     )
@@ -823,12 +859,12 @@ def resend_challenge(
     if fresh.resend_at > now:
         raise ChallengeError("cooldown", retry_after=_seconds_until(fresh.resend_at, now))
 
+    recipient = _recipient(fresh.number, fresh.purpose, fresh.user)
     ratelimit.check_send(
-        fresh.number, request, kind=_limit_kind(fresh.number, fresh.purpose, fresh.user)
+        fresh.number, request, kind=_limit_kind(fresh.number, fresh.purpose, fresh.user, recipient)
     )
     if settings.ASYNC_SEND:
         return _resend_queued(challenge, fresh, channel, request, now)
-    recipient = _recipient(fresh.number, fresh.purpose, fresh.user)
     _sends, give_back = _claim_send(fresh, now)
     sent = recipient.call
     try:
@@ -919,12 +955,12 @@ def send_step(
     """
     number = mask(challenge.number)
     try:
+        recipient = _recipient(challenge.number, challenge.purpose, challenge.user)
         ratelimit.check_send(
             challenge.number,
             None,
-            kind=_limit_kind(challenge.number, challenge.purpose, challenge.user),
+            kind=_limit_kind(challenge.number, challenge.purpose, challenge.user, recipient),
         )
-        recipient = _recipient(challenge.number, challenge.purpose, challenge.user)
         sent = recipient.call
         try:
             code = _deliver(challenge, channel, recipient, None)
@@ -1236,6 +1272,67 @@ def _why_closed(pk: uuid.UUID, now: datetime) -> str:
     return "exhausted"
 
 
+def _returns_from_update(connection: BaseDatabaseWrapper) -> bool:
+    """Whether ``connection`` answers ``UPDATE ... RETURNING <column>`` with rows.
+
+    PostgreSQL, and SQLite from 3.35. Not Django's feature flag
+    (``can_return_rows_from_update``): Django 5.2 has none, and Oracle's flag
+    is for its ``RETURNING ... INTO``, which this plain statement is not.
+    """
+    if connection.vendor == "postgresql":
+        return True
+    return connection.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)
+
+
+def _count_attempt(pk: uuid.UUID, now: datetime) -> tuple[bool, str | None]:
+    """Count one attempt at challenge ``pk`` if it is open; return whether, and its digest.
+
+    One statement where the database can return rows from an ``UPDATE``
+    (:func:`_returns_from_update`): the count and the read of the code's
+    digest are the same ``UPDATE ... RETURNING``, instead of an ``UPDATE``
+    and a ``SELECT``. Elsewhere the count alone, and ``None`` for the digest
+    (the caller reads it). Django's ``QuerySet.update()`` returns a row
+    count only, hence the SQL, built from the model's own table and columns.
+    """
+    rows = Challenge.objects.filter(
+        pk=pk, attempts__lt=F("max_attempts"), verified_at__isnull=True, expires_at__gt=now
+    )
+    connection = transaction.get_connection(rows.db)
+    if not _returns_from_update(connection):
+        return bool(rows.update(attempts=F("attempts") + 1)), None
+    meta = Challenge._meta
+    quote = connection.ops.quote_name
+
+    def field(name: str) -> models.Field[Any, Any]:
+        found = meta.get_field(name)
+        assert isinstance(found, models.Field)
+        return found
+
+    def column(name: str) -> str:
+        name_in_db = field(name).column
+        assert name_in_db is not None
+        return str(quote(name_in_db))
+
+    attempts = column("attempts")
+    # Names and quoting from the model and the backend, values as parameters.
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {attempts} = {attempts} + 1"  # noqa: S608
+        f" WHERE {column('id')} = %s AND {attempts} < {column('max_attempts')}"
+        f" AND {column('verified_at')} IS NULL AND {column('expires_at')} > %s"
+        f" RETURNING {column('code_digest')}"
+    )
+    params = [
+        field("id").get_db_prep_value(pk, connection),
+        field("expires_at").get_db_prep_value(now, connection),
+    ]
+    with transaction.mark_for_rollback_on_error(using=rows.db), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False, None
+    return True, row[0] or ""
+
+
 def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | None = None) -> bool:
     """Check ``code`` against ``challenge``; ``True`` once, for the right code in time.
 
@@ -1257,12 +1354,9 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
     # One conditional UPDATE counts the attempt: concurrent requests each
     # count one, and none of them gets past MAX_ATTEMPTS (the database
     # re-checks the condition on the row it locks; no read-modify-write).
-    counted = Challenge.objects.filter(
-        pk=challenge.pk,
-        attempts__lt=F("max_attempts"),
-        verified_at__isnull=True,
-        expires_at__gt=now,
-    ).update(attempts=F("attempts") + 1)
+    # It returns the digest as stored now, not as this instance remembers it:
+    # a resend may have replaced the code since the instance was read.
+    counted, stored = _count_attempt(challenge.pk, now)
     if request is not None and not _same_session(challenge, request):
         # The attempt was counted all the same: a challenge id seen outside
         # its session is a leak, and burning its attempts ends what the leak
@@ -1278,11 +1372,11 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
     if cleaned is None:
         _refused(challenge, request, "malformed", code)
         return False
-    # The digest as stored now, not as this instance remembers it: a resend
-    # may have replaced the code since the instance was read.
-    stored = (
-        Challenge.objects.filter(pk=challenge.pk).values_list("code_digest", flat=True).first()
-    )
+    if stored is None:
+        # A database without UPDATE ... RETURNING: read the digest after the count.
+        stored = (
+            Challenge.objects.filter(pk=challenge.pk).values_list("code_digest", flat=True).first()
+        )
     # compare_digest: how long the comparison takes must not tell how many
     # leading characters of a guessed digest were right.
     if not stored or not hmac.compare_digest(_code_digest(challenge.pk, cleaned), stored):

@@ -123,6 +123,9 @@ def _safe_next(request: HttpRequest, url: str | None) -> str:
 
 def _remember_next(request: HttpRequest, challenge: Challenge, url: str) -> None:
     stored = dict(request.session.get(_NEXT_KEY) or {})
+    if not url and str(challenge.pk) not in stored:
+        # Nothing to remember or forget: the session stays as saved (no second save).
+        return
     stored.pop(str(challenge.pk), None)
     if url:
         stored[str(challenge.pk)] = url

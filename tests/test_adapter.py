@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import QuerySet
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from django_voicepassword.adapter import PhoneAdapter, UserFieldAdapter, get_adapter
 from django_voicepassword.conf import ConfigurationError
@@ -34,6 +37,43 @@ def test_verifying_a_number_moves_it_from_its_previous_user():
     adapter.mark_verified(old, "79990000001")
     adapter.mark_verified(new, "79990000001")
     assert PhoneNumber.objects.get(number="79990000001").user == new
+
+
+def test_re_verifying_a_recorded_number_is_one_update():
+    # Every login by a known number re-verifies it (issue #16: it was six statements).
+    old, new = (get_user_model().objects.create_user(name) for name in ("old", "new"))
+    adapter = PhoneAdapter()
+    adapter.mark_verified(old, "79990000001")
+    first = PhoneNumber.objects.get(number="79990000001").verified_at
+
+    with CaptureQueriesContext(connection) as again:
+        adapter.mark_verified(old, "79990000001")
+    with CaptureQueriesContext(connection) as moved:
+        adapter.mark_verified(new, "79990000001")
+
+    assert [q["sql"].split()[0] for q in again.captured_queries] == ["UPDATE"]
+    assert [q["sql"].split()[0] for q in moved.captured_queries] == ["UPDATE"]
+    number = PhoneNumber.objects.get(number="79990000001")
+    assert number.user == new
+    assert number.verified_at > first  # renewed: "the number verified last" follows logins
+
+
+def test_a_number_inserted_by_a_concurrent_verification_is_moved(monkeypatch):
+    # The other request's INSERT commits between this one's UPDATE and INSERT.
+    other, user = (get_user_model().objects.create_user(name) for name in ("other", "user"))
+    PhoneNumber.objects.create(number="79990000001", user=other)
+    update = QuerySet.update
+    seen: list[object] = []
+
+    def update_after_the_race(self: QuerySet[PhoneNumber], **fields: object) -> int:
+        seen.append(fields)
+        return 0 if len(seen) == 1 else update(self, **fields)
+
+    monkeypatch.setattr(QuerySet, "update", update_after_the_race)
+    PhoneAdapter().mark_verified(user, "79990000001")
+
+    assert len(seen) == 2  # the INSERT failed on the unique number, then the UPDATE
+    assert PhoneNumber.objects.get(number="79990000001").user == user
 
 
 def test_a_created_user_is_not_named_after_the_number():

@@ -28,9 +28,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.cache import cache
-from django.db import models
+from django.db import connection, models
 from django.http import HttpRequest
 from django.test import RequestFactory, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
@@ -1252,3 +1253,25 @@ def test_every_refusal_has_a_message():
         "channel_unavailable",
     ):
         assert str(ChallengeError(code))
+
+
+def test_a_session_saved_once_is_not_written_again_with_the_same_data():
+    # A start stores a new session before it answers; SessionMiddleware's save
+    # after the view wrote the same data again (issue #16).
+    session = SessionStore()
+    session["kept"] = 1
+    verification._save_session_once(session)
+    with CaptureQueriesContext(connection) as unchanged:
+        session.save()
+    session["kept"] = 2
+    with CaptureQueriesContext(connection) as changed:
+        session.save()
+
+    assert unchanged.captured_queries == []
+    assert any("UPDATE" in query["sql"] for query in changed.captured_queries)
+    assert SessionStore(session.session_key)["kept"] == 2
+    # A new key (login() cycles it) is stored as a new row, data and all.
+    old_key = session.session_key
+    session.cycle_key()
+    assert session.session_key != old_key
+    assert SessionStore(session.session_key)["kept"] == 2
