@@ -35,6 +35,9 @@ its figures for staff, the cache keeps it for every send to read, and
 - **Only what went out is counted.** A send the limits refused is not, so a
   block ends with an empty window: after it, a prefix that is still attacked
   gets at most ``MIN_SENDS`` more sends before the next block.
+- **Counted with the limits.** On Django's ``RedisCache`` a send's block is
+  read, and the send counted and its figures read, in the limits' one script
+  (:mod:`~django_voicepassword.ratelimit`): no round trip of its own.
 - **Nothing personal in the cache**: keys hold an HMAC of the prefix or the
   country, as the limits' keys do. The row holds the prefix in clear (at the
   default 7 digits, a block of 10,000 numbers, not somebody's number).
