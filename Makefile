@@ -156,7 +156,7 @@ matrix: $(STAMP)  ## The test suite on Python 3.11 + Django 5.2 and Python 3.13 
 # Each script exits 1 on a miss (work not done, a target missed) and 2 when it
 # cannot run here; all of them run, and the target fails if any did not pass.
 bench: $(STAMP)  ## Run the micro benchmarks (PostgreSQL and Redis on 127.0.0.1); fail on any miss
-	@failed=""; for script in client reconcile callbacks admin fraud login; do \
+	@failed=""; for script in client reconcile callbacks admin fraud login limits; do \
 		echo "==== bench/$$script.py"; \
 		$(BIN)/python bench/$$script.py || failed="$$failed bench/$$script.py"; \
 	done; \

@@ -35,6 +35,9 @@ its figures for staff, the cache keeps it for every send to read, and
 - **Only what went out is counted.** A send the limits refused is not, so a
   block ends with an empty window: after it, a prefix that is still attacked
   gets at most ``MIN_SENDS`` more sends before the next block.
+- **Counted with the limits.** On Django's ``RedisCache`` a send's block is
+  read, and the send counted and its figures read, in the limits' one script
+  (:mod:`~django_voicepassword.ratelimit`): no round trip of its own.
 - **Nothing personal in the cache**: keys hold an HMAC of the prefix or the
   country, as the limits' keys do. The row holds the prefix in clear (at the
   default 7 digits, a block of 10,000 numbers, not somebody's number).
@@ -57,11 +60,12 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import phonenumbers
 from django.conf import settings as django_settings
@@ -170,24 +174,46 @@ def _keys(what: str, level: str, identity: str, now: float) -> tuple[str, str]:
     return f"{base}:{index}", f"{base}:{index - 1}"
 
 
-def _count(what: str, level: str, identity: str, now: float) -> None:
+def _counter(what: str, level: str, identity: str, now: float) -> tuple[str, int]:
+    """The key of the current window's counter and the timeout it is counted with."""
     window = int(settings.FRAUD_GUARD["WINDOW"])  # type: ignore[index]
     current, _previous = _keys(what, level, identity, now)
     # Read as the previous window's throughout the next one.
-    ratelimit._count(current, 1, 2 * window + _GRACE)
+    return current, 2 * window + _GRACE
 
 
-def _figures(levels: list[tuple[str, str]], now: float) -> dict[tuple[str, str], Figures]:
-    """The sliding counts of every (level, identity), in one read of the cache."""
-    window = int(settings.FRAUD_GUARD["WINDOW"])  # type: ignore[index]
-    # The previous window's counts weigh by its part still inside the period.
-    weight = (window - now % window) / window
-    keys = {
+def _count(what: str, level: str, identity: str, now: float) -> None:
+    key, timeout = _counter(what, level, identity, now)
+    ratelimit._count(key, 1, timeout)
+
+
+_FigureKeys = dict[tuple[str, str, str], tuple[str, str]]
+
+
+def _figure_keys(levels: list[tuple[str, str]], now: float) -> _FigureKeys:
+    """(level, identity, what) -> the keys of its current and previous windows."""
+    return {
         (level, identity, what): _keys(what, level, identity, now)
         for level, identity in levels
         for what in ("sends", "confirms")
     }
-    stored = cache.get_many([key for pair in keys.values() for key in pair])
+
+
+def _figures(levels: list[tuple[str, str]], now: float) -> dict[tuple[str, str], Figures]:
+    """The sliding counts of every (level, identity), in one read of the cache."""
+    keys = _figure_keys(levels, now)
+    return _figures_of(
+        levels, keys, cache.get_many([k for pair in keys.values() for k in pair]), now
+    )
+
+
+def _figures_of(
+    levels: list[tuple[str, str]], keys: _FigureKeys, stored: dict[str, Any], now: float
+) -> dict[tuple[str, str], Figures]:
+    """The sliding counts of every (level, identity) from the counters ``stored``."""
+    window = int(settings.FRAUD_GUARD["WINDOW"])  # type: ignore[index]
+    # The previous window's counts weigh by its part still inside the period.
+    weight = (window - now % window) / window
 
     def count(level: str, identity: str, what: str) -> float:
         current, previous = keys[(level, identity, what)]
@@ -228,11 +254,19 @@ def blocked_for(number: str) -> int | None:
     """
     if not _guarded(number):
         return None
-    keys = [_block_key(level, identity) for level, identity in _levels(number)]
-    now = _now()
+    return _block_wait(cache.get_many(_block_keys(number)).values(), _now())
+
+
+def _block_keys(number: str) -> list[str]:
+    """The keys of the blocks that would refuse ``number``: its prefix's and country's."""
+    return [_block_key(level, identity) for level, identity in _levels(number)]
+
+
+def _block_wait(untils: Iterable[Any], now: float) -> int | None:
+    """Seconds the longest of the blocks ending at ``untils`` has left; ``None``: none holds."""
     waits = [
         math.ceil(float(until) - now)
-        for until in cache.get_many(keys).values()
+        for until in untils
         if isinstance(until, int | float) and until > now
     ]
     return max(waits) if waits else None
@@ -268,7 +302,49 @@ def count_send(number: str, request: HttpRequest | None = None) -> PrefixBlock |
     levels = _levels(number)
     for level, identity in [*levels, (_SITE, "")]:
         _count("sends", level, identity, now)
-    figures = _figures([*levels, (_SITE, "")], now)
+    return _judge(number, _figures([*levels, (_SITE, "")], now), now, request)
+
+
+@dataclass(frozen=True)
+class _SendCount:
+    """What :func:`count_send` writes and reads, for the limits to do in one round trip.
+
+    :mod:`~django_voicepassword.ratelimit` counts ``counters`` (key, timeout)
+    and reads ``keys`` in the same Redis script as the limits, then hands
+    what it read to :meth:`judge`.
+    """
+
+    number: str
+    now: float
+    counters: list[tuple[str, int]]
+    keys: _FigureKeys
+
+    def judge(self, stored: dict[str, Any], request: HttpRequest | None) -> PrefixBlock | None:
+        """:func:`count_send`'s judgement on the counters read after counting (``stored``)."""
+        levels = [*_levels(self.number), (_SITE, "")]
+        return _judge(
+            self.number, _figures_of(levels, self.keys, stored, self.now), self.now, request
+        )
+
+
+def _send_count(number: str) -> _SendCount | None:
+    """:func:`count_send` as keys to count and read; ``None`` when it counts nothing."""
+    if not _guarded(number):
+        return None
+    now = _now()
+    levels = [*_levels(number), (_SITE, "")]
+    counters = [_counter("sends", level, identity, now) for level, identity in levels]
+    return _SendCount(number, now, counters, _figure_keys(levels, now))
+
+
+def _judge(
+    number: str,
+    figures: dict[tuple[str, str], Figures],
+    now: float,
+    request: HttpRequest | None,
+) -> PrefixBlock | None:
+    """Block ``number``'s prefix or country if its ``figures`` (this send counted) say so."""
+    levels = _levels(number)
     site = figures[(_SITE, "")]
     guard = settings.FRAUD_GUARD
     assert guard is not None  # _guarded

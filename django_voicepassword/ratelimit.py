@@ -18,6 +18,12 @@ How the limits count
   the cache can never together pass a limit. The system checks report a cache
   that cannot count (``voicepassword.E007``) and a per-process cache in
   production (``voicepassword.W002``).
+- **One round trip on Redis.** On Django's ``RedisCache`` the same counting
+  (every scope, the global pools, the fraud guard, the budget) runs as one Lua
+  script: one request to Redis instead of some thirty, on the same keys with
+  the same values and timeouts, so old and new processes can share a Redis.
+  :func:`check_and_reserve` adds the budget (and reads a few keys) to the same
+  request. See "One round trip on Redis" below and ``docs/decisions.md``.
 - **Scopes in order, narrowest first:** session, ip, network, number, prefix,
   global. The
   first scope over its limit refuses, and the attempt is counted in it and in the
@@ -92,17 +98,19 @@ tests can move the clock.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
 from django.utils.functional import lazy
@@ -126,6 +134,7 @@ __all__ = [
     "Rate",
     "Reservation",
     "budget_left",
+    "check_and_reserve",
     "check_send",
     "parse_rates",
     "release",
@@ -564,11 +573,22 @@ def check_send(number: str, request: HttpRequest | None, *, kind: NumberKind = "
     :class:`~django_voicepassword.conf.ConfigurationError` for a rate in
     ``LIMITS`` that cannot be used.
     """
+    _check_arguments(number, kind)
+    client = _redis_client()
+    if client is None or not _admit_on_redis(client, number, request, kind, None, ()).ran:
+        _check_by_cache(number, request, kind)
+
+
+def _check_arguments(number: str, kind: str) -> None:
     if not _NORMALIZED.fullmatch(number):
         # Not the number itself in the message: it may be what a person typed.
         raise ValueError("check_send() needs a normalized number (E.164 digits without '+').")
     if kind not in _KINDS:
         raise ValueError(f"kind must be 'verified', 'new' or 'uncalled', not {kind!r}")
+
+
+def _check_by_cache(number: str, request: HttpRequest | None, kind: NumberKind) -> None:
+    """:func:`check_send` through the cache's API: any cache that counts atomically."""
     now = _now()
     refusals: list[tuple[str, int]] = []
     # The fraud guard judges new numbers only, where the prefix scope stands
@@ -649,6 +669,32 @@ def reserve(channel: str, *, request: HttpRequest | None = None) -> Reservation 
     when the reservation would exceed the budget (and sends ``limit_exceeded``
     with ``request``); ``ValueError`` for an unknown channel.
     """
+    hold = _hold(channel, _now())
+    if hold is None:
+        return None
+    client = _redis_client()
+    if client is not None:
+        return _admit_on_redis(client, "", request, "verified", hold, (), limits=False).reservation
+    return _reserve_by_cache(hold, request)
+
+
+@dataclass(frozen=True)
+class _Hold:
+    """A reservation about to be made: ``cents`` of ``limit`` on the day's counter ``key``."""
+
+    day: str
+    key: str
+    cents: int
+    limit: int
+    until_midnight: int
+
+    @property
+    def timeout(self) -> int:
+        return self.until_midnight + _GRACE
+
+
+def _hold(channel: str, now: float) -> _Hold | None:
+    """The reservation :func:`reserve` would make for ``channel``; ``None``: no budget."""
     prices = settings.PRICE_ESTIMATES
     if channel not in prices:
         raise ValueError(f"Unknown channel {channel!r}: use one of {', '.join(sorted(prices))}.")
@@ -660,15 +706,23 @@ def reserve(channel: str, *, request: HttpRequest | None = None) -> Reservation 
         raise ConfigurationError(
             "VOICEPASSWORD['DAILY_BUDGET'] and PRICE_ESTIMATES must be 0 or more."
         )
-    cents = _kopecks(price, ROUND_CEILING)
-    limit = _kopecks(budget, ROUND_FLOOR)
-    day, until_midnight = _moscow_day(_now())
-    key = _budget_key(day)
-    timeout = until_midnight + _GRACE
-    if _count(key, cents, timeout) > limit:
-        _give_back(key, cents)
-        raise _refuse("budget", until_midnight, request)
-    return Reservation(day, cents)
+    day, until_midnight = _moscow_day(now)
+    return _Hold(
+        day,
+        _budget_key(day),
+        _kopecks(price, ROUND_CEILING),
+        _kopecks(budget, ROUND_FLOOR),
+        until_midnight,
+    )
+
+
+def _reserve_by_cache(hold: _Hold | None, request: HttpRequest | None) -> Reservation | None:
+    if hold is None:
+        return None
+    if _count(hold.key, hold.cents, hold.timeout) > hold.limit:
+        _give_back(hold.key, hold.cents)
+        raise _refuse("budget", hold.until_midnight, request)
+    return Reservation(hold.day, hold.cents)
 
 
 def _give_back(key: str, cents: int) -> None:
@@ -691,8 +745,43 @@ def release(reservation: Reservation | None) -> None:
     Accepts ``None`` (no budget was set). Release each reservation once: the
     cache cannot tell a second release from a first.
     """
-    if reservation is not None:
-        _give_back(_budget_key(reservation.day), reservation.cents)
+    if reservation is None or reservation.cents == 0:
+        return
+    key = _budget_key(reservation.day)
+    client = _redis_client()
+    if client is None:
+        _give_back(key, reservation.cents)
+    else:
+        _run_script(client, {"release": [_redis_key(key), reservation.cents]})
+
+
+def check_and_reserve(
+    number: str,
+    request: HttpRequest | None,
+    *,
+    kind: NumberKind = "new",
+    channel: str,
+    peek: Sequence[str] = (),
+) -> tuple[Reservation | None, dict[str, Any]]:
+    """:func:`check_send`, then :func:`reserve` for ``channel``: in one round trip on Redis.
+
+    Returns the reservation and the values of the cache keys ``peek`` found
+    (as ``cache.get_many`` would), read with the limits, so that a login
+    start asks Redis once for all of them. Raises what :func:`check_send` and
+    :func:`reserve` raise, and counts and reserves exactly as the two would
+    one after the other: nothing is reserved when a limit refuses. On any
+    other cache (local memory, memcached) it calls the two in turn.
+    """
+    _check_arguments(number, kind)
+    hold = _hold(channel, _now())
+    client = _redis_client()
+    if client is not None:
+        admitted = _admit_on_redis(client, number, request, kind, hold, peek)
+        if admitted.ran:
+            return admitted.reservation, admitted.peeked
+    _check_by_cache(number, request, kind)
+    reservation = _reserve_by_cache(hold, request)
+    return reservation, cache.get_many(list(peek)) if peek else {}
 
 
 def budget_left() -> Decimal | None:
@@ -710,3 +799,358 @@ def budget_left() -> Decimal | None:
     spent = int(cache.get(_budget_key(day), 0))
     left = max(0, _kopecks(budget, ROUND_FLOOR) - spent)
     return Decimal(left) / 100
+
+
+# --- one round trip on Redis -----------------------------------------------------------
+#
+# Counted through the cache's API, a login start asks Redis some thirty
+# times (add, exists, incr and expire per window; the global pools; the
+# fraud guard; the budget), and Django's RedisCache builds a client for each.
+# On Django's RedisCache the same counting runs as one Lua script instead:
+# one round trip, and atomic as a whole (Redis runs one script at a time),
+# so it can never lose an update that the per-key commands would not.
+#
+# The script does what the cache path does, step for step and key for key
+# (the same keys under the cache's prefix and version, the same values, the
+# same timeouts, set when a counter is created), so old and new processes
+# can share a Redis during a rolling deploy. It returns what it counted and
+# read; the refusals, their Retry-After and the fraud guard's judgement are
+# computed from that by the same Python as on the cache path.
+
+_LUA: Final = r"""
+local plan = cjson.decode(ARGV[1])
+
+local function count(key, delta, timeout)
+  local value = redis.call('INCRBY', key, delta)
+  if value == delta then redis.call('EXPIRE', key, timeout) end
+  return value
+end
+
+local function give_back(key, delta)
+  if delta == 0 or redis.call('EXISTS', key) == 0 then return end
+  if redis.call('DECRBY', key, delta) < 0 then redis.call('DEL', key) end
+end
+
+local function read(key)
+  return tonumber(redis.call('GET', key) or '0') or 0
+end
+
+-- A block's end: an int (stored as digits) or a float (pickled, protocol
+-- 2 to 5); false for anything else, which the script leaves to Python.
+local function block_end(raw)
+  local number = tonumber(raw)
+  if number then return number end
+  if raw:byte(1) == 128 then
+    if #raw == 21 and raw:byte(3) == 149 and raw:sub(12, 12) == 'G' and raw:sub(21) == '.' then
+      return (struct.unpack('>d', raw:sub(13, 20)))
+    end
+    if #raw == 11 and raw:sub(3, 3) == 'G' and raw:sub(11) == '.' then
+      return (struct.unpack('>d', raw:sub(4, 11)))
+    end
+  end
+  return false
+end
+
+if plan.release then give_back(plan.release[1], plan.release[2]) end
+
+-- The fraud guard's blocks first (a read: the script is atomic, so reading
+-- them now is reading them at their step), and nothing written if one
+-- cannot be read here.
+local blocked, raw_blocks = {}, {}
+for i, step in ipairs(plan.steps) do
+  if step.g then
+    blocked[i], raw_blocks[i] = false, {}
+    for _, key in ipairs(step.g) do
+      local raw = redis.call('GET', key)
+      if raw then
+        local ends = block_end(raw)
+        if ends == false then return {'cache'} end
+        if ends > step.now then blocked[i] = true end
+      end
+      raw_blocks[i][#raw_blocks[i] + 1] = raw or ''
+    end
+  end
+end
+
+local function over(s, previous, current)
+  return previous * (s[4] - s[5]) / s[4] + current > s[3]
+end
+
+local function read_sliding(slidings, out)
+  for _, s in ipairs(slidings) do
+    out[#out + 1] = read(s[2])
+    out[#out + 1] = read(s[1])
+  end
+end
+
+local function count_sliding(slidings, out)
+  local counted, full = {}, false
+  for j, s in ipairs(slidings) do counted[j] = count(s[1], 1, s[6]) end
+  for j, s in ipairs(slidings) do
+    local previous = read(s[2])
+    out[#out + 1] = previous
+    out[#out + 1] = counted[j]
+    if over(s, previous, counted[j]) then full = true end
+  end
+  if full then
+    for _, s in ipairs(slidings) do give_back(s[1], 1) end
+  end
+  return full
+end
+
+local refused = false
+local results = {}
+for i, step in ipairs(plan.steps) do
+  local out
+  if step.f then
+    -- A scope of fixed windows: every rate counted, or read once refused.
+    local full = false
+    out = {refused and 0 or 1}
+    for _, w in ipairs(step.f) do
+      if refused then
+        out[#out + 1] = read(w[1])
+      else
+        local value = count(w[1], 1, w[3])
+        out[#out + 1] = value
+        if value > w[2] then full = true end
+      end
+    end
+    if full then refused = true end
+  elseif step.g then
+    out = {refused and 0 or 1}
+    for _, raw in ipairs(raw_blocks[i]) do out[#out + 1] = raw end
+    if not refused and blocked[i] then refused = true end
+  else
+    -- The global scope: a path code, then (previous, current) per window.
+    local every, new, kind = step.every, step.new, step.kind
+    local counted_new = {}
+    if refused then
+      out = {0}
+      read_sliding(every, out)
+      if kind == 'new' then read_sliding(new, out) end
+    elseif #new > 0 and count_sliding(new, counted_new) then
+      -- The new pool is full (and given back): read the whole site's.
+      out = {1}
+      for _, value in ipairs(counted_new) do out[#out + 1] = value end
+      local first = #out
+      read_sliding(every, out)
+      if kind == 'new' then
+        refused = true
+      else
+        -- Uncalled: refused exactly when a verified number would be.
+        for j, s in ipairs(every) do
+          if over(s, out[first + 2 * j - 1], out[first + 2 * j] + 1) then refused = true end
+        end
+      end
+    else
+      out = {2}
+      if count_sliding(every, out) then
+        for _, s in ipairs(new) do give_back(s[1], 1) end
+        refused = true
+      end
+    end
+  end
+  results[i] = out
+end
+
+local figures, budget = {}, {}
+if not refused and plan.fraud then
+  for _, c in ipairs(plan.fraud.count) do count(c[1], 1, c[2]) end
+  for _, key in ipairs(plan.fraud.read) do figures[#figures + 1] = read(key) end
+end
+if not refused and plan.budget then
+  local b = plan.budget
+  local value = count(b[1], b[2], b[4])
+  if value > b[3] then give_back(b[1], b[2]) end
+  budget[1] = value
+end
+local peeked = {}
+for _, key in ipairs(plan.peek or {}) do peeked[#peeked + 1] = redis.call('GET', key) or '' end
+return {'ok', results, figures, budget, peeked}
+"""
+
+_script: Any = None
+
+
+def _redis_client() -> Any | None:
+    """The Redis client of the default cache when it is Django's RedisCache, else ``None``.
+
+    The primary's (Django's ``write=True``): the script writes.
+    """
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        return None
+    return backend._cache.get_client(None, write=True)
+
+
+def _redis_key(key: str) -> str:
+    """``key`` as the default cache stores it (its ``KEY_PREFIX`` and ``VERSION``)."""
+    return str(caches["default"].make_and_validate_key(key))
+
+
+def _run_script(client: Any, plan: dict[str, Any]) -> list[Any]:
+    """Run the script on ``plan``: one ``EVALSHA`` (the first in a process may load it)."""
+    global _script
+    if _script is None:
+        _script = client.register_script(_LUA)
+    plan.setdefault("steps", [])
+    result: list[Any] = _script(args=[json.dumps(plan)], client=client)
+    return result
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    """What :func:`_admit_on_redis` did; ``ran`` ``False``: it left all to the cache path."""
+
+    ran: bool
+    reservation: Reservation | None = None
+    peeked: dict[str, Any] = field(default_factory=dict)
+
+
+def _admit_on_redis(
+    client: Any,
+    number: str,
+    request: HttpRequest | None,
+    kind: NumberKind,
+    hold: _Hold | None,
+    peek: Sequence[str],
+    *,
+    limits: bool = True,
+) -> _Admitted:
+    """:func:`check_send` (unless not ``limits``) and the reservation ``hold``, as one script.
+
+    Raises as :func:`check_send` and :func:`reserve` do; nothing is counted
+    or reserved when the script cannot read a fraud block (``ran`` is then
+    ``False``: the caller counts through the cache's API).
+    """
+    from django_voicepassword import fraud  # it counts with this module's counters
+
+    now = _now()
+    steps: list[tuple[str, Any]] = []
+    guarded = limits and kind == "new" and fraud._guarded(number)
+    if limits:
+        for scope, identity in _identities(number, request):
+            if guarded and scope in ("prefix", "global"):
+                steps.append(("guard", fraud._block_keys(number)))
+                guarded = False
+            rates = _configured_rates(scope)
+            if scope == "global":
+                new = _slidings("new", rates, now) if kind != "verified" else []
+                steps.append((scope, (_slidings("all", rates, now), new)))
+            else:
+                steps.append((scope, _windows(scope, identity, rates, now)))
+        if guarded:
+            steps.append(("guard", fraud._block_keys(number)))
+    send_count = fraud._send_count(number) if limits and kind == "new" else None
+    fraud_now = fraud._now() if any(scope == "guard" for scope, _ in steps) else 0.0
+
+    def sliding(s: _Sliding) -> list[Any]:
+        return [_redis_key(s.key), _redis_key(s.previous), s.limit, s.period, s.elapsed, s.timeout]
+
+    plan_steps: list[dict[str, Any]] = []
+    for scope, spec in steps:
+        if scope == "guard":
+            plan_steps.append({"g": [_redis_key(k) for k in spec], "now": fraud_now})
+        elif scope == "global":
+            every, new = spec
+            plan_steps.append(
+                {
+                    "every": [sliding(s) for s in every],
+                    "new": [sliding(s) for s in new],
+                    "kind": kind,
+                }
+            )
+        else:
+            plan_steps.append({"f": [[_redis_key(w.key), w.rate.count, w.timeout] for w in spec]})
+    plan: dict[str, Any] = {"steps": plan_steps, "peek": [_redis_key(k) for k in peek]}
+    figure_keys: list[str] = []
+    if send_count is not None:
+        figure_keys = [key for pair in send_count.keys.values() for key in pair]
+        plan["fraud"] = {
+            "count": [[_redis_key(k), timeout] for k, timeout in send_count.counters],
+            "read": [_redis_key(k) for k in figure_keys],
+        }
+    if hold is not None:
+        plan["budget"] = [_redis_key(hold.key), hold.cents, hold.limit, hold.timeout]
+
+    result = _run_script(client, plan)
+    if result[0] != b"ok":
+        return _Admitted(ran=False)
+    _status, outs, figures, budget, peeked = result
+    backend: Any = caches["default"]
+    loads = backend._cache._serializer.loads
+
+    refusals: list[tuple[str, int]] = []
+    for (scope, spec), out in zip(steps, outs, strict=True):
+        evaluated, values = out[0], out[1:]
+        if scope == "guard":
+            if evaluated:
+                wait = fraud._block_wait([loads(raw) for raw in values if raw != b""], fraud_now)
+                if wait is not None:
+                    refusals.append(("prefix", wait))
+        elif scope == "global":
+            every, new = spec
+            wait = _global_wait(every, new, kind, evaluated, values)
+            if wait is not None:
+                refusals.append((scope, wait))
+        else:
+            full = [
+                w
+                for w, value in zip(spec, values, strict=True)
+                if (value > w.rate.count if evaluated else value >= w.rate.count)
+            ]
+            if full:
+                refusals.append((scope, max(w.retry_after for w in full)))
+    if refusals:
+        scope, retry_after = max(refusals, key=lambda refusal: refusal[1])
+        raise _refuse(scope, retry_after, request)
+    if send_count is not None:
+        send_count.judge(dict(zip(figure_keys, figures, strict=True)), request)
+    reservation = None
+    if hold is not None:
+        if budget[0] > hold.limit:
+            raise _refuse("budget", hold.until_midnight, request)
+        reservation = Reservation(hold.day, hold.cents)
+    found = {key: loads(raw) for key, raw in zip(peek, peeked, strict=True) if raw != b""}
+    return _Admitted(ran=True, reservation=reservation, peeked=found)
+
+
+def _pairs(values: list[int]) -> list[tuple[int, int]]:
+    return list(zip(values[::2], values[1::2], strict=True))
+
+
+def _global_wait(
+    every: list[_Sliding], new: list[_Sliding], kind: NumberKind, path: int, values: list[int]
+) -> int | None:
+    """:func:`_check_global`'s answer from what the script counted and read (``path``)."""
+
+    def full(slidings: list[_Sliding], pairs: list[tuple[int, int]]) -> int | None:
+        # As _read_full: the windows one more send would overfill.
+        waits = [
+            s.retry_after(previous, current)
+            for s, (previous, current) in zip(slidings, pairs, strict=True)
+            if s.count(previous, current + 1) > s.limit
+        ]
+        return max(waits) if waits else None
+
+    def counted(slidings: list[_Sliding], pairs: list[tuple[int, int]]) -> int | None:
+        # As _count_sliding: the windows this send overfilled, the send given back.
+        waits = [
+            s.retry_after(previous, current - 1)
+            for s, (previous, current) in zip(slidings, pairs, strict=True)
+            if s.count(previous, current) > s.limit
+        ]
+        return max(waits) if waits else None
+
+    pairs = _pairs(values)
+    if path == 0:  # refused before: read
+        read_new = new if kind == "new" else []
+        waits = [
+            w for w in (full(every, pairs[: len(every)]), full(read_new, pairs[len(every) :])) if w
+        ]
+        return max(waits) if waits else None
+    if path == 1:  # the new pool was full
+        new_wait = counted(new, pairs[: len(new)])
+        whole = full(every, pairs[len(new) :])
+        return max(new_wait or 0, whole or 0) if kind == "new" else whole
+    return counted(every, pairs)

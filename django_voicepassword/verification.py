@@ -310,9 +310,14 @@ def _mask_token(value: object) -> str:
 # --- the pause for numbers without an account -------------------------------------
 
 
-def _durations(channel: str) -> list[float]:
-    """The recent real send durations by ``channel`` kept in the cache (bounded)."""
-    value = cache.get(_DURATIONS_KEY + channel)
+def _durations(channel: str, read: dict[str, Any] | None = None) -> list[float]:
+    """The recent real send durations by ``channel`` kept in the cache (bounded).
+
+    ``read``: the cache's values already read with the limits
+    (:func:`~.ratelimit.check_and_reserve`), so that a start asks Redis once.
+    """
+    key = _DURATIONS_KEY + channel
+    value = cache.get(key) if read is None else read.get(key)
     if not isinstance(value, list):
         return []
     return [
@@ -335,10 +340,10 @@ def send_seconds(channel: str) -> float | None:
     return durations[len(durations) // 2]
 
 
-def _record_send_seconds(channel: str, seconds: float) -> None:
-    """Keep one real send's duration among the recent ones."""
+def _record_send_seconds(channel: str, seconds: float, read: dict[str, Any] | None = None) -> None:
+    """Keep one real send's duration among the recent ones (``read``: as :func:`_durations`)."""
     key = _DURATIONS_KEY + channel
-    kept = [*_durations(channel), min(max(seconds, 0.0), MAX_PAUSE)][-_DURATIONS_KEPT:]
+    kept = [*_durations(channel, read), min(max(seconds, 0.0), MAX_PAUSE)][-_DURATIONS_KEPT:]
     # Not atomic: two processes may each lose the other's duration, which
     # shifts the spread by one sample in 32. A lock would cost more than it saves.
     cache.set(key, kept, _DURATIONS_TIMEOUT)
@@ -365,7 +370,7 @@ _oversleep = 0.0
 _OVERSLEEP_WEIGHT: Final = 0.2
 
 
-def _stand_in(channel: str) -> None:
+def _stand_in(channel: str, read: dict[str, Any] | None = None) -> None:
     """Spend what a send by ``channel`` would have spent, placing nothing.
 
     The gateway is built as for a real send (the same cost on a cold process,
@@ -379,7 +384,7 @@ def _stand_in(channel: str) -> None:
     """
     global _warm_gateway, _oversleep
     gateway = get_gateway()
-    durations = _durations(channel)
+    durations = _durations(channel, read)
     if durations and gateway is _warm_gateway:
         wanted = secrets.choice(durations)
         # A sleep ends late (the thread waits for a core once it wakes), and
@@ -499,18 +504,20 @@ def _send_reserved(
     channel: str,
     recipient: _Recipient,
     reservation: ratelimit.Reservation | None,
+    read: dict[str, Any] | None = None,
 ) -> str | None:
     """:func:`_deliver` once the budget is reserved: in the request, or on a worker.
 
     ``reservation`` is given back whenever nothing was placed (and kept when
-    the provider may have billed).
+    the provider may have billed). ``read``: the cache's values read with the
+    limits (the recent send durations), as :func:`_durations` takes them.
     """
     global _warm_gateway
     if not recipient.call:
         # Nothing is placed, so nothing is spent; the reservation was still
         # made, so that a spent budget refuses every number alike.
         ratelimit.release(reservation)
-        _stand_in(channel)
+        _stand_in(channel, read)
         return _unmatchable(channel)
 
     review = fraud.record_review(challenge, channel, recipient.user)
@@ -590,7 +597,7 @@ def _send_reserved(
         logger.error("%s to %s: the provider sent no code", channel, mask(challenge.number))
         raise _NotSent(ChallengeError("channel_unavailable"), billed=True)
     if warm:
-        _record_send_seconds(channel, time.monotonic() - started)
+        _record_send_seconds(channel, time.monotonic() - started, read)
     return code
 
 
@@ -782,20 +789,27 @@ def start_challenge(
     # worker's send as well: the same look-up for every number alike).
     recipient = _recipient(normalized, purpose, user)
     # Before anything is written or billed, for every number alike.
-    ratelimit.check_send(
-        normalized, request, kind=_limit_kind(normalized, purpose, user, recipient)
-    )
+    kind = _limit_kind(normalized, purpose, user, recipient)
     if settings.ASYNC_SEND:
+        ratelimit.check_send(normalized, request, kind=kind)
         return _start_queued(
             normalized, purpose, channel, user, session_digest, request, now, step=step, wait=wait
         )
-    challenge = _new_challenge(
-        normalized, purpose, channel, user, session_digest, now, step=step, wait=wait
+    # The limits, the budget and the send durations in one round trip to Redis.
+    reservation, read = ratelimit.check_and_reserve(
+        normalized, request, kind=kind, channel=channel, peek=[_DURATIONS_KEY + channel]
     )
+    try:
+        challenge = _new_challenge(
+            normalized, purpose, channel, user, session_digest, now, step=step, wait=wait
+        )
+    except BaseException:
+        ratelimit.release(reservation)
+        raise
     sent = recipient.call
     try:
         try:
-            code = _deliver(challenge, channel, recipient, request)
+            code = _send_reserved(challenge, channel, recipient, reservation, read)
         except _NotSent as not_sent:
             code, sent = _masked(challenge, channel, not_sent, first=True), False
     except _NotSent as not_sent:
@@ -1524,12 +1538,18 @@ def deliver_code(
     if clean_code(code) != code:
         raise ValueError(f"deliver_code() needs a code of {CODE_LENGTH} ASCII digits")
     normalized = normalize(number)
-    ratelimit.check_send(normalized, request, kind="uncalled" if not call else kind)
-    reservation = ratelimit.reserve(channel, request=request)
+    # The limits, the budget and the send durations in one round trip to Redis.
+    reservation, read = ratelimit.check_and_reserve(
+        normalized,
+        request,
+        kind="uncalled" if not call else kind,
+        channel=channel,
+        peek=[_DURATIONS_KEY + channel],
+    )
     if not call:
         # Reserved and given back: a spent budget refuses every number alike.
         ratelimit.release(reservation)
-        _stand_in(channel)
+        _stand_in(channel, read)
         logger.debug("Stand-in for %s (%s): nothing placed", mask(normalized), channel)
         return Delivery(placed=False)
     try:
@@ -1556,6 +1576,6 @@ def deliver_code(
         )
         return Delivery(placed=False, error=error)
     if warm:
-        _record_send_seconds(channel, time.monotonic() - started)
+        _record_send_seconds(channel, time.monotonic() - started, read)
     logger.debug("%s to %s placed", channel, mask(normalized))
     return Delivery(placed=True, call=placed_call)

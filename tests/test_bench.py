@@ -336,3 +336,27 @@ def test_login_bench_fails_a_confirm_that_logs_in_someone_else() -> None:
     assert failed(verdict) == [
         "app: every start 201 with a call, every confirm 200 with the number's user"
     ]
+
+
+# --------------------------------------------------------------------------- the limits
+
+
+@pytest.mark.redis
+def test_limits_bench_sees_the_counting_done_and_a_side_that_counts_nothing(monkeypatch) -> None:
+    from django.test import override_settings
+
+    from django_voicepassword import ratelimit
+
+    bench = load("limits")
+    with override_settings(VOICEPASSWORD=bench.VOICEPASSWORD):
+        starts = bench.Starts()
+        try:
+            assert bench.side(starts, 6, measured=False)[1] == bench.counted_by(6)
+            assert bench.side(starts, 6, measured=True)[1] == bench.counted_by(6)
+            assert bench.round_trips_per_start(starts) == 1
+            # A measured side that does nothing is seen doing nothing.
+            monkeypatch.setattr(ratelimit, "check_and_reserve", lambda *a, **k: (None, {}))
+            assert bench.side(starts, 6, measured=True)[1] == (0, 0)
+            assert bench.round_trips_per_start(starts) == 0
+        finally:
+            bench.forget()

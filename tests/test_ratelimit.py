@@ -793,6 +793,47 @@ def test_budget_refusal_sends_the_signal(clock):
     assert received[0]["retry_after"] == 21 * 3600  # 03:00 Moscow at T0
 
 
+def stored_counters() -> dict[str, int]:
+    return {key: int(cache.get(unprefixed(key))) for key in stored_keys()}
+
+
+def test_check_and_reserve_counts_as_check_send_then_reserve(clock):
+    # On Redis one script does both; on any other cache (the default tier's
+    # local memory) it is the two calls: either way the same counters.
+    on_redis = type(caches["default"]).__name__ == "RedisCache"
+    assert (ratelimit._redis_client() is not None) is on_redis
+    request = request_from("203.0.113.5")
+    with limits(budget="1.20", number="2/h", ip="5/h", **{"global": "9/h"}):
+        for _ in range(2):
+            check_send(NUMBER, request)
+            reserve("flash_call", request=request)
+        apart = stored_counters()
+        forget_counters()
+        cache.set("voicepassword:peeked", [0.5])
+        for _ in range(2):
+            reservation, read = ratelimit.check_and_reserve(
+                NUMBER,
+                request,
+                channel="flash_call",
+                peek=["voicepassword:peeked", "voicepassword:none"],
+            )
+            assert reservation is not None
+            assert read == {"voicepassword:peeked": [0.5]}
+        cache.delete("voicepassword:peeked")
+        assert stored_counters() == apart
+        # A limit refuses first, and nothing is reserved then...
+        with pytest.raises(LimitExceeded) as refused:
+            ratelimit.check_and_reserve(NUMBER, request, channel="flash_call")
+        assert (refused.value.scope, refused.value.retry_after) == ("number", 3600)
+        [budget] = [k for k in stored_keys() if ":budget:" in k]
+        assert cache.get(unprefixed(budget)) == 100
+        # ... and the budget refuses when the limits let a send through.
+        with pytest.raises(LimitExceeded) as refused:
+            ratelimit.check_and_reserve(OTHER, request, channel="flash_call")
+        assert refused.value.scope == "budget"
+        assert cache.get(unprefixed(budget)) == 100
+
+
 def disconnect_thread_cache() -> None:
     """Close this thread's Redis connections: Django's caches are per thread and
     RedisCache.close() leaves its pool open (an unclosed socket warns at exit)."""

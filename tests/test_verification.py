@@ -272,6 +272,7 @@ def test_numbers_the_site_does_not_accept_are_refused_before_anything(
 ):
     counted: list[str] = []
     monkeypatch.setattr(ratelimit, "check_send", lambda n, r: counted.append(n))
+    monkeypatch.setattr(ratelimit, "check_and_reserve", lambda n, r, **kw: counted.append(n))
     with pytest.raises(InvalidPhoneNumber):
         start_challenge(number, request=browser())
     assert emulated.sends() == []
@@ -537,16 +538,12 @@ def test_limits_count_numbers_without_an_account_the_same(emulated):
     assert emulated.sends(unknown) == []
 
 
-def test_a_spent_budget_refuses_numbers_without_an_account_too(emulated, monkeypatch):
+def test_a_spent_budget_refuses_numbers_without_an_account_too(emulated):
     user_with(KNOWN)
-
-    def refuse(channel: str, *, request: Any = None) -> None:
-        raise ratelimit.LimitExceeded("budget", 3600)
-
-    monkeypatch.setattr(ratelimit, "reserve", refuse)
     for number in (KNOWN, UNKNOWN):
-        with pytest.raises(ratelimit.LimitExceeded):
+        with configured(DAILY_BUDGET="0.49"), pytest.raises(ratelimit.LimitExceeded) as refused:
             start_challenge(number)
+        assert refused.value.scope == "budget"
     assert emulated.sends() == []
     # Neither challenge is left to be reused.
     assert not Challenge.objects.filter(expires_at__gt=timezone.now()).exists()
@@ -932,17 +929,25 @@ def spy_on_the_budget(monkeypatch) -> tuple[list[Any], list[Any]]:
     reserved: list[Any] = []
     released: list[Any] = []
     real_reserve, real_release = ratelimit.reserve, ratelimit.release
+    real_check_and_reserve = ratelimit.check_and_reserve
 
     def reserve(channel: str, *, request: Any = None) -> Any:
         reservation = real_reserve(channel, request=request)
         reserved.append(reservation)
         return reservation
 
+    def check_and_reserve(*args: Any, **kwargs: Any) -> Any:
+        # A start checks the limits and reserves in one call (one round trip on Redis).
+        reservation, read = real_check_and_reserve(*args, **kwargs)
+        reserved.append(reservation)
+        return reservation, read
+
     def release(reservation: Any) -> None:
         released.append(reservation)
         real_release(reservation)
 
     monkeypatch.setattr(ratelimit, "reserve", reserve)
+    monkeypatch.setattr(ratelimit, "check_and_reserve", check_and_reserve)
     monkeypatch.setattr(ratelimit, "release", release)
     return reserved, released
 

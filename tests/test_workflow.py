@@ -460,13 +460,19 @@ def test_ratelimit_is_used_by_the_step(emulated, monkeypatch):
     """The step calls check_send without a request: the number's scopes, not the person's."""
     user_with(KNOWN)
     seen: list[Any] = []
-    real = ratelimit.check_send
+    real, real_start = ratelimit.check_send, ratelimit.check_and_reserve
 
     def check_send(number: str, request: Any, **kwargs: Any) -> None:
         seen.append(request)
         real(number, request, **kwargs)
 
+    def check_and_reserve(number: str, request: Any, **kwargs: Any) -> Any:
+        # A start checks the limits with its budget (one round trip on Redis).
+        seen.append(request)
+        return real_start(number, request, **kwargs)
+
     monkeypatch.setattr(ratelimit, "check_send", check_send)
+    monkeypatch.setattr(ratelimit, "check_and_reserve", check_and_reserve)
     challenge = start_challenge(KNOWN, request=browser())
     time_passes(challenge)
     workflow.take_step(challenge.pk, 0)
