@@ -674,7 +674,9 @@ def reserve(channel: str, *, request: HttpRequest | None = None) -> Reservation 
         return None
     client = _redis_client()
     if client is not None:
-        return _admit_on_redis(client, "", request, "verified", hold, (), limits=False).reservation
+        admitted = _admit_on_redis(client, "", request, "verified", hold, (), limits=False)
+        if admitted.ran:
+            return admitted.reservation
     return _reserve_by_cache(hold, request)
 
 
@@ -749,10 +751,9 @@ def release(reservation: Reservation | None) -> None:
         return
     key = _budget_key(reservation.day)
     client = _redis_client()
-    if client is None:
+    plan = {"release": [_redis_key(key), reservation.cents]} if client is not None else {}
+    if client is None or _run_script(client, plan) is _REFUSED:
         _give_back(key, reservation.cents)
-    else:
-        _run_script(client, {"release": [_redis_key(key), reservation.cents]})
 
 
 def check_and_reserve(
@@ -970,15 +971,21 @@ return {'ok', results, figures, budget, peeked}
 """
 
 _script: Any = None
+#: Set when the server refused to run scripts (an ACL without ``@scripting``,
+#: ``EVALSHA`` renamed away): the cache path counts from then on.
+_scripting_refused = False
+_REFUSED: Final = [b"refused"]
 
 
 def _redis_client() -> Any | None:
     """The Redis client of the default cache when it is Django's RedisCache, else ``None``.
 
-    The primary's (Django's ``write=True``): the script writes.
+    The primary's (Django's ``write=True``): the script writes. ``None`` as
+    well once the server refused to run the script: the cache path then
+    counts, with the same keys.
     """
     backend = caches["default"]
-    if not isinstance(backend, RedisCache):
+    if _scripting_refused or not isinstance(backend, RedisCache):
         return None
     return backend._cache.get_client(None, write=True)
 
@@ -990,11 +997,23 @@ def _redis_key(key: str) -> str:
 
 def _run_script(client: Any, plan: dict[str, Any]) -> list[Any]:
     """Run the script on ``plan``: one ``EVALSHA`` (the first in a process may load it)."""
-    global _script
+    global _script, _scripting_refused
+    from redis.exceptions import NoPermissionError, ResponseError
+
     if _script is None:
         _script = client.register_script(_LUA)
     plan.setdefault("steps", [])
-    result: list[Any] = _script(args=[json.dumps(plan)], client=client)
+    try:
+        result: list[Any] = _script(args=[json.dumps(plan)], client=client)
+    except ResponseError as error:
+        # Refused before it ran (nothing counted): an ACL that denies
+        # scripting, or the command renamed away. Anything else is raised.
+        message = str(error)
+        if not (isinstance(error, NoPermissionError) or message.startswith("unknown command")):
+            raise
+        _scripting_refused = True
+        logger.warning("Redis refused the limits' script (%s); counting by the cache's API", error)
+        return _REFUSED
     return result
 
 

@@ -277,3 +277,59 @@ def test_the_script_answers_and_stores_exactly_what_the_cache_path_does(
         assert script_blocks  # and the sends after a block were refused as it says
         assert "prefix" in refused
     assert "sent" in script_answers
+
+
+# --- a Redis that refuses scripts ------------------------------------------------------
+
+NO_SCRIPTS_USER = "voicepassword-tests-noscript"
+
+
+@pytest.fixture
+def no_scripts_cache(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The default cache as a Redis user whose ACL denies ``@scripting``, for one test."""
+    from django_voicepassword import ratelimit
+
+    backend: Any = caches["default"]
+    admin = backend._cache.get_client()
+    admin.execute_command(
+        "ACL", "SETUSER", NO_SCRIPTS_USER, "reset", "on", "nopass", "~*", "+@all", "-@scripting"
+    )
+    location = str(backend._servers[0]).replace("redis://", f"redis://{NO_SCRIPTS_USER}@", 1)
+    monkeypatch.setattr(ratelimit, "_scripting_refused", False)
+    monkeypatch.setattr(ratelimit, "_script", None)
+    try:
+        with override_settings(
+            CACHES={
+                "default": {
+                    "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                    "LOCATION": location,
+                    "KEY_PREFIX": backend.key_prefix,
+                }
+            }
+        ):
+            yield caches["default"]
+    finally:
+        admin.execute_command("ACL", "DELUSER", NO_SCRIPTS_USER)
+
+
+def test_a_redis_that_refuses_scripts_counts_by_the_cache_api(no_scripts_cache, caplog, emulated):
+    from django_voicepassword import ratelimit
+
+    person = get_user_model().objects.create_user("alice", password=None)
+    PhoneNumber.objects.create(user=person, number=KNOWN)
+    with override_settings(VOICEPASSWORD={**SETTINGS, "LIMITS": {"number": "2/d"}}):
+        client = Client()
+        start_by_api(client, KNOWN)
+        # Refused once, then the cache path counts: the same keys, no error.
+        assert ratelimit._scripting_refused
+        assert "refused the limits' script" in caplog.text
+        start_by_api(Client(), KNOWN)
+        response = Client().post(
+            "/voicepassword/api/challenges/", {"number": KNOWN}, content_type="application/json"
+        )
+    assert response.status_code == 429, response.content
+    # The refused start is counted too, as the script counts it.
+    assert sorted(stored("limit:number:*").values()) == [3]
+    [spent] = stored("budget:*").values()
+    assert spent == 100  # two calls held; the refused start reserved nothing
+    assert len(emulated.sends(KNOWN)) == 2
