@@ -91,7 +91,7 @@ def _signer() -> signing.Signer:
         # Built with the key explicitly: the settings it is cached by are the
         # settings it signs with. A handful of keys a process at most.
         _signers.clear()
-        signer = _signers[key] = signing.Signer(key=key[0], fallback_keys=list(key[1]), salt=_SALT)
+        signer = _signers[key] = _KeyedSigner(key=key[0], fallback_keys=list(key[1]), salt=_SALT)
     return signer
 
 

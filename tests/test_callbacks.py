@@ -577,11 +577,21 @@ def test_the_signer_is_built_once_not_per_callback(client, call, monkeypatch):
         if self.salt == _SALT:  # not the signers of sessions and the like
             built.append(self)
 
+    derived: list[object] = []
+    original_hmac = signing.base64_hmac
+
+    def deriving(*args: Any, **kwargs: Any) -> str:
+        derived.append(args)
+        return original_hmac(*args, **kwargs)
+
     monkeypatch.setattr(signing.Signer, "__init__", counting)
+    # Django's signer derives the HMAC key from the secret on every signature.
+    monkeypatch.setattr(signing, "base64_hmac", deriving)
     for state in ("BUSY", "BUSY", "ANSWERED"):
         assert deliver(client, path, callback(state)).status_code == 200
     assert callback_token(call.pk) == path.rstrip("/").rsplit("/", 1)[1]
     assert built == []
+    assert derived == []
 
 
 @given(value=st.text(max_size=30), which=st.integers(min_value=0, max_value=2))
