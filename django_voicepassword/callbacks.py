@@ -26,7 +26,7 @@ from typing import Any
 from django.conf import settings as django_settings
 from django.core import signing
 from django.core.signals import setting_changed
-from django.db import IntegrityError, connections, models, router, transaction
+from django.db import IntegrityError, ProgrammingError, connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import F
 from django.dispatch import receiver
@@ -91,7 +91,7 @@ def _signer() -> signing.Signer:
         # Built with the key explicitly: the settings it is cached by are the
         # settings it signs with. A handful of keys a process at most.
         _signers.clear()
-        signer = _signers[key] = signing.Signer(key=key[0], fallback_keys=list(key[1]), salt=_SALT)
+        signer = _signers[key] = _KeyedSigner(key=key[0], fallback_keys=list(key[1]), salt=_SALT)
     return signer
 
 
@@ -236,8 +236,18 @@ def _apply_in_one(
     remote_addr: str | None,
     *,
     listened: bool,
+    through_function: bool = True,
 ) -> CallbackEvent:
     """Apply a callback of a known state in one statement (PostgreSQL).
+
+    The statement calls :data:`FUNCTION`, which migration 0008 installs: the
+    same work as :func:`_statement`'s, whose plans PL/pgSQL keeps per
+    connection, so that PostgreSQL does not plan it on every callback
+    (behind any pooler: it prepares nothing on the session). The rule is
+    passed in (:func:`~django_voicepassword.reconcile.overwritable_by`), not
+    frozen in the function. Without the function (new code on a database
+    not yet migrated) or with ``through_function`` false, the generated
+    statement does it.
 
     In autocommit the statement is its own transaction: no BEGIN or COMMIT
     round trips. Inside the caller's transaction (``ATOMIC_REQUESTS``, a
@@ -260,24 +270,37 @@ def _apply_in_one(
         "duration": record.duration,
         "date": record.date,
     }
-    # Whoever listens gets the row as the statement left it, returned by the
-    # statement itself: no query more.
-    sql = _statement(
-        new_status,
-        price=record.price is not None,
-        duration=record.duration is not None,
-        date=record.date is not None,
-        row=listened,
-    )
+    result = None
+    if through_function:
+        params.update(
+            status=new_status.value,
+            behind=_behind(new_status),
+            error_code_statuses=_ERROR_CODE_STATUSES,
+            row=listened,
+        )
+        try:
+            result = _run(connection, _function_call(row=listened), params)
+        except ProgrammingError as error:
+            if not _is_missing_function(error):
+                raise
+            _warn_missing_function()
+            through_function = False
+    if not through_function:
+        # Whoever listens gets the row as the statement left it, returned by
+        # the statement itself: no query more.
+        sql = _statement(
+            new_status,
+            price=record.price is not None,
+            duration=record.duration is not None,
+            date=record.date is not None,
+            row=listened,
+        )
+        result = _run(connection, sql, params)
     alias = connection.alias
-    if connection.get_autocommit():
-        result = _fetch_one(connection, sql, params)
-    else:
-        with transaction.atomic(using=alias):
-            result = _fetch_one(connection, sql, params)
-    if result is None:
+    if result is None or result[0] is None:
         # Over the limit, or the call is gone: nothing inserted (the
-        # statement's dropped CTE counted it on the call).
+        # statement counted it on the call). The function answers a row
+        # of nulls, the generated statement no row.
         return _dropped(alias, call_id, record, payload, remote_addr, now, counted=True)
     event_id, outcome, target_id = result[:3]
     if listened and outcome == CallbackEvent.Outcome.APPLIED:
@@ -299,6 +322,100 @@ def _apply_in_one(
     }
     names = _event_attnames()
     return CallbackEvent.from_db(alias, names, [values[name] for name in names])
+
+
+def _run(connection: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> Any:
+    """The statement's one row; in a savepoint unless in autocommit."""
+    if connection.get_autocommit():
+        return _fetch_one(connection, sql, params)
+    with transaction.atomic(using=connection.alias):
+        return _fetch_one(connection, sql, params)
+
+
+#: The PL/pgSQL function that applies a callback (migration 0008, PostgreSQL).
+FUNCTION = "voicepassword_apply_callback"
+
+#: SQLSTATE undefined_function: no function of that name and those arguments.
+_UNDEFINED_FUNCTION = "42883"
+
+
+def _array(values: Iterable[str]) -> str:
+    """``values`` as PostgreSQL's text of an array, ``{a,b}``.
+
+    Sent as a string and cast in the statement: psycopg dumped a list three
+    times slower, element by element. The code's own status values only:
+    lowercase words, checked, which need no quoting.
+    """
+    checked = sorted(values)
+    assert all(value.replace("_", "").isalpha() and value.islower() for value in checked)
+    return "{" + ",".join(checked) + "}"
+
+
+_ERROR_CODE_STATUSES = _array(status.value for status in ERROR_CODE_STATUSES)
+
+
+@functools.cache
+def _behind(new_status: str) -> str:
+    """The statuses a report of ``new_status`` moves a call from, as the function takes them."""
+    return _array(status.value for status in overwritable_by(new_status))
+
+
+@functools.cache
+def _function_call(*, row: bool) -> str:
+    """The statement that calls :data:`FUNCTION`: the event's id, outcome and call.
+
+    With ``row``, also the call's status before the update and every column
+    of the call as updated (``NULL`` unless applied), in the order of
+    ``Call._meta.concrete_fields``, named here rather than in the function
+    so that a column added later is read without a new function. The casts
+    name the function's argument types, whichever way the driver binds.
+    """
+    columns = ["event_id", "outcome", "call_id"]
+    if row:
+        columns.append("old_status")
+        columns += [f"(moved).{_quoted(field.column)}" for field in Call._meta.concrete_fields]
+    arguments = ", ".join(
+        f"%({name})s::{kind}"
+        for name, kind in (
+            ("token_call", "bigint"),
+            ("provider_id", "text"),
+            ("status", "text"),
+            ("behind", "text[]"),
+            ("error_code_statuses", "text[]"),
+            ("label", "text"),
+            ("price", "numeric"),
+            ("duration", "interval"),
+            ("date", "timestamptz"),
+            ("payload", "jsonb"),
+            ("remote_addr", "inet"),
+            ("now", "timestamptz"),
+            ("cap", "integer"),
+            ("row", "boolean"),
+        )
+    )
+    return f"SELECT {', '.join(columns)} FROM {FUNCTION}({arguments})"  # noqa: S608
+
+
+def _quoted(name: str | None) -> str:
+    assert name is not None
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _is_missing_function(error: ProgrammingError) -> bool:
+    cause = error.__cause__
+    # psycopg 3 names it sqlstate, psycopg2 pgcode.
+    code = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    return code == _UNDEFINED_FUNCTION
+
+
+@functools.cache
+def _warn_missing_function() -> None:
+    """Say once per process that the function is missing: every callback would say it."""
+    logger.warning(
+        "VoicePassword callbacks: the database function %s is missing (run migrate); "
+        "callbacks are applied by a statement PostgreSQL plans every time.",
+        FUNCTION,
+    )
 
 
 def _dropped(
@@ -345,15 +462,16 @@ def _fetch_one(connection: BaseDatabaseWrapper, sql: str, params: dict[str, Any]
 def _cursor(connection: BaseDatabaseWrapper) -> Any:
     """A cursor for the callback statement: prepared with ``CALLBACK_PREPARED_STATEMENTS``.
 
-    PostgreSQL spent longer planning the statement than running it (562 us
-    planned per call, 362 us prepared). Django's psycopg 3 cursors bind on
-    the client and so never prepare; with the setting on, the statement goes
-    through a server-binding cursor that prepares it on its first call, once
-    per connection and shape (at most 160). It is still Django's cursor
-    wrapper around it: the same error translation (a lost connection is an
-    ``OperationalError``, a 503) and the same query log. Off by default:
-    PgBouncer in transaction mode routes prepared statements only from 1.21
-    on, with ``max_prepared_statements`` set (docs/decisions.md).
+    PostgreSQL spent longer planning the generated statement than running it
+    (562 us planned per call, 362 us prepared); the function's call, the
+    usual statement since, costs little to plan. Django's psycopg 3 cursors
+    bind on the client and so never prepare; with the setting on, the
+    statement goes through a server-binding cursor that prepares it on its
+    first call, once per connection and shape (at most 162). It is still
+    Django's cursor wrapper around it: the same error translation (a lost
+    connection is an ``OperationalError``, a 503) and the same query log. Off
+    by default: PgBouncer in transaction mode routes prepared statements only
+    from 1.21 on, with ``max_prepared_statements`` set (docs/decisions.md).
     """
     if not settings.CALLBACK_PREPARED_STATEMENTS:
         return connection.cursor()

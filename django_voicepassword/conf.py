@@ -87,9 +87,9 @@ DEFAULTS: dict[str, Any] = {
     # Callback events kept per callback URL (per call); more are answered 200
     # and dropped, counted in Call.callbacks_dropped.
     "CALLBACK_MAX_EVENTS": 20,
-    # PostgreSQL with psycopg 3: run the callback statement as a prepared
-    # statement (planned once per connection). Off: safe behind PgBouncer < 1.21
-    # in transaction mode, which cannot route prepared statements.
+    # PostgreSQL with psycopg 3: run the callback statement (the function's
+    # call) as a prepared statement. Off: safe behind PgBouncer < 1.21 in
+    # transaction mode, which cannot route prepared statements.
     "CALLBACK_PREPARED_STATEMENTS": False,
     # Addresses or networks (CIDR) callbacks may come from; empty: any.
     "CALLBACK_ALLOWED_IPS": (),

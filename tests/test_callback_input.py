@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from django.template.response import SimpleTemplateResponse
 from django.test import RequestFactory, override_settings
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -265,7 +266,9 @@ def _direct(call: Call, stream: bytes, meta: dict[str, str]) -> Any:
     request.META.update(CONTENT_TYPE="application/json", **meta)
     request._stream = io.BytesIO(stream)
     response = CallbackView.as_view()(request, token=callback_token(call.pk))
-    response.render()
+    if isinstance(response, SimpleTemplateResponse):
+        # DRF's refusals render late; a stored callback's answer is plain.
+        response.render()
     return response
 
 

@@ -10,6 +10,8 @@ loop over real HTTP in ``test_callback_concurrency.py``.
 
 from __future__ import annotations
 
+import gc
+import importlib
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -575,11 +577,21 @@ def test_the_signer_is_built_once_not_per_callback(client, call, monkeypatch):
         if self.salt == _SALT:  # not the signers of sessions and the like
             built.append(self)
 
+    derived: list[object] = []
+    original_hmac = signing.base64_hmac
+
+    def deriving(*args: Any, **kwargs: Any) -> str:
+        derived.append(args)
+        return original_hmac(*args, **kwargs)
+
     monkeypatch.setattr(signing.Signer, "__init__", counting)
+    # Django's signer derives the HMAC key from the secret on every signature.
+    monkeypatch.setattr(signing, "base64_hmac", deriving)
     for state in ("BUSY", "BUSY", "ANSWERED"):
         assert deliver(client, path, callback(state)).status_code == 200
     assert callback_token(call.pk) == path.rstrip("/").rsplit("/", 1)[1]
     assert built == []
+    assert derived == []
 
 
 @given(value=st.text(max_size=30), which=st.integers(min_value=0, max_value=2))
@@ -644,10 +656,9 @@ def test_a_callback_is_one_statement_on_postgresql_and_four_queries_elsewhere(
     if postgresql():
         assert len(queries) == 1, queries
         (statement,) = queries
-        assert statement.startswith("WITH")
-        assert "FOR NO KEY UPDATE" in statement
-        assert "UPDATE" in statement.split("FOR NO KEY UPDATE", 1)[1]
-        assert "INSERT" in statement
+        # The function of migration 0008 does the work: locks, updates, inserts.
+        assert statement.startswith("SELECT")
+        assert f"FROM {callbacks_module.FUNCTION}(" in statement
         if transactional:
             # Autocommit: the statement is its own transaction, no BEGIN or COMMIT.
             assert len(captured.captured_queries) == 1, captured.captured_queries
@@ -693,11 +704,10 @@ def test_every_outcome_is_one_statement_in_autocommit_on_postgresql(
 
 
 def prepared_statements() -> list[str]:
-    """The statements prepared on the test's connection that insert callback events."""
-    table = CallbackEvent._meta.db_table
+    """The statements prepared on the test's connection that apply callbacks."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT statement FROM pg_prepared_statements")
-        return [text for (text,) in cursor.fetchall() if table in text]
+        return [text for (text,) in cursor.fetchall() if callbacks_module.FUNCTION in text]
 
 
 @pytest.mark.postgres
@@ -739,6 +749,60 @@ def test_a_new_connection_prepares_the_statement_again(client, call):
         connection.close()  # a new connection: nothing prepared on it yet
         assert deliver(client, path, callback("ANSWERED")).json()["outcome"] == "duplicate"
         assert prepared_statements()
+
+
+def migration_0008() -> Any:
+    return importlib.import_module("django_voicepassword.migrations.0008_callback_function")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "transactional",
+    [
+        pytest.param(False, marks=pytest.mark.django_db),
+        pytest.param(True, marks=pytest.mark.django_db(transaction=True)),
+    ],
+)
+def test_without_the_function_the_generated_statement_applies_callbacks(
+    client, call, changes, caplog, transactional
+):
+    """New code on a database not yet migrated: nothing lost, one warning per process."""
+    with connection.cursor() as cursor:
+        cursor.execute(migration_0008().DROP)
+    callbacks_module._warn_missing_function.cache_clear()
+    try:
+        with caplog.at_level("WARNING"), CaptureQueriesContext(connection) as captured:
+            first = deliver(client, call, callback("BUSY"))
+            again = deliver(client, call, callback("BUSY"))
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(migration_0008().CREATE)
+        # The caught error's traceback is a cycle (Django's error wrapping)
+        # that holds the frames, and the call's turn, until collected.
+        gc.collect()
+    assert (first.json()["outcome"], again.json()["outcome"]) == ("applied", "duplicate")
+    assert row(call)["status"] == Status.BUSY
+    assert changes == [(call.pk, Status.PLACED, Status.BUSY, "callback")]
+    assert [event.outcome for event in CallbackEvent.objects.order_by("pk")] == [
+        "applied",
+        "duplicate",
+    ]
+    # Each: the call that failed, then the generated statement.
+    queries = data_queries(captured)
+    assert len(queries) == 4, queries
+    assert [sql.startswith("WITH") for sql in queries] == [False, True, False, True]
+    warnings = [r for r in caplog.records if callbacks_module.FUNCTION in r.getMessage()]
+    assert len(warnings) == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_function_takes_the_rule_from_python(client, call, monkeypatch):
+    """The statuses a report moves a call from are an argument: the function holds no rule."""
+    monkeypatch.setattr(callbacks_module, "_behind", lambda status: "{}")
+    answer = deliver(client, call, callback("BUSY"))
+    assert answer.json()["outcome"] == "stale"
+    assert row(call)["status"] == Status.PLACED
 
 
 def test_a_label_no_one_knows_takes_at_most_four_queries(client, call):
@@ -1040,7 +1104,8 @@ def test_a_locked_database_is_503_with_retry_after_and_writes_nothing(
     event_table = CallbackEvent._meta.db_table
 
     def locked(execute, sql, params, many, context):
-        if f'INTO "{event_table}"' in sql:
+        # PostgreSQL's one statement: the call of the function that inserts.
+        if f'INTO "{event_table}"' in sql or callbacks_module.FUNCTION in sql:
             raise OperationalError("database is locked")
         return execute(sql, params, many, context)
 

@@ -1,14 +1,17 @@
-"""The forward-only rule of callbacks, on both paths that apply one.
+"""The forward-only rule of callbacks, on every path that applies one.
 
 A callback is applied through the ORM (:func:`~django_voicepassword.reconcile.record_changes`
-under a row lock) on every database, and on PostgreSQL through one generated
-statement (``callbacks._statement``), whose status sets come from
+under a row lock) on every database, and on PostgreSQL through one statement:
+a call of the PL/pgSQL function that migration 0008 installs
+(``callbacks.FUNCTION``), or, without it, a generated statement
+(``callbacks._statement``); both take their status sets from
 :func:`~django_voicepassword.reconcile.overwritable_by`, that is from the same
-rank table. Here both paths are held against the rule written out a second
-time, independently of the package's tables, for every pair of (the call's
-status, the state reported); and on PostgreSQL the two paths are held against
-each other on generated callbacks (hypothesis), so that a change to either
-the Python rule or the statement that leaves the other behind fails.
+rank table, and each may run as a prepared statement. Here every path is held
+against the rule written out a second time, independently of the package's
+tables, for every pair of (the call's status, the state reported); and on
+PostgreSQL the paths are held against the ORM on generated callbacks
+(hypothesis), so that a change to the Python rule, the statement or the
+function that leaves another behind fails.
 """
 
 from __future__ import annotations
@@ -112,10 +115,12 @@ def apply(path: str, call: Call, payload: dict[str, Any]) -> tuple[dict[str, Any
     record = parse_callback(payload)
     apply_on = callbacks._apply_with_orm if path == "orm" else callbacks._apply_in_one
     target: Any = connection.alias if path == "orm" else connection
-    # "prepared": the same statement, run as a prepared statement.
-    prepared = {"CALLBACK_PREPARED_STATEMENTS": path == "prepared"}
+    # "sql": the generated statement; "function": the function's call; each
+    # also "...prepared", run as a prepared statement.
+    options = {} if path == "orm" else {"through_function": path.startswith("function")}
+    prepared = {"CALLBACK_PREPARED_STATEMENTS": path.endswith("prepared")}
     with override_settings(VOICEPASSWORD=prepared):
-        event = apply_on(target, call.pk, record, payload, "127.0.0.1", listened=False)
+        event = apply_on(target, call.pk, record, payload, "127.0.0.1", listened=False, **options)
     row = Call.objects.values(*FIELDS).get(pk=call.pk)
     stored = CallbackEvent.objects.get(pk=event.pk)
     assert (stored.outcome, stored.call_id) == (event.outcome, call.pk)
@@ -123,7 +128,9 @@ def apply(path: str, call: Call, payload: dict[str, Any]) -> tuple[dict[str, Any
 
 
 def paths() -> list[str]:
-    return ["orm", "sql", "prepared"] if connection.vendor == "postgresql" else ["orm"]
+    if connection.vendor != "postgresql":
+        return ["orm"]
+    return ["orm", "sql", "prepared", "function", "function prepared"]
 
 
 @pytest.mark.django_db
@@ -170,5 +177,5 @@ def test_the_statement_and_the_orm_agree(status, states, extra):
             path: apply(path, call, payload_for(call, state, extra))
             for path, call in calls.items()
         }
-        assert results["sql"] == results["orm"], (status, state, extra)
-        assert results["prepared"] == results["orm"], (status, state, extra)
+        for path in paths():
+            assert results[path] == results["orm"], (path, status, state, extra)
