@@ -75,16 +75,16 @@ def fixed_server() -> Iterator[Any]:
 def test_client_bench_passes_the_work_of_the_real_client(fixed_server: Any) -> None:
     client = load("client")
     verdict = client.Verdict()
-    client.measure(20, 2, fixed_server, verdict)
+    client.measure(20, 2, fixed_server, verdict, block=7)
     work = [check for check in verdict.checks if not check.name.startswith("ratio")]
-    assert len(work) == 4
+    assert len(work) == 6  # client, gateway, bare: answered, recorded
     assert all(check.ok for check in work), work
 
 
 def test_client_bench_stops_when_flash_call_raises(
     fixed_server: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(self: VoicePasswordClient, number: str) -> Any:
+    def broken(self: VoicePasswordClient, number: str, **kwargs: Any) -> Any:
         raise UnknownRequestError("broken on purpose", local=True)
 
     monkeypatch.setattr(VoicePasswordClient, "flash_call", broken)
@@ -99,16 +99,20 @@ def test_client_bench_fails_a_client_that_sends_nothing(
     real = VoicePasswordClient.flash_call
     first: list[Any] = []
 
-    def cached(self: VoicePasswordClient, number: str) -> Any:
+    def cached(self: VoicePasswordClient, number: str, **kwargs: Any) -> Any:
         if not first:
-            first.append(real(self, number))
+            first.append(real(self, number, **kwargs))
         return first[0]  # fast: no request after the first
 
     monkeypatch.setattr(VoicePasswordClient, "flash_call", cached)
     client = load("client")
     verdict = client.Verdict()
     client.measure(20, 2, fixed_server, verdict)
-    assert failed(verdict) == ["client: every call recorded by the server"]
+    # The gateway places its calls through a client too.
+    assert failed(verdict) == [
+        "client: every call recorded by the server",
+        "gateway: every call recorded by the server",
+    ]
 
 
 # --------------------------------------------------------------------------- callbacks.py
@@ -360,3 +364,19 @@ def test_limits_bench_sees_the_counting_done_and_a_side_that_counts_nothing(monk
             assert bench.round_trips_per_start(starts) == 0
         finally:
             bench.forget()
+
+
+@pytest.mark.postgres  # the floor's UPDATE joins PostgreSQL arrays
+@pytest.mark.django_db(transaction=True)
+def test_reconcile_bench_floor_writes_what_reconcile_writes(prepared_day: Any) -> None:
+    from django_voicepassword.reconcile import reconcile_day
+
+    reconcile = load("reconcile")
+    report = reconcile_day(reconcile.DAY)
+    _whole, _writes, planned = reconcile.run_floor(prepared_day)
+    # The floor leaves the table reconciled, with the same inserts and updates.
+    assert reconcile.verify_reconciled(prepared_day, None) == []
+    assert len(planned.new) == report.created
+    assert planned.updated == report.updated + report.settled + report.not_placed
+    assert set(planned.taken) >= {"answered", "busy"}
+    assert len(planned.not_placed) == report.not_placed

@@ -1279,6 +1279,46 @@ def test_the_own_session_keeps_no_cookies(rsps: responses.RequestsMock) -> None:
     assert "Cookie" not in rsps.calls[1].request.headers
 
 
+def test_the_own_session_reads_the_environment_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "ca.pem"))
+    # A netrc entry for the provider: requests would put its password in the
+    # Authorization header, in place of the key.
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine vp.voicepassword.ru login someone password other-secret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    sends: list[tuple[requests.PreparedRequest, dict[str, Any]]] = []
+
+    def send(adapter: HTTPAdapter, request: requests.PreparedRequest, **kwargs: Any) -> Any:
+        sends.append((request, kwargs))
+        answer = requests.Response()
+        answer.status_code = 200
+        answer._content = json.dumps(SEND_OK).encode()
+        return answer
+
+    monkeypatch.setattr(HTTPAdapter, "send", send)
+    vp = VoicePasswordClient(KEY)
+    vp.flash_call(NUMBER)
+    # Read when the client was built, not at each request.
+    monkeypatch.setenv("HTTPS_PROXY", "http://elsewhere.invalid:3128")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    vp.flash_call(NUMBER)
+    for request, kwargs in sends:
+        assert kwargs["proxies"]["https"] == "http://proxy.invalid:3128"
+        assert kwargs["verify"] == str(tmp_path / "ca.pem")
+        assert request.headers["Authorization"] == KEY
+    assert len(sends) == 2
+
+    monkeypatch.setenv("NO_PROXY", "vp.voicepassword.ru")
+    VoicePasswordClient(KEY).flash_call(NUMBER)
+    assert "https" not in sends[-1][1]["proxies"]
+
+
 def test_the_client_imports_no_django() -> None:
     code = (
         "import sys, django_voicepassword.client; "

@@ -8,6 +8,7 @@ what its own run added. The multi-process set-up under gunicorn is in
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -472,6 +473,27 @@ def test_without_opentelemetry_the_requests_go_on_without_spans(emulated, spans,
     finally:
         tracing._tracer.cache_clear()
     assert spans.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize("provider", [trace.ProxyTracerProvider, trace.NoOpTracerProvider])
+def test_without_a_tracer_provider_no_span_is_started(monkeypatch, provider):
+    started: list[str] = []
+
+    class Tracer:
+        def start_as_current_span(self, name: str, **kwargs: Any) -> Any:
+            started.append(name)
+            return contextlib.nullcontext()
+
+    monkeypatch.setattr(tracing, "_tracer", Tracer)
+    monkeypatch.setattr(trace, "get_tracer_provider", provider)
+    with tracing.observe("flash_call", object):
+        pass
+    assert started == []
+    # A provider set later is followed at once.
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: _PROVIDER)
+    with tracing.observe("flash_call", object):
+        pass
+    assert started == ["voicepassword.flash_call"]
 
 
 def test_observe_refuses_an_unknown_kind():
