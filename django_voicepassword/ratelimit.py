@@ -987,7 +987,14 @@ def _redis_client() -> Any | None:
     backend = caches["default"]
     if _scripting_refused or not isinstance(backend, RedisCache):
         return None
-    return backend._cache.get_client(None, write=True)
+    # Kept on Django's client (one per cache instance, so per thread): Django
+    # builds a new redis.Redis for every operation, which costs more CPU than
+    # the round trip. It holds nothing but the shared connection pool.
+    redis_cache: Any = backend._cache
+    client = getattr(redis_cache, "_voicepassword_client", None)
+    if client is None:
+        client = redis_cache._voicepassword_client = redis_cache.get_client(None, write=True)
+    return client
 
 
 def _redis_key(key: str) -> str:

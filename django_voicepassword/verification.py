@@ -707,6 +707,24 @@ def _new_challenge(
     )
 
 
+def _reusable(
+    number: str, purpose: str, user: AbstractBaseUser | None, session_digest: str, now: datetime
+) -> Challenge | None:
+    """This session's unfinished challenge of ``number`` for ``purpose``, if any."""
+    unfinished = Challenge.objects.filter(
+        number=number,
+        purpose=purpose,
+        session_digest=session_digest,
+        verified_at__isnull=True,
+        expires_at__gt=now,
+    )
+    if user is None:
+        unfinished = unfinished.filter(user__isnull=True)
+    else:
+        unfinished = unfinished.filter(user_id=user.pk)
+    return unfinished.first()
+
+
 def start_challenge(
     number: str,
     channel: str = "flash_call",
@@ -766,24 +784,17 @@ def start_challenge(
         raise ChallengeError("channel_unavailable")
     # The workflow may start elsewhere (an operator that blocks flash calls).
     channel, step, wait = _workflow().first_step(normalized, channel)
+    session = getattr(request, "session", None)
+    new_session = session is not None and session.session_key is None
     session_digest = _session_digest(request, create=True)
 
     now = timezone.now()
-    unfinished = Challenge.objects.filter(
-        number=normalized,
-        purpose=purpose,
-        session_digest=session_digest,
-        verified_at__isnull=True,
-        expires_at__gt=now,
-    )
-    if user is None:
-        unfinished = unfinished.filter(user__isnull=True)
-    else:
-        unfinished = unfinished.filter(user_id=user.pk)
-    reusable = unfinished.first()
-    if reusable is not None:
-        logger.debug("Challenge for %s reused", mask(normalized))
-        return reusable
+    # A session keyed just now has no challenge yet: nothing to look for.
+    if not (new_session and session_digest):
+        reusable = _reusable(normalized, purpose, user, session_digest, now)
+        if reusable is not None:
+            logger.debug("Challenge for %s reused", mask(normalized))
+            return reusable
 
     # Looked up once, for the limit and the send (the limit has it on a
     # worker's send as well: the same look-up for every number alike).

@@ -130,6 +130,8 @@ def test_a_login_keeps_to_its_statements(
 
     start_sql, confirm_sql = statements(started), statements(confirmed)
     assert len(start_sql) <= START + extra["start"], start_sql
+    # A session keyed by this start has no challenge to reuse: none is looked for.
+    assert not any(sql.startswith('SELECT "voicepassword_challenge"') for sql in start_sql)
     assert len(confirm_sql) <= ceiling + extra["confirm"], confirm_sql
     # The count holds the transaction's own statements (see the module's docstring).
     # One transaction: the login's (atomic_login); nothing after it.
@@ -177,3 +179,14 @@ def test_update_returning_is_used_where_the_plain_statement_returns_rows(vendor,
     # Oracle can return rows from an UPDATE, but only with RETURNING ... INTO.
     database: Any = SimpleNamespace(vendor=vendor)
     assert verification._returns_from_update(database) is returns
+
+
+@pytest.mark.parametrize("flow", ["html", "api"])
+def test_a_second_start_in_the_same_session_finds_the_first(client: Client, user, emulated, flow):
+    first = start(client, flow, KNOWN)
+    with CaptureQueriesContext(connection) as again:
+        second = start(client, flow, KNOWN)
+    assert second == first
+    assert any(sql.startswith('SELECT "voicepassword_challenge"') for sql in statements(again))
+    assert Challenge.objects.count() == 1
+    assert len(emulated.sends(KNOWN)) == 1

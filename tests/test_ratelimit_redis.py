@@ -333,3 +333,14 @@ def test_a_redis_that_refuses_scripts_counts_by_the_cache_api(no_scripts_cache, 
     [spent] = stored("budget:*").values()
     assert spent == 100  # two calls held; the refused start reserved nothing
     assert len(emulated.sends(KNOWN)) == 2
+
+
+def test_the_script_reuses_one_redis_client_per_cache(settings) -> None:
+    from django_voicepassword import ratelimit
+
+    first = ratelimit._redis_client()
+    assert first is not None
+    assert ratelimit._redis_client() is first
+    # A new cache instance (settings changed) gets a client of its own.
+    with override_settings(CACHES={"default": {**settings.CACHES["default"], "KEY_PREFIX": "x"}}):
+        assert ratelimit._redis_client() is not first
