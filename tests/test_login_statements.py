@@ -50,8 +50,9 @@ EMULATED = {"API_KEY": "emulator-key", "LIMITS": {}, "CREATE_USERS": True}
 CACHE_SESSIONS = "django.contrib.sessions.backends.cache"
 DB_SESSIONS = "django.contrib.sessions.backends.db"
 
-#: Issue #16's targets, transaction statements included.
-START = 6
+#: Issue #16's targets (6 and 10), transaction statements included; a start
+#: is below its target now, and held there.
+START = 5
 CONFIRM_KNOWN = 10
 #: Not a target: what a first login costs now (a user and a number created), kept
 #: as a ceiling so that it does not grow unnoticed.
