@@ -313,7 +313,13 @@ def finished_and_live(
     if fresh:
         for bucket, rows in fresh.items():
             fresh[bucket] = _added_up(rows, keys)
-        buckets = {bucket: cached[bucket] for bucket in known}
+        # Kept: every bucket still fresh, those of a longer window too (the
+        # insights page's 90 days and its 7 share a figure's key).
+        buckets = {
+            bucket: entry
+            for bucket, entry in cached.items()
+            if entry[0] >= oldest and (bucket[0] == "day" or bucket[1].date() == today)
+        }
         buckets.update((bucket, (moment.timestamp(), rows)) for bucket, rows in fresh.items())
         value = {"generation": generation, "buckets": buckets}
         cache.set(key, value, CLOSED_DAYS_CACHE_SECONDS)

@@ -190,6 +190,20 @@ def test_finished_days_come_from_the_cache_with_the_same_figures(dataset):
     assert data.insights(30, channel=SMS).total.started == 1 + 10  # a choice of its own
 
 
+def test_a_shorter_period_keeps_the_longer_ones_days(dataset):
+    today = timezone.localdate()
+    before = timezone.make_aware(dt.datetime.combine(today, dt.time(10, 50)))
+    after = before + dt.timedelta(minutes=30)  # 10 o'clock has finished since
+    data.insights(30, now=before)
+    at = before - dt.timedelta(days=20)
+    challenge("79990000060", FLASH, at=at)  # behind the cache's back
+    data.insights(7, now=after)  # stores its new hour with the figure's days
+    # Day 20 was neither dropped by the 7 days' page nor read again.
+    assert data.insights(30, now=after).total.started == 5
+    dashboard.forget_cached_days()
+    assert data.insights(30, now=after).total.started == 6
+
+
 def test_the_timing_is_the_newest_confirmed_challenges(dataset, monkeypatch):
     more(5)  # confirmed after 1, 2, 3... seconds, the newest first
     monkeypatch.setattr(data, "DURATION_SAMPLE", 2)
