@@ -233,20 +233,20 @@ INSERT INTO voicepassword_call (
     provider_date, parent_id, user_id, challenge_id, created_at, updated_at, callbacks_dropped
 )
 SELECT
-    %(stop)s + 1 - s.i,
+    %(total)s + 1 - s.i,
     CASE WHEN s.status IN ('not_placed', 'unknown') THEN NULL ELSE (1000000 + s.i)::text END,
     CASE WHEN s.status = 'delivered' THEN 'sms'
-         WHEN s.i %% 3 = 0 THEN 'voice_call' ELSE 'flash_call' END,
-    '7999000' || lpad((s.i %% %(numbers)s)::text, 4, '0'),
+         WHEN s.k %% 3 = 0 THEN 'voice_call' ELSE 'flash_call' END,
+    '7999000' || lpad((s.k %% %(numbers)s)::text, 4, '0'),
     s.status,
     '',
     CASE WHEN s.status = 'not_placed' THEN 'number_not_valid' ELSE '' END,
     CASE WHEN s.status IN ('not_placed', 'unknown') THEN NULL
          WHEN s.status = 'delivered' THEN 3.30 ELSE 0.35 END,
-    CASE WHEN s.status = 'answered' THEN make_interval(secs => s.i %% 40) END,
+    CASE WHEN s.status = 'answered' THEN make_interval(secs => s.k %% 40) END,
     CASE WHEN s.status IN ('not_placed', 'unknown') THEN NULL ELSE s.created_at END,
     NULL,
-    %(first_user)s + s.i %% 100,
+    %(first_user)s + s.k %% 100,
     md5('challenge-' || s.i)::uuid,
     s.created_at,
     s.created_at,
@@ -254,19 +254,20 @@ SELECT
 FROM (
     SELECT
         g.i,
+        abs(g.i) AS k,
         %(now)s - make_interval(secs => g.i * %(step)s) AS created_at,
         CASE
-            WHEN (g.i * 37) %% 100 < 55 THEN 'answered'
-            WHEN (g.i * 37) %% 100 < 70 THEN 'no_answer'
-            WHEN (g.i * 37) %% 100 < 80 THEN 'busy'
-            WHEN (g.i * 37) %% 100 < 85 THEN 'failed'
-            WHEN (g.i * 37) %% 100 < 88 THEN 'cancelled'
-            WHEN (g.i * 37) %% 100 < 92 THEN 'placed'
-            WHEN (g.i * 37) %% 100 < 94 THEN 'not_placed'
-            WHEN (g.i * 37) %% 100 < 95 THEN 'unknown'
+            WHEN (abs(g.i) * 37) %% 100 < 55 THEN 'answered'
+            WHEN (abs(g.i) * 37) %% 100 < 70 THEN 'no_answer'
+            WHEN (abs(g.i) * 37) %% 100 < 80 THEN 'busy'
+            WHEN (abs(g.i) * 37) %% 100 < 85 THEN 'failed'
+            WHEN (abs(g.i) * 37) %% 100 < 88 THEN 'cancelled'
+            WHEN (abs(g.i) * 37) %% 100 < 92 THEN 'placed'
+            WHEN (abs(g.i) * 37) %% 100 < 94 THEN 'not_placed'
+            WHEN (abs(g.i) * 37) %% 100 < 95 THEN 'unknown'
             ELSE 'delivered'
         END AS status
-    FROM generate_series(%(stop)s, 1, -1) AS g(i)
+    FROM generate_series(%(stop)s, %(last)s, -1) AS g(i)
 ) AS s
 """
 
@@ -280,10 +281,10 @@ INSERT INTO voicepassword_challenge (
 )
 SELECT
     md5('challenge-' || s.i)::uuid,
-    '7999000' || lpad((s.i %% %(numbers)s)::text, 4, '0'),
-    CASE WHEN s.i %% 4 = 0 THEN 'verify' ELSE 'login' END,
+    '7999000' || lpad((s.k %% %(numbers)s)::text, 4, '0'),
+    CASE WHEN s.k %% 4 = 0 THEN 'verify' ELSE 'login' END,
     CASE WHEN s.status = 'delivered' THEN 'sms'
-         WHEN s.i %% 3 = 0 THEN 'voice_call' ELSE 'flash_call' END,
+         WHEN s.k %% 3 = 0 THEN 'voice_call' ELSE 'flash_call' END,
     '',
     4,
     CASE WHEN s.status IN ('answered', 'delivered') THEN 1 ELSE 0 END,
@@ -292,7 +293,7 @@ SELECT
     s.created_at + interval '5 minutes',
     s.created_at + interval '1 minute',
     CASE WHEN s.status IN ('answered', 'delivered')
-         THEN s.created_at + make_interval(secs => 5 + s.i %% 60) END,
+         THEN s.created_at + make_interval(secs => 5 + s.k %% 60) END,
     0,
     NULL,
     '',
@@ -301,15 +302,16 @@ SELECT
 FROM (
     SELECT
         g.i,
+        abs(g.i) AS k,
         %(now)s - make_interval(secs => g.i * %(step)s + 1) AS created_at,
         CASE
-            WHEN (g.i * 37) %% 100 < 55 THEN 'answered'
-            WHEN (g.i * 37) %% 100 < 92 THEN 'other'
-            WHEN (g.i * 37) %% 100 < 94 THEN 'not_placed'
-            WHEN (g.i * 37) %% 100 < 95 THEN 'other'
+            WHEN (abs(g.i) * 37) %% 100 < 55 THEN 'answered'
+            WHEN (abs(g.i) * 37) %% 100 < 92 THEN 'other'
+            WHEN (abs(g.i) * 37) %% 100 < 94 THEN 'not_placed'
+            WHEN (abs(g.i) * 37) %% 100 < 95 THEN 'other'
             ELSE 'delivered'
         END AS status
-    FROM generate_series(%(stop)s, 1, -1) AS g(i)
+    FROM generate_series(%(stop)s, %(last)s, -1) AS g(i)
 ) AS s
 """
 
@@ -359,6 +361,8 @@ def fill(total: int, now: Any) -> float:
         "now": now,
         "step": SPAN_DAYS * 86_400 / total,
         "stop": total,
+        "last": 1,
+        "total": total,
         "numbers": numbers(total),
         "first_user": first_user,
     }
@@ -406,6 +410,41 @@ def fill(total: int, now: Any) -> float:
         step("vacuum analyze")
     print("  " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in steps.items()))
     return time.perf_counter() - began
+
+
+def top_up(total: int, now: Any) -> int:
+    """Add the calls a site of ``total`` calls made since ``now`` (the fill's); return how many.
+
+    Building the large database takes minutes: without them, the hour the
+    pages read live would hold the calls of its minutes before the fill only.
+    """
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+    from django.utils import timezone
+
+    step = SPAN_DAYS * 86_400 / total
+    count = int((timezone.now() - now).total_seconds() / step)
+    if count < 1:
+        return 0
+    first_user = get_user_model().objects.order_by("pk").values_list("pk", flat=True)[1]
+    # Negative numbers: after ``now``, oldest first, ids and keys of their own.
+    values = {
+        "now": now,
+        "step": step,
+        "stop": -1,
+        "last": -count,
+        "total": total,
+        "numbers": numbers(total),
+        "first_user": first_user,
+    }
+    with connections[ACTIVE[0]].cursor() as cursor:
+        cursor.execute(_INSERT_CHALLENGES, values)
+        cursor.execute(_INSERT_CALLS, values)
+        cursor.execute(
+            "SELECT setval(pg_get_serial_sequence('voicepassword_call', 'id'), %s)",
+            [total + count + 1],
+        )
+    return count
 
 
 def numbers(total: int) -> int:
@@ -631,6 +670,15 @@ def judge(rounds: int, total: int, show_plans: bool = False) -> Verdict:
             clients[alias] = prepare(now)
             took = fill(total if alias == "large" else SMALL, now)
         print(f"{large if alias == 'large' else SIZES[alias]}: filled in {took:.1f} s")
+    for alias in SIZES:
+        with using(alias):
+            from django_voicepassword.models import Call
+
+            added = top_up(total if alias == "large" else SMALL, now)
+            hour = timezone.localtime().replace(minute=0, second=0, microsecond=0)
+            live = Call.objects.filter(created_at__gte=hour).count()
+        label = large if alias == "large" else SIZES[alias]
+        print(f"{label}: {added} calls since the fill; {live} in the current hour")
     results = {name: measure(clients, page, rounds) for name, page in pages().items()}
     if show_plans:
         with using("large"):
