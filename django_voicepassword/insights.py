@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -63,8 +62,8 @@ PREFIX_DIGITS = 4
 #: The newest confirmed challenges the timing is computed from, at most.
 DURATION_SAMPLE = 2_000
 #: The queries :func:`insights` makes on PostgreSQL, and on other databases.
-QUERIES_POSTGRESQL = 5
-QUERIES_OTHER = 5
+QUERIES_POSTGRESQL = 3
+QUERIES_OTHER = 3
 
 #: The call statuses that mean the code reached the subscriber.
 REACHED = (Call.Status.ANSWERED, Call.Status.DELIVERED)
@@ -283,52 +282,47 @@ def insights(
     """
     since, dates = _window(days, now)
 
-    def challenge_rows(key: str) -> Callable[[dt.datetime], HourRows]:
-        def read(start: dt.datetime) -> HourRows:
-            rows = _challenges(start, channel, purpose).annotate(hour=_local_hour("created_at"))
-            if key == "prefix":
-                rows = rows.annotate(prefix=Substr("number", 1, PREFIX_DIGITS))
-            for row in _rows(rows.values("hour", key).annotate(**_counts())):
-                yield row["hour"], (row[key], row["started"], row["sent"], row["confirmed"])
-
-        return read
-
-    def call_rows(key: str) -> Callable[[dt.datetime], HourRows]:
-        def read(start: dt.datetime) -> HourRows:
-            rows = _calls(start, channel, purpose).annotate(
-                hour=_local_hour("challenge__created_at")
+    # One query for the challenges and one for their calls, each grouped by
+    # hour, channel and prefix: the cells and the prefixes are both sums of
+    # its rows (a challenge has one of each, so distinct counts add up too).
+    def challenge_rows(start: dt.datetime) -> HourRows:
+        rows = _challenges(start, channel, purpose).annotate(
+            hour=_local_hour("created_at"), prefix=Substr("number", 1, PREFIX_DIGITS)
+        )
+        for row in _rows(rows.values("hour", "channel", "prefix").annotate(**_counts())):
+            yield (
+                row["hour"],
+                (row["channel"], row["prefix"], row["started"], row["sent"], row["confirmed"]),
             )
-            if key == "prefix":
-                rows = rows.annotate(prefix=Substr("challenge__number", 1, PREFIX_DIGITS))
-            for row in _rows(rows.values("hour", key).annotate(**_call_counts())):
-                yield row["hour"], (row[key], row["spend"], row["reached"])
 
-        return read
+    def call_rows(start: dt.datetime) -> HourRows:
+        rows = _calls(start, channel, purpose).annotate(
+            hour=_local_hour("challenge__created_at"),
+            prefix=Substr("challenge__number", 1, PREFIX_DIGITS),
+        )
+        grouped = rows.values("hour", "challenge__channel", "prefix").annotate(**_call_counts())
+        for row in _rows(grouped):
+            yield (
+                row["hour"],
+                (row["challenge__channel"], row["prefix"], row["spend"], row["reached"]),
+            )
 
-    def cached(name: str, read: Callable[[dt.datetime], HourRows]) -> list[Any]:
-        # Keyed by the filters: each choice of the page is an aggregate of its own.
-        namespace = f"insights:{channel}:{purpose}:{name}"
-        return finished_and_live(namespace, dates, read, keys=1, now=now)
-
+    # Keyed by the filters: each choice of the page is an aggregate of its own.
+    scope = f"insights:{channel}:{purpose}"
     cells: dict[tuple[dt.date, str], Funnel] = {}
-    for day, (cell_channel, started, sent, confirmed) in cached(
-        "challenges", challenge_rows("channel")
-    ):
-        cell = cells.setdefault((day, cell_channel), Funnel())
-        cell.add(Funnel(started=started, sent=sent, confirmed=confirmed))
-    for day, (cell_channel, spend, reached) in cached("calls", call_rows("challenge__channel")):
-        cell = cells.setdefault((day, cell_channel), Funnel())
-        cell.spend += spend or Decimal(0)
-        cell.reached += reached
-
     prefixes: dict[str, PrefixRow] = {}
-    for _day, (prefix, started, sent, confirmed) in cached("prefixes", challenge_rows("prefix")):
-        prefix_row = prefixes.setdefault(prefix, PrefixRow(prefix=prefix))
-        prefix_row.funnel.add(Funnel(started=started, sent=sent, confirmed=confirmed))
-    for _day, (prefix, spend, reached) in cached("call-prefixes", call_rows("prefix")):
-        prefix_row = prefixes.setdefault(prefix, PrefixRow(prefix=prefix))
-        prefix_row.funnel.spend += spend or Decimal(0)
-        prefix_row.funnel.reached += reached
+    for day, (cell_channel, prefix, started, sent, confirmed) in finished_and_live(
+        f"{scope}:challenges", dates, challenge_rows, keys=2, now=now
+    ):
+        funnel = Funnel(started=started, sent=sent, confirmed=confirmed)
+        cells.setdefault((day, cell_channel), Funnel()).add(funnel)
+        prefixes.setdefault(prefix, PrefixRow(prefix=prefix)).funnel.add(funnel)
+    for day, (cell_channel, prefix, spend, reached) in finished_and_live(
+        f"{scope}:calls", dates, call_rows, keys=2, now=now
+    ):
+        funnel = Funnel(reached=reached, spend=spend or Decimal(0))
+        cells.setdefault((day, cell_channel), Funnel()).add(funnel)
+        prefixes.setdefault(prefix, PrefixRow(prefix=prefix)).funnel.add(funnel)
     for prefix_row in prefixes.values():
         prefix_row.country, prefix_row.operator = prefix_labels(prefix_row.prefix, language)
 
