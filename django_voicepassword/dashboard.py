@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -24,7 +25,7 @@ from django.conf import settings as django_settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
 from django_voicepassword import calls
@@ -39,6 +40,9 @@ from django_voicepassword.models import BalanceSnapshot, Call
 __all__ = [
     "BALANCE_CACHE_KEY",
     "BALANCE_CACHE_SECONDS",
+    "CLOSED_DAYS_CACHE_KEY",
+    "CLOSED_DAYS_CACHE_SECONDS",
+    "CLOSED_DAYS_GENERATION_KEY",
     "DASHBOARD_DAYS",
     "TOTALS_LIMIT",
     "BalanceDay",
@@ -51,6 +55,9 @@ __all__ = [
     "call_stats",
     "call_totals",
     "current_balance",
+    "finished_and_live",
+    "forget_cached_days",
+    "forget_closed_days",
     "latest_snapshots",
 ]
 
@@ -61,6 +68,12 @@ BALANCE_CACHE_SECONDS = 30
 BALANCE_CACHE_KEY = "voicepassword:admin:balance:v1"
 #: How far back the dashboard's daily figures and balance history go.
 DASHBOARD_DAYS = 30
+#: How long the call figures of a finished day stay cached, at most.
+CLOSED_DAYS_CACHE_SECONDS = 3600
+#: The prefix of the cache keys of finished days' figures (one per figure and time zone).
+CLOSED_DAYS_CACHE_KEY = "voicepassword:admin:call-days:v1"
+#: The cache key of their generation: a new one forgets every finished day.
+CLOSED_DAYS_GENERATION_KEY = CLOSED_DAYS_CACHE_KEY + ":generation"
 #: The most rows the call list's totals read.
 TOTALS_LIMIT = 10_000
 
@@ -177,6 +190,13 @@ def _window(days: int, now: dt.datetime | None) -> tuple[dt.datetime, list[dt.da
     return since, [first + dt.timedelta(days=n) for n in range(days)]
 
 
+def _local_hour(field: str) -> TruncHour:
+    """``field``'s hour in the current time zone (naive datetimes are local already)."""
+    if django_settings.USE_TZ:
+        return TruncHour(field, tzinfo=timezone.get_current_timezone())
+    return TruncHour(field)
+
+
 def _local_date(field: str) -> TruncDate:
     """``field``'s date in the current time zone (naive datetimes are local already)."""
     if django_settings.USE_TZ:
@@ -184,35 +204,164 @@ def _local_date(field: str) -> TruncDate:
     return TruncDate(field)
 
 
+def _namespace_key(namespace: str) -> str:
+    zone = timezone.get_current_timezone_name() if django_settings.USE_TZ else "local"
+    return f"{CLOSED_DAYS_CACHE_KEY}:{namespace}:{zone}"
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return timezone.make_aware(moment) if django_settings.USE_TZ else moment
+
+
+def _naive_local(moment: dt.datetime) -> dt.datetime:
+    if django_settings.USE_TZ and timezone.is_aware(moment):
+        moment = timezone.localtime(moment)
+    return moment.replace(tzinfo=None)
+
+
+#: A bucket: ("day", a finished date) or ("hour", the local start of a finished hour of today).
+_Bucket = tuple[str, Any]
+#: Rows as :func:`finished_and_live` reads them: (the local hour, what the row says).
+HourRows = Iterable[tuple[dt.datetime, tuple[Any, ...]]]
+
+
+def _added_up(
+    rows: list[tuple[dt.date, tuple[Any, ...]]], keys: int
+) -> list[tuple[dt.date, tuple[Any, ...]]]:
+    """One row per date and group: the counts and sums of ``rows`` added up."""
+    groups: dict[tuple[Any, ...], list[Any]] = {}
+    for day, values in rows:
+        group = (day, *values[:keys])
+        totals = groups.get(group)
+        if totals is None:
+            groups[group] = list(values[keys:])
+        else:
+            for index, value in enumerate(values[keys:]):
+                if value is not None:
+                    totals[index] = value if totals[index] is None else totals[index] + value
+    return [(group[0], (*group[1:], *totals)) for group, totals in groups.items()]
+
+
+def finished_and_live(
+    namespace: str,
+    dates: list[dt.date],
+    read: Callable[[dt.datetime], HourRows],
+    *,
+    keys: int,
+    now: dt.datetime | None = None,
+) -> list[tuple[dt.date, tuple[Any, ...]]]:
+    """A grouped aggregate over the window ``dates``: the past from the cache, the present read.
+
+    ``read(start)`` runs one query from ``start`` (aware when ``USE_TZ``) and
+    gives its rows grouped by the local hour (``_local_hour``) and whatever
+    else the caller groups by, as (hour, values). The past is written once: a
+    finished day's rows, and a finished hour's of today, are cached under
+    ``namespace`` (for :data:`CLOSED_DAYS_CACHE_SECONDS` at most; a change to
+    an older call that sends ``call_status_changed`` forgets them at once, see
+    :func:`forget_closed_days`). So ``read`` starts at the current hour when
+    every finished bucket is cached, else at the first one that is not: one
+    query, whose cost is the current hour's rows, not the window's.
+
+    The first ``keys`` of a row's values are what it is grouped by (besides
+    the hour), the others are counts or sums: a finished bucket is cached
+    with one row per group (its hours added up; a ``None`` sum counts as 0),
+    so that what is read back does not grow with the traffic either.
+
+    Returns every row as (its local date, values), days after the window's
+    last included (rows stamped in the future).
+    """
+    today = dates[-1]
+    moment = now or timezone.now()
+    live = _naive_local(moment).replace(minute=0, second=0, microsecond=0)
+    wanted: list[_Bucket] = [("day", day) for day in dates[:-1]]
+    midnight = dt.datetime.combine(today, dt.time.min)
+    for n in range(live.hour if live.date() == today else 0):
+        wanted.append(("hour", midnight + dt.timedelta(hours=n)))
+    # One key per figure and time zone, holding its buckets: one round trip,
+    # and a handful of keys whatever the window (a local-memory cache culls
+    # beyond 300).
+    key = _namespace_key(namespace)
+    found = cache.get_many([CLOSED_DAYS_GENERATION_KEY, key])
+    generation = found.get(CLOSED_DAYS_GENERATION_KEY, 0)
+    stored = found.get(key)
+    cached: dict[_Bucket, tuple[float, list[Any]]] = {}
+    if isinstance(stored, dict) and stored.get("generation") == generation:
+        cached = stored.get("buckets") or {}
+    oldest = moment.timestamp() - CLOSED_DAYS_CACHE_SECONDS
+    known: dict[_Bucket, list[tuple[dt.date, tuple[Any, ...]]]] = {}
+    fresh: dict[_Bucket, list[tuple[dt.date, tuple[Any, ...]]]] = {}
+    for bucket in wanted:
+        entry = cached.get(bucket)
+        if entry is not None and entry[0] >= oldest:
+            known[bucket] = entry[1]
+        else:
+            fresh[bucket] = []
+    first = live
+    if fresh:
+        kind, start = next(iter(fresh))
+        first = dt.datetime.combine(start, dt.time.min) if kind == "day" else start
+    present: list[tuple[dt.date, tuple[Any, ...]]] = []  # the current hour, and the future
+    for hour, values in read(_aware(first)):
+        local = _naive_local(hour)
+        row = (local.date(), values)
+        if local >= live:
+            present.append(row)
+            continue
+        bucket = ("day", local.date()) if local.date() < today else ("hour", local)
+        if bucket in fresh:  # not a cached bucket read again (after the first missing)
+            fresh[bucket].append(row)
+    if fresh:
+        for bucket, rows in fresh.items():
+            fresh[bucket] = _added_up(rows, keys)
+        # Kept: every bucket still fresh, those of a longer window too (the
+        # insights page's 90 days and its 7 share a figure's key).
+        buckets = {
+            bucket: entry
+            for bucket, entry in cached.items()
+            if entry[0] >= oldest and (bucket[0] == "day" or bucket[1].date() == today)
+        }
+        buckets.update((bucket, (moment.timestamp(), rows)) for bucket, rows in fresh.items())
+        value = {"generation": generation, "buckets": buckets}
+        cache.set(key, value, CLOSED_DAYS_CACHE_SECONDS)
+    return [row for rows in (*known.values(), *fresh.values(), present) for row in rows]
+
+
 def call_stats(days: int = DASHBOARD_DAYS, *, now: dt.datetime | None = None) -> CallStats:
     """Calls, answered share and spend per day, and calls per status, for the last ``days``.
 
     Days are dates in the current time zone, today included. One query,
-    grouped by day, status and channel over a range of the created index.
+    grouped by hour, status and channel over a range of the created index:
+    the current hour's calls, the finished days and hours being cached (see
+    :func:`finished_and_live`).
     """
     since, dates = _window(days, now)
-    rows = (
-        Call.objects.filter(created_at__gte=since)
-        .annotate(day=_local_date("created_at"))
-        .values("day", "status", "channel")
-        .annotate(n=Count("pk"), spend=Sum("price"))
-        .order_by()
-    )
+
+    def read(start: dt.datetime) -> HourRows:
+        for row in (
+            Call.objects.filter(created_at__gte=start)
+            .annotate(hour=_local_hour("created_at"))
+            .values("hour", "status", "channel")
+            .annotate(n=Count("pk"), spend=Sum("price"))
+            .order_by()
+        ):
+            yield row["hour"], (row["status"], row["channel"], row["n"], row["spend"])
+
+    rows = finished_and_live("calls", dates, read, keys=2, now=now)
     per_day: dict[dt.date, dict[str, Any]] = {
         d: {"calls": 0, "answered": 0, "answerable": 0, "spend": Decimal(0)} for d in dates
     }
     statuses: Counter[str] = Counter()
-    for row in rows:
-        statuses[row["status"]] += row["n"]
-        bucket = per_day.get(row["day"])
-        if bucket is None:  # a call stamped in the future: counted by status only
+    for day, (status, channel, n, spend) in rows:
+        statuses[status] += n
+        figures = per_day.get(day)
+        if figures is None:  # a call stamped in the future: counted by status only
             continue
-        bucket["calls"] += row["n"]
-        bucket["spend"] += row["spend"] or 0
-        if row["channel"] in ANSWERABLE:
-            bucket["answerable"] += row["n"]
-            if row["status"] == Call.Status.ANSWERED:
-                bucket["answered"] += row["n"]
+        figures["calls"] += n
+        figures["spend"] += spend or 0
+        if channel in ANSWERABLE:
+            figures["answerable"] += n
+            if status == Call.Status.ANSWERED:
+                figures["answered"] += n
     by_status = [
         (status, statuses[status.value]) for status in Call.Status if statuses[status.value]
     ]
@@ -222,6 +371,42 @@ def call_stats(days: int = DASHBOARD_DAYS, *, now: dt.datetime | None = None) ->
         days=[DayStats(day=d, **values) for d, values in per_day.items()],
         by_status=by_status,
     )
+
+
+def forget_closed_days(sender: Any, call: Call, **kwargs: Any) -> None:
+    """Forget the cached figures of finished days when a call of one of them changes.
+
+    A receiver of ``call_status_changed``. A callback comes minutes after its
+    call, so almost every change is today's and forgets nothing; a
+    reconciliation or a refresh from the admin that moves an older call
+    starts a new generation, in which every finished day is read again once.
+    Days are local: the call's date is compared with today's in the current
+    and in the default time zone.
+    """
+    created = call.created_at
+    now = timezone.now()
+    if django_settings.USE_TZ and timezone.is_aware(created):
+        zones = {timezone.get_current_timezone(), timezone.get_default_timezone()}
+        finished = any(
+            timezone.localdate(created, zone) < timezone.localdate(now, zone) for zone in zones
+        )
+    else:
+        finished = created.date() < dt.date.today()
+    if finished:
+        forget_cached_days()
+
+
+def forget_cached_days() -> None:
+    """Start a new generation of the cached figures: every finished day is read again once.
+
+    For a change to older calls that sends no signal (rows written by hand,
+    a restore, a test's rows in the past).
+    """
+    cache.add(CLOSED_DAYS_GENERATION_KEY, 0, None)
+    try:
+        cache.incr(CLOSED_DAYS_GENERATION_KEY)
+    except ValueError:  # evicted in between: a new generation all the same
+        cache.set(CLOSED_DAYS_GENERATION_KEY, 1, None)
 
 
 # --------------------------------------------------------------------------- the balance

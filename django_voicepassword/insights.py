@@ -10,13 +10,16 @@ The funnel of a challenge: *started* (a row), *code sent* (``sends > 0``),
 ``delivered``), *confirmed* (``verified_at`` set). A challenge counts under
 the channel of its current code: one that fell back to SMS counts as SMS.
 
-Every figure is an aggregate the database computes over the period's
-challenges, a range of the ``created_at`` index, in a constant number of
-queries (:data:`QUERIES_POSTGRESQL`, :data:`QUERIES_OTHER`), whatever the
-history's length. The time from start to confirmation is a
-``percentile_cont`` on PostgreSQL; on other databases (SQLite) it is computed
-in Python over the newest :data:`DURATION_SAMPLE` confirmed challenges of the
-period, the same interpolation, so the two agree when the period has fewer.
+Every count and sum is an aggregate the database computes, grouped by hour,
+over a range of the ``created_at`` index; the finished days and hours come
+from the cache and only the current hour is read at each request (see
+:func:`~django_voicepassword.dashboard.finished_and_live`), so the cost
+grows neither with the history nor with the period's traffic, in a constant
+number of queries (:data:`QUERIES_POSTGRESQL`, :data:`QUERIES_OTHER`: the
+same). The time from start to confirmation is computed in Python over the
+newest :data:`DURATION_SAMPLE` confirmed challenges of the period, with
+``percentile_cont``'s interpolation, so it is the database's answer when the
+period has fewer: percentiles do not add up from cached days.
 """
 
 from __future__ import annotations
@@ -28,21 +31,11 @@ from decimal import Decimal
 from typing import Any
 
 import phonenumbers
-from django.db import connections, router
-from django.db.models import (
-    Aggregate,
-    Count,
-    DurationField,
-    ExpressionWrapper,
-    F,
-    Q,
-    QuerySet,
-    Sum,
-)
+from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import Substr
 from phonenumbers import carrier, geocoder
 
-from django_voicepassword.dashboard import _local_date, _window
+from django_voicepassword.dashboard import HourRows, _local_hour, _window, finished_and_live
 from django_voicepassword.models import Call, Challenge
 
 __all__ = [
@@ -66,11 +59,11 @@ PERIODS = (7, 30, 90)
 #: the operator's code for Russia ("7916"), never more than a masked number
 #: shows ("+7 916 ***-**-67").
 PREFIX_DIGITS = 4
-#: Confirmed challenges read for the timing where the database has no percentile.
-DURATION_SAMPLE = 10_000
+#: The newest confirmed challenges the timing is computed from, at most.
+DURATION_SAMPLE = 2_000
 #: The queries :func:`insights` makes on PostgreSQL, and on other databases.
-QUERIES_POSTGRESQL = 6
-QUERIES_OTHER = 5
+QUERIES_POSTGRESQL = 3
+QUERIES_OTHER = 3
 
 #: The call statuses that mean the code reached the subscriber.
 REACHED = (Call.Status.ANSWERED, Call.Status.DELIVERED)
@@ -195,21 +188,6 @@ def _grouped(rows: list[PrefixRow], key: Any) -> list[tuple[str, Funnel]]:
 # --------------------------------------------------------------------------- helpers
 
 
-class Percentile(Aggregate):
-    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
-
-    function = "percentile_cont"
-    name = "Percentile"
-    output_field = DurationField()
-
-    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
-        # The fraction is one of this module's constants, never user input.
-        self.template = (
-            f"%(function)s({float(fraction)!r}) WITHIN GROUP (ORDER BY %(expressions)s)"
-        )
-        super().__init__(expression, **extra)
-
-
 def percentile(values: list[dt.timedelta], fraction: float) -> dt.timedelta | None:
     """``percentile_cont``'s answer in Python: linear between the two nearest values."""
     if not values:
@@ -303,75 +281,71 @@ def insights(
     the countries and operators. Days are dates in the current time zone.
     """
     since, dates = _window(days, now)
-    challenges = _challenges(since, channel, purpose)
-    calls = _calls(since, channel, purpose)
 
+    # One query for the challenges and one for their calls, each grouped by
+    # hour, channel and prefix: the cells and the prefixes are both sums of
+    # its rows (a challenge has one of each, so distinct counts add up too).
+    def challenge_rows(start: dt.datetime) -> HourRows:
+        rows = _challenges(start, channel, purpose).annotate(
+            hour=_local_hour("created_at"), prefix=Substr("number", 1, PREFIX_DIGITS)
+        )
+        for row in _rows(rows.values("hour", "channel", "prefix").annotate(**_counts())):
+            yield (
+                row["hour"],
+                (row["channel"], row["prefix"], row["started"], row["sent"], row["confirmed"]),
+            )
+
+    def call_rows(start: dt.datetime) -> HourRows:
+        rows = _calls(start, channel, purpose).annotate(
+            hour=_local_hour("challenge__created_at"),
+            prefix=Substr("challenge__number", 1, PREFIX_DIGITS),
+        )
+        grouped = rows.values("hour", "challenge__channel", "prefix").annotate(**_call_counts())
+        for row in _rows(grouped):
+            yield (
+                row["hour"],
+                (row["challenge__channel"], row["prefix"], row["spend"], row["reached"]),
+            )
+
+    # Keyed by the filters: each choice of the page is an aggregate of its own.
+    scope = f"insights:{channel}:{purpose}"
     cells: dict[tuple[dt.date, str], Funnel] = {}
-    for row in _rows(
-        challenges.annotate(day=_local_date("created_at"))
-        .values("day", "channel")
-        .annotate(**_counts())
-    ):
-        cells[(row["day"], row["channel"])] = _funnel(row)
-    for row in _rows(
-        calls.annotate(day=_local_date("challenge__created_at"))
-        .values("day", "challenge__channel")
-        .annotate(**_call_counts())
-    ):
-        cell = cells.setdefault((row["day"], row["challenge__channel"]), Funnel())
-        cell.spend += row["spend"] or Decimal(0)
-        cell.reached += row["reached"]
-
     prefixes: dict[str, PrefixRow] = {}
-    for row in _rows(
-        challenges.annotate(prefix=Substr("number", 1, PREFIX_DIGITS))
-        .values("prefix")
-        .annotate(**_counts())
+    for day, (cell_channel, prefix, started, sent, confirmed) in finished_and_live(
+        f"{scope}:challenges", dates, challenge_rows, keys=2, now=now
     ):
-        prefixes[row["prefix"]] = PrefixRow(prefix=row["prefix"], funnel=_funnel(row))
-    for row in _rows(
-        calls.annotate(prefix=Substr("challenge__number", 1, PREFIX_DIGITS))
-        .values("prefix")
-        .annotate(**_call_counts())
+        funnel = Funnel(started=started, sent=sent, confirmed=confirmed)
+        cells.setdefault((day, cell_channel), Funnel()).add(funnel)
+        prefixes.setdefault(prefix, PrefixRow(prefix=prefix)).funnel.add(funnel)
+    for day, (cell_channel, prefix, spend, reached) in finished_and_live(
+        f"{scope}:calls", dates, call_rows, keys=2, now=now
     ):
-        prefix_row = prefixes.setdefault(row["prefix"], PrefixRow(prefix=row["prefix"]))
-        prefix_row.funnel.spend += row["spend"] or Decimal(0)
-        prefix_row.funnel.reached += row["reached"]
+        funnel = Funnel(reached=reached, spend=spend or Decimal(0))
+        cells.setdefault((day, cell_channel), Funnel()).add(funnel)
+        prefixes.setdefault(prefix, PrefixRow(prefix=prefix)).funnel.add(funnel)
     for prefix_row in prefixes.values():
         prefix_row.country, prefix_row.operator = prefix_labels(prefix_row.prefix, language)
 
-    confirmed = challenges.filter(verified_at__isnull=False)
-    elapsed = ExpressionWrapper(F("verified_at") - F("created_at"), output_field=DurationField())
-    vendor = connections[router.db_for_read(Challenge)].vendor
-    if vendor == "postgresql":
-        timings = {
-            "median": Percentile(elapsed, 0.5),
-            "p95": Percentile(elapsed, 0.95),
-        }
-        by_channel = {
-            row["channel"]: Timing(row["median"], row["p95"])
-            for row in _rows(confirmed.values("channel").annotate(**timings))
-        }
-        overall = confirmed.aggregate(**timings)
-        timing = Timing(overall["median"], overall["p95"])
-        sampled = False
-    else:
-        sample = list(
-            confirmed.order_by("-created_at").values_list("channel", "created_at", "verified_at")[
-                :DURATION_SAMPLE
-            ]
-        )
-        durations: dict[str, list[dt.timedelta]] = defaultdict(list)
-        for sample_channel, created, verified in sample:
-            if verified is not None:  # the query's filter: never None
-                durations[sample_channel].append(verified - created)
-        every = [value for values in durations.values() for value in values]
-        timing = Timing(percentile(every, 0.5), percentile(every, 0.95))
-        by_channel = {
-            name: Timing(percentile(values, 0.5), percentile(values, 0.95))
-            for name, values in durations.items()
-        }
-        sampled = len(sample) >= DURATION_SAMPLE
+    # The timing of the newest confirmed challenges: percentiles do not add up
+    # from cached days, and reading the period's every confirmation would
+    # grow with its traffic. The same interpolation as percentile_cont.
+    confirmed = _challenges(since, channel, purpose).filter(verified_at__isnull=False)
+    sample = list(
+        confirmed.order_by("-created_at").values_list("channel", "created_at", "verified_at")[
+            :DURATION_SAMPLE
+        ]
+    )
+    durations: dict[str, list[dt.timedelta]] = defaultdict(list)
+    for sample_channel, created, verified in sample:
+        if verified is not None:  # the query's filter: never None
+            durations[sample_channel].append(verified - created)
+    every = [value for values in durations.values() for value in values]
+    timing = Timing(percentile(every, 0.5), percentile(every, 0.95))
+    by_channel = {
+        name: Timing(percentile(values, 0.5), percentile(values, 0.95))
+        for name, values in durations.items()
+    }
+    sampled = len(sample) >= DURATION_SAMPLE
 
     return Insights(
         since=since,

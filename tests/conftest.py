@@ -28,3 +28,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     missing = [why for ok, why in checked if not ok]
     if missing:
         raise pytest.UsageError("service tier required but: " + "; ".join(missing))
+
+
+@pytest.fixture(autouse=True)
+def _no_cached_figures() -> None:
+    """Each test's rows are its own: no finished day's figures cached by an earlier test.
+
+    The admin's dashboard and insights cache what finished days add up to
+    (``dashboard.finished_and_live``); a test writes its rows straight into
+    those days, which no signal reports.
+    """
+    from django_voicepassword import dashboard
+
+    dashboard.forget_cached_days()

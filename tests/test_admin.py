@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zoneinfo
 from decimal import Decimal
 
 import pytest
@@ -628,6 +629,69 @@ def test_the_dashboard_charts_the_last_thirty_days(admin_client, emulated):
     body = response.content.decode()
     assert body.count('<svg class="vp-chart') == 4
     assert "vp-threshold" in body  # the LOW_BALANCE line
+
+
+def hour_ago_or_yesterday() -> dt.datetime:
+    """A moment of a finished hour: an hour ago, or yesterday just after midnight."""
+    now = timezone.localtime()
+    if now.hour:
+        return now - dt.timedelta(hours=1)
+    return now - dt.timedelta(hours=2)
+
+
+def test_finished_days_and_hours_are_read_once_the_current_hour_every_time():
+    now = timezone.now()
+    make_call(created_at=now - dt.timedelta(days=2), status="busy")
+    make_call(created_at=hour_ago_or_yesterday())
+    assert dashboard.call_stats().calls == 2
+    # Written behind the app's back into a finished day and hour: not seen...
+    make_call(created_at=now - dt.timedelta(days=2))
+    make_call(created_at=hour_ago_or_yesterday())
+    # ... while a call of the current hour is.
+    make_call(created_at=timezone.now())
+    with CaptureQueriesContext(connection) as queries:
+        stats = dashboard.call_stats()
+    assert len(queries.captured_queries) == 1
+    assert stats.calls == 3
+    dashboard.forget_cached_days()
+    fresh = dashboard.call_stats()
+    assert fresh.calls == 5
+    assert dict(fresh.by_status) == {Call.Status.ANSWERED: 4, Call.Status.BUSY: 1}
+    assert dashboard.call_stats() == fresh  # from the cache: the same figures
+
+
+def test_a_change_to_a_finished_days_call_forgets_the_cached_days():
+    from django_voicepassword.signals import call_status_changed
+
+    old = make_call(created_at=timezone.now() - dt.timedelta(days=3), status="placed")
+    today = make_call(created_at=timezone.now(), status="placed")
+    assert dict(dashboard.call_stats().by_status) == {Call.Status.PLACED: 2}
+    generation = cache.get(dashboard.CLOSED_DAYS_GENERATION_KEY)
+
+    def moved(call: Call, status: str) -> None:
+        Call.objects.filter(pk=call.pk).update(status=status)
+        call.status = status
+        call_status_changed.send(
+            sender=Call, call=call, old_status="placed", new_status=status, source="state"
+        )
+
+    moved(today, "answered")  # today's: nothing cached to forget
+    assert cache.get(dashboard.CLOSED_DAYS_GENERATION_KEY) == generation
+    moved(old, "busy")  # a reconciliation or a refresh from the admin, days later
+    assert cache.get(dashboard.CLOSED_DAYS_GENERATION_KEY) != generation
+    stats = dashboard.call_stats()
+    assert dict(stats.by_status) == {Call.Status.ANSWERED: 1, Call.Status.BUSY: 1}
+
+
+def test_each_time_zone_has_its_own_days():
+    # 23:30 UTC two days ago is the next day in Moscow: the same calls, other days.
+    moment = (timezone.now() - dt.timedelta(days=2)).replace(hour=23, minute=30)
+    make_call(created_at=moment)
+    with timezone.override(dt.UTC):
+        utc = {day.day: day.calls for day in dashboard.call_stats().days if day.calls}
+    with timezone.override(zoneinfo.ZoneInfo("Europe/Moscow")):
+        moscow = {day.day: day.calls for day in dashboard.call_stats().days if day.calls}
+    assert list(moscow) == [next(iter(utc)) + dt.timedelta(days=1)]
 
 
 def test_the_dashboard_needs_its_permission(django_user_model, emulated):

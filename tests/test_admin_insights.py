@@ -20,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from django_voicepassword import dashboard
 from django_voicepassword import insights as data
 from django_voicepassword.admin.insights import prefix_label
 from django_voicepassword.models import Call, Challenge
@@ -172,6 +173,45 @@ def test_prefixes_countries_and_operators(dataset):
     assert prefix_label("7999") == "+7 999…"
 
 
+def test_finished_days_come_from_the_cache_with_the_same_figures(dataset):
+    fresh = data.insights(30)
+    more(30)  # into finished hours and days, behind the cache's back
+    now = timezone.now()
+    challenge("79990000050", FLASH, at=now, confirmed_after=2, calls=((FLASH, "answered", "1"),))
+    cached = data.insights(30)
+    # The finished days as they were read; the current hour's new challenge added.
+    assert cached.total.started == fresh.total.started + 1
+    assert cached.total.spend == fresh.total.spend + 1
+    assert cached.prefixes[0].funnel.reached == fresh.prefixes[0].funnel.reached + 1
+    dashboard.forget_cached_days()
+    again = data.insights(30)
+    assert again.total.started == fresh.total.started + 31
+    assert data.insights(30) == again  # read back from the cache: the same figures
+    assert data.insights(30, channel=SMS).total.started == 1 + 10  # a choice of its own
+
+
+def test_a_shorter_period_keeps_the_longer_ones_days(dataset):
+    today = timezone.localdate()
+    before = timezone.make_aware(dt.datetime.combine(today, dt.time(10, 50)))
+    after = before + dt.timedelta(minutes=30)  # 10 o'clock has finished since
+    data.insights(30, now=before)
+    at = before - dt.timedelta(days=20)
+    challenge("79990000060", FLASH, at=at)  # behind the cache's back
+    data.insights(7, now=after)  # stores its new hour with the figure's days
+    # Day 20 was neither dropped by the 7 days' page nor read again.
+    assert data.insights(30, now=after).total.started == 5
+    dashboard.forget_cached_days()
+    assert data.insights(30, now=after).total.started == 6
+
+
+def test_the_timing_is_the_newest_confirmed_challenges(dataset, monkeypatch):
+    more(5)  # confirmed after 1, 2, 3... seconds, the newest first
+    monkeypatch.setattr(data, "DURATION_SAMPLE", 2)
+    result = data.insights(30)
+    assert result.sampled is True
+    assert result.timing == data.Timing(1.5 * S, 1.95 * S)
+
+
 def test_percentile_interpolates_like_postgresql():
     assert data.percentile([], 0.5) is None
     assert data.percentile([5 * S], 0.95) == 5 * S
@@ -183,6 +223,8 @@ def test_a_constant_number_of_queries_at_two_sizes(dataset):
     with CaptureQueriesContext(connection) as small:
         data.insights(30)
     more(60)
+    # Rows written by hand into finished days: nothing told the cache.
+    dashboard.forget_cached_days()
     with CaptureQueriesContext(connection) as large:
         result = data.insights(30)
     assert result.total.started == 65
