@@ -240,7 +240,7 @@ def _apply_in_one(
 ) -> CallbackEvent:
     """Apply a callback of a known state in one statement (PostgreSQL).
 
-    The statement calls :data:`FUNCTION`, which migration 0008 installs: the
+    The statement calls :data:`FUNCTION`, which migration 0007 installs: the
     same work as :func:`_statement`'s, whose plans PL/pgSQL keeps per
     connection, so that PostgreSQL does not plan it on every callback
     (behind any pooler: it prepares nothing on the session). The rule is
@@ -332,7 +332,7 @@ def _run(connection: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> A
         return _fetch_one(connection, sql, params)
 
 
-#: The PL/pgSQL function that applies a callback (migration 0008, PostgreSQL).
+#: The PL/pgSQL function that applies a callback (migration 0007, PostgreSQL).
 FUNCTION = "voicepassword_apply_callback"
 
 #: SQLSTATE undefined_function: no function of that name and those arguments.

@@ -656,7 +656,7 @@ def test_a_callback_is_one_statement_on_postgresql_and_four_queries_elsewhere(
     if postgresql():
         assert len(queries) == 1, queries
         (statement,) = queries
-        # The function of migration 0008 does the work: locks, updates, inserts.
+        # The function of migration 0007 does the work: locks, updates, inserts.
         assert statement.startswith("SELECT")
         assert f"FROM {callbacks_module.FUNCTION}(" in statement
         if transactional:
@@ -751,8 +751,8 @@ def test_a_new_connection_prepares_the_statement_again(client, call):
         assert prepared_statements()
 
 
-def migration_0008() -> Any:
-    return importlib.import_module("django_voicepassword.migrations.0008_callback_function")
+def migration_0007() -> Any:
+    return importlib.import_module("django_voicepassword.migrations.0007_callback_function")
 
 
 @pytest.mark.postgres
@@ -768,7 +768,7 @@ def test_without_the_function_the_generated_statement_applies_callbacks(
 ):
     """New code on a database not yet migrated: nothing lost, one warning per process."""
     with connection.cursor() as cursor:
-        cursor.execute(migration_0008().DROP)
+        cursor.execute(migration_0007().DROP)
     callbacks_module._warn_missing_function.cache_clear()
     try:
         with caplog.at_level("WARNING"), CaptureQueriesContext(connection) as captured:
@@ -776,7 +776,7 @@ def test_without_the_function_the_generated_statement_applies_callbacks(
             again = deliver(client, call, callback("BUSY"))
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(migration_0008().CREATE)
+            cursor.execute(migration_0007().CREATE)
         # The caught error's traceback is a cycle (Django's error wrapping)
         # that holds the frames, and the call's turn, until collected.
         gc.collect()

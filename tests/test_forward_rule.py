@@ -2,7 +2,7 @@
 
 A callback is applied through the ORM (:func:`~django_voicepassword.reconcile.record_changes`
 under a row lock) on every database, and on PostgreSQL through one statement:
-a call of the PL/pgSQL function that migration 0008 installs
+a call of the PL/pgSQL function that migration 0007 installs
 (``callbacks.FUNCTION``), or, without it, a generated statement
 (``callbacks._statement``); both take their status sets from
 :func:`~django_voicepassword.reconcile.overwritable_by`, that is from the same
