@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import connections, models, router, transaction
@@ -95,10 +97,13 @@ def overwritable_by(new_status: str) -> frozenset[Call.Status]:
     return frozenset(status for status in Call.Status if status_rank(status) < rank)
 
 
-def record_changes(call: Call, record: CallRecord, *, authoritative: bool) -> dict[str, Any]:
+def record_changes(
+    call: Call | _Row, record: CallRecord, *, authoritative: bool
+) -> dict[str, Any]:
     """What the provider's ``record`` changes on ``call``: field name → new value.
 
-    Pure: ``call`` is only read. ``authoritative`` is true for the provider's
+    Pure: ``call`` (a row, or the lean copy :func:`reconcile_day` reads) is
+    only read. ``authoritative`` is true for the provider's
     own records (``get/`` ``state`` and ``daily``), false for a callback.
 
     The status only moves forward (:func:`~django_voicepassword.models.status_rank`);
@@ -204,14 +209,14 @@ def channel_of(record: CallRecord) -> str:
     return Call.Channel.VOICE_CALL
 
 
-def _window(call: Call) -> tuple[datetime, datetime]:
+def _window(call: _Row) -> tuple[datetime, datetime]:
     """The provider dates that may be ``call``'s record, both ends included."""
     return call.created_at - SETTLE_BEFORE, call.created_at + SETTLE_AFTER
 
 
 def _match(
-    candidates: Sequence[Call], records: Iterable[CallRecord]
-) -> list[tuple[Call, CallRecord]]:
+    candidates: Sequence[_Row], records: Iterable[CallRecord]
+) -> list[tuple[_Row, CallRecord]]:
     """Pair local rows of unknown outcome with provider records, closest in time first.
 
     A record matches a row with the same number when it is dated within the
@@ -222,10 +227,10 @@ def _match(
     older row, then the lower request id, so the result does not depend on the
     order of the provider's report).
     """
-    by_number: dict[str, list[Call]] = {}
+    by_number: dict[str, list[_Row]] = {}
     for call in candidates:
         by_number.setdefault(call.number, []).append(call)
-    pairs: list[tuple[timedelta, int, str, Call, CallRecord]] = []
+    pairs: list[tuple[timedelta, int, str, _Row, CallRecord]] = []
     for record in records:
         rows = by_number.get(record.number)
         if not rows or record.date is None:
@@ -270,7 +275,7 @@ def _abandon_pending(alias: str, start: datetime, end: datetime, now: datetime) 
     ).update(status=Call.Status.UNKNOWN, error_code="abandoned", updated_at=now)
 
 
-def _settle_candidate(call: Call) -> bool:
+def _settle_candidate(call: _Row) -> bool:
     """Whether a row without a request id may still be given one by a record.
 
     Unknown outcomes, and the rows an earlier run marked not placed for want of
@@ -284,11 +289,80 @@ def _settle_candidate(call: Call) -> bool:
     )
 
 
+#: Every column of a row, as read: the decision needs a few, but a ``Call``
+#: built from them for a signal's receiver (or ``bulk_update``) must be whole.
+_COLUMNS = tuple(field.attname for field in Call._meta.concrete_fields)
+#: The attributes of a :class:`_Row`, by their place in :data:`_COLUMNS`.
+_ROW_ATTRS = (
+    "provider_id",
+    "number",
+    "status",
+    "state_label",
+    "error_code",
+    "price",
+    "duration",
+    "provider_date",
+    "created_at",
+    "updated_at",
+)
+_PICK = operator.itemgetter(
+    _COLUMNS.index(Call._meta.pk.attname), *(_COLUMNS.index(name) for name in _ROW_ATTRS)
+)
+
+
+class _Row:
+    """A local row as :func:`reconcile_day` reads it: what deciding needs, and its values.
+
+    Half a day's report is rows of this site: a model instance for each cost
+    more than the decisions about it. The decision reads and changes these
+    attributes; a ``Call`` is built (:meth:`call`) only where one is needed,
+    for the receivers of ``call_status_changed`` and for ``bulk_update``
+    outside PostgreSQL.
+    """
+
+    __slots__ = ("values", "pk", *_ROW_ATTRS)
+
+    pk: int
+    provider_id: str | None
+    number: str
+    status: str
+    state_label: str
+    error_code: str
+    price: Decimal | None
+    duration: timedelta | None
+    provider_date: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    def __init__(self, values: tuple[Any, ...]) -> None:
+        self.values = values
+        (
+            self.pk,
+            self.provider_id,
+            self.number,
+            self.status,
+            self.state_label,
+            self.error_code,
+            self.price,
+            self.duration,
+            self.provider_date,
+            self.created_at,
+            self.updated_at,
+        ) = _PICK(values)
+
+    def call(self, alias: str) -> Call:
+        """The whole ``Call``, as read, with the changes decided since."""
+        call = Call.from_db(alias, _COLUMNS, self.values)
+        for name in _ROW_ATTRS:
+            setattr(call, name, getattr(self, name))
+        return call
+
+
 @dataclass(slots=True)
 class _Change:
     """One existing row to write: its status when read, and what happened to it."""
 
-    call: Call
+    call: _Row
     old_status: str
     kind: str  # "updated", "settled" or "not_placed": the report's counter
 
@@ -297,11 +371,11 @@ class _Plan:
     """What one run does to the database, decided in Python from what was read."""
 
     def __init__(self) -> None:
-        self.new: list[Call] = []
+        self.new: list[tuple[Any, ...]] = []
         self.changes: list[_Change] = []
         self.fields: set[str] = set()
 
-    def change(self, call: Call, changes: dict[str, Any], kind: str) -> None:
+    def change(self, call: _Row, changes: dict[str, Any], kind: str) -> None:
         """Apply ``changes`` to the instance and queue the row for writing."""
         old_status = call.status
         for field, value in changes.items():
@@ -309,7 +383,7 @@ class _Plan:
         self.fields.update(changes)
         self.changes.append(_Change(call, old_status, kind))
 
-    def settle(self, call: Call, record: CallRecord) -> None:
+    def settle(self, call: _Row, record: CallRecord) -> None:
         """Give ``call`` the request id of ``record`` and the state the record reports."""
         old_status = call.status
         # Decided as for a call whose outcome was never known, which is what
@@ -324,7 +398,7 @@ class _Plan:
         changes["provider_id"] = record.id
         self.change(call, changes, "settled")
 
-    def not_placed(self, call: Call) -> None:
+    def not_placed(self, call: _Row) -> None:
         """Mark ``call`` as never placed: the provider's report has no record of it."""
         self.change(
             call, {"status": Call.Status.NOT_PLACED, "error_code": NOT_IN_DAILY}, "not_placed"
@@ -423,16 +497,12 @@ def reconcile_day(day: date) -> ReconcileReport:
             unsettled = [call for call in candidates if call.pk not in taken]
             _decide_leftovers(plan, unsettled, day, by_id, alias, gateway.daily)
 
-        created = _insert(plan.new, alias, connection)
+        created = _insert(plan.new, alias, connection, now)
         written = _update(connection, alias, plan, now, postgresql=postgresql)
 
-        moved = [
-            (change.call, change.old_status, change.call.status)
-            for change in written
-            if change.call.status != change.old_status
-        ]
+        moved = [change for change in written if change.call.status != change.old_status]
         if moved:
-            transaction.on_commit(lambda: _announce(moved), using=alias)
+            transaction.on_commit(lambda: _announce(moved, alias), using=alias)
 
     counts = dict.fromkeys(("updated", "settled", "not_placed"), 0)
     for change in written:
@@ -471,27 +541,48 @@ def _usable(records: Sequence[CallRecord]) -> dict[str, CallRecord]:
     return by_id
 
 
-def _new_call(record: CallRecord, start: datetime) -> Call | None:
-    """The row of a call placed outside this site, or ``None`` if it cannot be stored."""
+#: The fields a row created for a call placed outside this site takes from its
+#: record, in the order of :func:`_new_call`'s values; the others take their defaults.
+_NEW = (
+    "provider_id",
+    "channel",
+    "number",
+    "status",
+    "state_label",
+    "price",
+    "duration",
+    "provider_date",
+    "created_at",
+)
+
+
+def _new_call(record: CallRecord, start: datetime) -> tuple[Any, ...] | None:
+    """The values (:data:`_NEW`) of the row of a call placed outside this site.
+
+    ``None`` if it cannot be stored. Values, not a ``Call``: on PostgreSQL
+    they go straight into the INSERT's arrays, and building tens of thousands
+    of model instances only to read their fields back cost as much as the
+    INSERT itself.
+    """
     if len(record.number) > _NUMBER_LENGTH:
         logger.warning("daily: request %s has a number too long to store; left out", record.id)
         return None
-    return Call(
-        provider_id=record.id,
-        channel=channel_of(record),
-        number=record.number,
-        status=status_for_state(record.state) or Call.Status.PLACED,
-        state_label=record.state_label[:64],
-        price=record.price,
-        duration=record.duration,
-        provider_date=record.date,
-        created_at=record.date or start,
+    return (
+        record.id,
+        channel_of(record),
+        record.number,
+        status_for_state(record.state) or Call.Status.PLACED,
+        record.state_label[:64],
+        record.price,
+        record.duration,
+        record.date,
+        record.date or start,
     )
 
 
 def _decide_leftovers(
     plan: _Plan,
-    unsettled: list[Call],
+    unsettled: list[_Row],
     day: date,
     by_id: dict[str, CallRecord],
     alias: str,
@@ -565,7 +656,7 @@ def _decide_leftovers(
             plan.not_placed(call)
 
 
-def _within(call: Call, start: datetime, end: datetime) -> bool:
+def _within(call: _Row, start: datetime, end: datetime) -> bool:
     """Whether every date that may be ``call``'s record falls in ``[start, end)``."""
     low, high = _window(call)
     return start <= low and high < end
@@ -593,15 +684,16 @@ def _read(
     end: datetime,
     *,
     postgresql: bool,
-) -> list[Call]:
+) -> list[_Row]:
     """The local rows the report may concern: those with its request ids, and the candidates.
 
     The candidates for settling (:func:`_settle_candidate`) are the rows created
     from :data:`SETTLE_AFTER` before the day to :data:`SETTLE_BEFORE` after it:
     the only ones whose window meets the day. Rows are found by request id, not
-    by date, so a call of this site is found whatever its clock said.
+    by date, so a call of this site is found whatever its clock said. Read as
+    tuples (:class:`_Row`), not model instances.
     """
-    calls = Call.objects.using(alias).order_by()
+    calls = Call.objects.using(alias).order_by().values_list(*_COLUMNS)
     candidates = calls.filter(
         Q(status=Call.Status.UNKNOWN) | Q(status=Call.Status.NOT_PLACED, error_code=NOT_IN_DAILY),
         provider_id__isnull=True,
@@ -610,14 +702,14 @@ def _read(
     )
     if postgresql:
         if not ids:
-            return list(candidates)
+            return list(map(_Row, candidates))
         # One statement: the ids travel as one array parameter rather than a
         # placeholder each, and UNION ALL lets each half use its own index
         # (an OR would not). A row is in one half at most: the candidates have
         # no request id.
         by_id = calls.filter(provider_id__in=RawSQL("SELECT unnest(%s::varchar[])", (ids,)))
         # Unordered: the combined query would otherwise sort by Meta.ordering.
-        return list(by_id.union(candidates, all=True).order_by())
+        return list(map(_Row, by_id.union(candidates, all=True).order_by()))
     # Elsewhere the rows are locked where the database can (SQLite serialises
     # writers anyway), and the ids go in batches that respect the limit on a
     # statement's parameters (SQLite's is 32766 by default, 999 before 3.32).
@@ -625,7 +717,7 @@ def _read(
     step = max(1, (_max_params(connection) or len(ids) or 1) - 1)
     for index in range(0, len(ids), step):
         rows += calls.filter(provider_id__in=ids[index : index + step]).select_for_update()
-    return rows
+    return list(map(_Row, rows))
 
 
 def _max_params(connection: BaseDatabaseWrapper) -> int | None:
@@ -644,7 +736,9 @@ def _max_params(connection: BaseDatabaseWrapper) -> int | None:
     return None if limit is None else int(limit)
 
 
-def _insert(new: list[Call], alias: str, connection: BaseDatabaseWrapper) -> int:
+def _insert(
+    new: list[tuple[Any, ...]], alias: str, connection: BaseDatabaseWrapper, now: datetime
+) -> int:
     """Insert the rows of calls placed outside this site; return how many.
 
     ``ignore_conflicts``: a row with the same request id inserted meanwhile by
@@ -653,15 +747,69 @@ def _insert(new: list[Call], alias: str, connection: BaseDatabaseWrapper) -> int
     counted all the same: PostgreSQL's ``ON CONFLICT DO NOTHING`` does not say
     which rows it skipped without a costlier ``RETURNING``.
     """
-    if new:
-        # One INSERT ... SELECT FROM UNNEST on PostgreSQL (Django batches by
-        # the backend's parameter limit only, and PostgreSQL has none here);
-        # elsewhere batches within the connection's real parameter limit.
-        limit = _max_params(connection)
-        fields = len(Call._meta.concrete_fields)
-        batch = None if limit is None else max(1, limit // fields)
-        Call.objects.using(alias).bulk_create(new, batch_size=batch, ignore_conflicts=True)
+    if not new:
+        return 0
+    if connection.vendor == "postgresql":
+        _insert_postgresql(connection, new, now)
+        return len(new)
+    # Elsewhere batches within the connection's real parameter limit.
+    limit = _max_params(connection)
+    fields = len(Call._meta.concrete_fields)
+    batch = None if limit is None else max(1, limit // fields)
+    rows = [Call(**dict(zip(_NEW, values, strict=True))) for values in new]
+    Call.objects.using(alias).bulk_create(rows, batch_size=batch, ignore_conflicts=True)
     return len(new)
+
+
+def _insert_postgresql(
+    connection: BaseDatabaseWrapper, new: list[tuple[Any, ...]], now: datetime
+) -> None:
+    """One ``INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`` of the new rows.
+
+    What ``bulk_create()`` sends on PostgreSQL, without its cost in Python: a
+    model instance per row, then each field's ``pre_save()`` and preparation
+    read back from it. The values of :data:`_NEW` travel as one array
+    parameter per column; every other column takes its default once, as
+    ``bulk_create()`` would (``updated_at``, ``auto_now``, the run's time).
+    """
+    qn = connection.ops.quote_name
+    given = [_field(name) for name in _NEW]
+    others = [
+        field
+        for field in Call._meta.concrete_fields
+        if not field.primary_key and field.name not in _NEW
+    ]
+    constants = [
+        now
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False)
+        else field.get_db_prep_save(field.get_default(), connection)
+        for field in others
+    ]
+    names = ", ".join(qn(_column(field)) for field in (*given, *others))
+    arrays = ", ".join(f"%s::{_base_type(field, connection)}[]" for field in given)
+    selected = ", ".join(
+        [*(f"v.{qn(_column(field))}" for field in given)]
+        + [f"%s::{_base_type(field, connection)}" for field in others]
+    )
+    aliases = ", ".join(qn(_column(field)) for field in given)
+    # Only the model's own table and column names, quoted, are interpolated;
+    # every value is a parameter.
+    sql = (
+        f"INSERT INTO {qn(Call._meta.db_table)} ({names}) "  # noqa: S608
+        f"SELECT {selected} FROM unnest({arrays}) AS v({aliases}) ON CONFLICT DO NOTHING"
+    )
+    columns = [list(column) for column in zip(*new, strict=True)]
+    with connection.cursor() as cursor:
+        # The constants come first: the SELECT list precedes the FROM.
+        cursor.execute(sql, [*constants, *columns])
+
+
+def _base_type(field: models.Field[Any, Any], connection: BaseDatabaseWrapper) -> str:
+    """``field``'s column type without its modifiers (varchar, not varchar(16)).
+
+    As in Django's own bulk insert: the column itself checks the length.
+    """
+    return (field.db_type(connection) or "text").split("(")[0]
 
 
 #: Rows per UPDATE outside PostgreSQL. Django's bulk_update writes one
@@ -690,7 +838,7 @@ def _update(
         FALLBACK_BATCH if limit is None else min(FALLBACK_BATCH, limit // (1 + 2 * len(fields)))
     )
     Call.objects.using(alias).bulk_update(
-        [change.call for change in plan.changes], fields, batch_size=max(1, batch)
+        [change.call.call(alias) for change in plan.changes], fields, batch_size=max(1, batch)
     )
     return plan.changes
 
@@ -711,14 +859,7 @@ def _update_postgresql(
     pk, status, updated_at = _field("id"), _field("status"), _field("updated_at")
     fields = [_field(name) for name in _WRITTEN]
     names = [qn(_column(pk)), qn("old_status"), *(qn(_column(field)) for field in fields)]
-    # Array types without their modifiers (varchar, not varchar(16)), as
-    # Django's own bulk insert: the column itself checks the length.
-    types = [
-        pk.db_type(connection),
-        status.db_type(connection),
-        *(field.db_type(connection) for field in fields),
-    ]
-    arrays = ", ".join(f"%s::{(db_type or 'text').split('(')[0]}[]" for db_type in types)
+    arrays = ", ".join(f"%s::{_base_type(field, connection)}[]" for field in (pk, status, *fields))
     assignments = ", ".join(f"{qn(_column(field))} = v.{qn(_column(field))}" for field in fields)
     table, pk_column = qn(Call._meta.db_table), qn(_column(pk))
     # Only the model's own table and column names, quoted, are interpolated;
@@ -758,9 +899,19 @@ def _column(field: models.Field[Any, Any]) -> str:
     return field.column
 
 
-def _announce(moved: list[tuple[Call, str, str]]) -> None:
-    """Send ``call_status_changed`` for every row whose status moved."""
-    for call, old_status, new_status in moved:
+def _announce(moved: list[_Change], alias: str) -> None:
+    """Send ``call_status_changed`` for every row whose status moved.
+
+    Each receiver gets a whole ``Call``, built from the values read (nothing is
+    queried); with no receiver none is built.
+    """
+    if not call_status_changed.has_listeners(Call):
+        return
+    for change in moved:
         call_status_changed.send(
-            sender=Call, call=call, old_status=old_status, new_status=new_status, source="daily"
+            sender=Call,
+            call=change.call.call(alias),
+            old_status=change.old_status,
+            new_status=change.call.status,
+            source="daily",
         )

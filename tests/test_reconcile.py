@@ -167,6 +167,18 @@ def test_calls_placed_elsewhere_become_rows(report):
     assert (rows["4"].status, rows["4"].state_label) == (Call.Status.PLACED, "Странно")
 
 
+def test_a_created_row_takes_the_models_defaults(report):
+    # The rows are written without model instances on PostgreSQL: every column
+    # the record does not give must still take the model's default.
+    before = timezone.now()
+    report[DAY] = [record("1")]
+    calls.reconcile_day(DAY)
+    row = Call.objects.get(provider_id="1")
+    assert (row.error_code, row.callbacks_dropped) == ("", 0)
+    assert (row.parent_id, row.user_id, row.challenge_id) == (None, None, None)
+    assert row.updated_at >= before
+
+
 @pytest.mark.parametrize(
     ("service", "state", "channel"),
     [
@@ -224,6 +236,52 @@ def test_states_prices_and_durations_are_corrected(report, signals):
     assert sorted(signals) == [
         ("daily", "busy", "answered", "2"),
         ("daily", "placed", "no_answer", "1"),
+    ]
+
+
+def test_a_receiver_gets_the_whole_call_without_a_query(report):
+    # The rows are read as tuples; a receiver still gets a whole Call, as read
+    # and as changed, whose fields cost no query.
+    row = local("1", channel=Call.Channel.VOICE_CALL, state_label="Дозвон")
+    report[DAY] = [record("1", state="Успешно", price="0.50")]
+    seen: list[tuple[Any, ...]] = []
+
+    def on_changed(sender, call, old_status, new_status, source, **kwargs):
+        with CaptureQueriesContext(connection) as captured:
+            seen.append(
+                (
+                    call.pk,
+                    call.channel,
+                    call.number,
+                    call.created_at,
+                    call.callbacks_dropped,
+                    call.status,
+                    call.state_label,
+                    call.price,
+                    call.updated_at > row.updated_at,
+                    call._state.adding,
+                )
+            )
+        assert captured.captured_queries == []
+
+    call_status_changed.connect(on_changed)
+    try:
+        calls.reconcile_day(DAY)
+    finally:
+        call_status_changed.disconnect(on_changed)
+    assert seen == [
+        (
+            row.pk,
+            Call.Channel.VOICE_CALL,
+            row.number,
+            row.created_at,
+            0,
+            Call.Status.ANSWERED,
+            "Успешно",
+            Decimal("0.50"),
+            True,
+            False,
+        )
     ]
 
 
