@@ -60,7 +60,9 @@ server A (the callbacks' target) killed with SIGKILL mid-run, process group
 and all, and started again a few seconds later. Clients fail over to the other
 server on a connection error, as a load balancer would. It prints, besides the
 figures above: what each user got (a working login or a clear error; anything
-else is counted as unclear), the Call rows by status after each reconciliation
+else is counted as unclear, apart from the users whose send the site saw fail,
+who are answered as sent by the accounts-look-alike rule and counted on a line
+of their own), the Call rows by status after each reconciliation
 (every row must end in a final status), ``send/`` requests per Call row (no
 call placed twice) and ``send/`` requests without a row.
 
@@ -182,6 +184,7 @@ class FlowResult:
     detail: str
     accepted: int  # answers that accepted the code (1 for a login; more is the bug)
     seconds: float
+    challenge: str = ""  # its id, once the start answered 201
 
 
 @dataclass
@@ -386,8 +389,11 @@ def one_login(
     """A user logs in by phone: start, read the phone, confirm twice at once, replay."""
     started = time.perf_counter()
 
+    challenge = ""
+
     def result(outcome: str, detail: str, accepted: int = 0) -> FlowResult:
-        return FlowResult(flow.number, outcome, detail, accepted, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        return FlowResult(flow.number, outcome, detail, accepted, seconds, challenge)
 
     before = phone.newest(flow.number)
     browser = Browser(plan, stats)
@@ -399,7 +405,7 @@ def one_login(
         if answer.status != 201:
             return result(*_refusal(answer, "start"))
         stats.latency("start", time.perf_counter() - begin)
-        challenge = answer.json()["id"]
+        challenge = str(answer.json()["id"])
         code = phone.wait(flow.number, before[0] if before else 0, 10 if plan.async_send else 5)
         if code is None:
             shown = browser.request(answer.server, "GET", f"{START}{challenge}/")
@@ -777,6 +783,27 @@ def wait_for_callbacks(emulator: Emulator, seconds: float) -> int:
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.5)
+
+
+#: A send the site itself saw fail: refused (``not_placed``), its outcome
+#: unknown, or never finished (a killed process's ``pending``).
+FAILED_SENDS = ("not_placed", "unknown", "pending")
+
+
+def failed_sends(flows: list[FlowResult]) -> set[str]:
+    """The unclear flows' challenges whose send failed, as the site recorded it.
+
+    Read right after the load, before reconciliation settles unknown outcomes.
+    A login whose send failed is answered as sent, as a number without an
+    account is (the accounts-look-alike rule, ``docs/decisions.md``), so its
+    user waits for a call that does not come, or gets one with a code the site
+    cannot check: by design, not a fault; reported apart.
+    """
+    from django_voicepassword.models import Call
+
+    ids = [flow.challenge for flow in flows if flow.outcome == "unclear" and flow.challenge]
+    rows = Call.objects.filter(challenge_id__in=ids, status__in=FAILED_SENDS)
+    return {str(pk) for pk in rows.values_list("challenge_id", flat=True)}
 
 
 def statuses() -> Counter[str]:
@@ -1167,6 +1194,7 @@ def run(args: argparse.Namespace) -> int:
 
         waiting = wait_for_sends(60) if async_send else 0
         left = wait_for_callbacks(emulator, 30)
+        masked = failed_sends(load.flows)
         before = statuses()
         sync_report = reconcile(now_shift=False)
         after_sync = statuses()
@@ -1176,7 +1204,7 @@ def run(args: argparse.Namespace) -> int:
         figures = callback_figures(callbacks, load.callback_answers)
         emulator_side, no_id = emulator_figures(snapshot, limit, budget, faults=faults)
         figures += emulator_side
-        report(load, figures, size, faults, limit, budget, no_id)
+        report(load, figures, size, faults, limit, budget, no_id, masked)
         print("\nCall rows by status:")
         for name, counted in (
             ("after the load", before),
@@ -1230,9 +1258,13 @@ def report(
     limit: int,
     budget: float,
     no_id: list[str],
+    masked: set[str],
 ) -> None:
     flows = load.flows
     outcomes = Counter(flow.outcome for flow in flows)
+    answered_as_sent = sum(
+        1 for flow in flows if flow.outcome == "unclear" and flow.challenge in masked
+    )
     accepted_twice = sum(1 for flow in flows if flow.accepted > 1)
     errors = Counter(flow.detail for flow in flows if flow.outcome == "clear_error")
     unclear = Counter(flow.detail for flow in flows if flow.outcome == "unclear")
@@ -1310,7 +1342,16 @@ def report(
         ),
         Figure("requests that got no answer at all", no_answer, must_be_zero=not faults),
         Figure("codes accepted twice", accepted_twice),
-        Figure("users with an unclear outcome", outcomes["unclear"]),
+        Figure(
+            "users with an unclear outcome (their send did not fail)",
+            outcomes["unclear"] - answered_as_sent,
+        ),
+        Figure(
+            "users answered as sent after a failed send (accounts look alike)",
+            answered_as_sent,
+            must_be_zero=False,
+            note="the provider refused, failed or timed out; a clear 503 would tell accounts",
+        ),
     ]
     if not faults:
         figures.append(Figure("logins that did not log in", len(flows) - outcomes["logged_in"]))
