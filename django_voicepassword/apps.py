@@ -17,13 +17,8 @@ class VoicePasswordConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Register the system checks and the receivers (a login's number, workflows, figures)."""
+        """Register the system checks and the receivers (a login's number, workflows)."""
         from django_voicepassword import checks, workflow  # noqa: F401  (register on import)
         from django_voicepassword.auth_backends import connect_signals
-        from django_voicepassword.dashboard import forget_closed_days
-        from django_voicepassword.signals import call_status_changed
 
         connect_signals()
-        call_status_changed.connect(
-            forget_closed_days, sender=self.get_model("Call"), dispatch_uid="voicepassword-days"
-        )

@@ -261,6 +261,9 @@ def apply_record(call: Call, record: CallRecord, *, source: str) -> bool:
     for field, value in changes.items():
         setattr(call, field, value)
     call.save(update_fields=[*changes, "updated_at"])
+    from django_voicepassword import dashboard  # it imports this module
+
+    dashboard.forget_if_finished(call.created_at)
     moved = "status" in changes
     if moved:
         _announce(call, old_status, source)

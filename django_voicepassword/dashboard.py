@@ -57,7 +57,7 @@ __all__ = [
     "current_balance",
     "finished_and_live",
     "forget_cached_days",
-    "forget_closed_days",
+    "forget_if_finished",
     "latest_snapshots",
 ]
 
@@ -256,9 +256,9 @@ def finished_and_live(
     gives its rows grouped by the local hour (``_local_hour``) and whatever
     else the caller groups by, as (hour, values). The past is written once: a
     finished day's rows, and a finished hour's of today, are cached under
-    ``namespace`` (for :data:`CLOSED_DAYS_CACHE_SECONDS` at most; a change to
-    an older call that sends ``call_status_changed`` forgets them at once, see
-    :func:`forget_closed_days`). So ``read`` starts at the current hour when
+    ``namespace`` (for :data:`CLOSED_DAYS_CACHE_SECONDS` at most; a
+    reconciliation or a refresh that changes an older call forgets them at
+    once, see :func:`forget_if_finished`). So ``read`` starts at the current hour when
     every finished bucket is cached, else at the first one that is not: one
     query, whose cost is the current hour's rows, not the window's.
 
@@ -373,25 +373,29 @@ def call_stats(days: int = DASHBOARD_DAYS, *, now: dt.datetime | None = None) ->
     )
 
 
-def forget_closed_days(sender: Any, call: Call, **kwargs: Any) -> None:
-    """Forget the cached figures of finished days when a call of one of them changes.
+def forget_if_finished(created_at: dt.datetime) -> None:
+    """Forget the cached figures of finished days if ``created_at`` is in one.
 
-    A receiver of ``call_status_changed``. A callback comes minutes after its
-    call, so almost every change is today's and forgets nothing; a
-    reconciliation or a refresh from the admin that moves an older call
-    starts a new generation, in which every finished day is read again once.
-    Days are local: the call's date is compared with today's in the current
-    and in the default time zone.
+    Called where an older call can change or appear: a reconciliation
+    (:func:`~django_voicepassword.reconcile.reconcile_day`) and a call's
+    refresh from the provider (:func:`~django_voicepassword.calls.apply_record`).
+    Not a receiver of ``call_status_changed``: a receiver of that signal makes
+    every callback build its row and take turns inside the process
+    (``callbacks._turn``). A late callback to a call of a finished day (one
+    placed just before midnight) therefore shows when the cached day expires,
+    within ``CLOSED_DAYS_CACHE_SECONDS``. Days are local: the date is compared
+    with today's in the current and in the default time zone; a change in a
+    finished day starts a new generation, in which every finished day is read
+    again once.
     """
-    created = call.created_at
     now = timezone.now()
-    if django_settings.USE_TZ and timezone.is_aware(created):
+    if django_settings.USE_TZ and timezone.is_aware(created_at):
         zones = {timezone.get_current_timezone(), timezone.get_default_timezone()}
         finished = any(
-            timezone.localdate(created, zone) < timezone.localdate(now, zone) for zone in zones
+            timezone.localdate(created_at, zone) < timezone.localdate(now, zone) for zone in zones
         )
     else:
-        finished = created.date() < dt.date.today()
+        finished = created_at.date() < dt.date.today()
     if finished:
         forget_cached_days()
 

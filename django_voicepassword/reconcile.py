@@ -504,6 +504,11 @@ def reconcile_day(day: date) -> ReconcileReport:
         if moved:
             transaction.on_commit(lambda: _announce(moved, alias), using=alias)
 
+    if created or written:
+        # The day's figures, if the admin cached them, are read again.
+        from django_voicepassword import dashboard
+
+        dashboard.forget_if_finished(start)
     counts = dict.fromkeys(("updated", "settled", "not_placed"), 0)
     for change in written:
         counts[change.kind] += 1

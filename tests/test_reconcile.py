@@ -167,6 +167,20 @@ def test_calls_placed_elsewhere_become_rows(report):
     assert (rows["4"].status, rows["4"].state_label) == (Call.Status.PLACED, "Странно")
 
 
+def test_a_reconciled_past_day_makes_the_admin_read_its_figures_again(report):
+    from django.core.cache import cache
+
+    from django_voicepassword import dashboard
+
+    generation = cache.get(dashboard.CLOSED_DAYS_GENERATION_KEY)
+    report[DAY] = []
+    calls.reconcile_day(DAY)  # nothing written: nothing to forget
+    assert cache.get(dashboard.CLOSED_DAYS_GENERATION_KEY) == generation
+    report[DAY] = [record("1")]
+    calls.reconcile_day(DAY)
+    assert cache.get(dashboard.CLOSED_DAYS_GENERATION_KEY) != generation
+
+
 def test_a_created_row_takes_the_models_defaults(report):
     # The rows are written without model instances on PostgreSQL: every column
     # the record does not give must still take the model's default.
