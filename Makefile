@@ -65,9 +65,15 @@ demo: $(STAMP)  ## Set up and run the example site on the local emulator (PORT, 
 # for them; the shell itself takes Ctrl-C (or a server's exit), stops both with
 # SIGTERM, waits for them, and then dies of the SIGINT it got, so that make reports
 # an interrupt. Each handler first clears the traps: `kill 0` in a trap, as before,
-# signalled the shell itself and re-entered the trap until bash crashed.
+# signalled the shell itself and re-entered the trap until bash crashed. A server
+# still running 5 s after SIGTERM (one stuck in its exit handlers) is killed, so
+# that Ctrl-C always ends the demo.
 	@emulator=; site=; \
 	stop() { trap - EXIT INT TERM; kill $$emulator $$site 2>/dev/null || true; \
+		for _ in 1 2 3 4 5 6 7 8 9 10; do \
+			kill -0 $$emulator 2>/dev/null || kill -0 $$site 2>/dev/null || break; sleep 0.5; \
+		done; \
+		kill -KILL $$emulator $$site 2>/dev/null || true; \
 		wait || true; rm -f $(DEMO_ENV_FILE); }; \
 	trap stop EXIT; \
 	trap 'stop; kill -INT $$$$' INT; \
