@@ -529,6 +529,22 @@ def machine() -> str:
     )
 
 
+def worker_profiles(profile_dir: Path) -> Any | None:
+    """The cProfile statistics ``bench_site`` wrote for its workers, merged; ``None``: none."""
+    import pstats
+
+    files = sorted(profile_dir.glob("worker-*.pstats"))
+    if not files:
+        print("no profile was written")
+        return None
+    stats = pstats.Stats(str(files[0]))
+    for extra in files[1:]:
+        stats.add(str(extra))
+    stats.sort_stats("cumulative")
+    print(f"\nCPU profile of {len(files)} workers (cProfile; times include its overhead).")
+    return stats
+
+
 def http_json(url: str, timeout: float = 10.0) -> Any:
     """GET ``url`` and read its JSON body (raises on a non-2xx answer)."""
     with _OPENER.open(url, timeout=timeout) as answer:

@@ -103,6 +103,7 @@ from _harness import (
     scratch_database,
     spread,
     tail,
+    worker_profiles,
 )
 
 #: One database per run: two runs at once (two people, two sessions) would
@@ -617,17 +618,9 @@ def report(
 
 def report_profile(profile_dir: Path, limit: int = 25) -> None:
     """Where the workers' CPU went: the app's functions, then what the view and apply call."""
-    import pstats
-
-    files = sorted(profile_dir.glob("worker-*.pstats"))
-    if not files:
-        print("no profile was written")
+    stats = worker_profiles(profile_dir)
+    if stats is None:
         return
-    stats = pstats.Stats(str(files[0]))
-    for extra in files[1:]:
-        stats.add(str(extra))
-    stats.sort_stats("cumulative")
-    print(f"\nCPU profile of {len(files)} workers (cProfile; times include its overhead).")
     print("The app's functions by cumulative time:")
     stats.print_stats(r"django_voicepassword/", limit)
     print("What the callback view and apply_callback spend it on:")

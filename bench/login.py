@@ -102,6 +102,7 @@ from _harness import (
     tail,
     update_cookies,
     wait_http,
+    worker_profiles,
 )
 
 DB_NAME = run_database("voicepassword_bench_login")
@@ -498,17 +499,9 @@ def report(
 
 def report_profile(profile_dir: Path, limit: int = 30) -> None:
     """Where the workers' CPU went on the app's logins."""
-    import pstats
-
-    files = sorted(profile_dir.glob("worker-*.pstats"))
-    if not files:
-        print("no profile was written")
+    stats = worker_profiles(profile_dir)
+    if stats is None:
         return
-    stats = pstats.Stats(str(files[0]))
-    for extra in files[1:]:
-        stats.add(str(extra))
-    stats.sort_stats("cumulative")
-    print(f"\nCPU profile of {len(files)} workers (cProfile; times include its overhead).")
     print("The app's functions, Django's login() and the session store, by cumulative time:")
     stats.print_stats(r"django_voicepassword/|contrib/auth/__init__|sessions/backends/", limit)
     print("Where the CPU is spent, by own time (any module):")
@@ -517,7 +510,7 @@ def report_profile(profile_dir: Path, limit: int = 30) -> None:
     print("What the two views spend it on:")
     stats.print_callees(r"api/login\.py:\d+\(post\)")
     stats.print_callees(r"verification\.py:\d+\(start_challenge\)")
-    stats.print_callees(r"ratelimit\.py:\d+\(_count\)")
+    stats.print_callees(r"ratelimit\.py:\d+\(check_and_reserve\)")
 
 
 # --------------------------------------------------------------------------- main
