@@ -70,6 +70,9 @@ BALANCE_CACHE_KEY = "voicepassword:admin:balance:v1"
 DASHBOARD_DAYS = 30
 #: How long the call figures of a finished day stay cached, at most.
 CLOSED_DAYS_CACHE_SECONDS = 3600
+#: How long an hour stays live after it ends, read at each request before it is cached:
+#: a callback moments after the hour, or a row committed late, still counts in it.
+SETTLE_TIME = dt.timedelta(minutes=5)
 #: The prefix of the cache keys of finished days' figures (one per figure and time zone).
 CLOSED_DAYS_CACHE_KEY = "voicepassword:admin:call-days:v1"
 #: The cache key of their generation: a new one forgets every finished day.
@@ -219,7 +222,16 @@ def _naive_local(moment: dt.datetime) -> dt.datetime:
     return moment.replace(tzinfo=None)
 
 
-#: A bucket: ("day", a finished date) or ("hour", the local start of a finished hour of today).
+def _live_start(moment: dt.datetime, zone: dt.tzinfo | None = None) -> dt.datetime:
+    """The naive local start of the oldest hour still live at ``moment`` (:data:`SETTLE_TIME`)."""
+    moment -= SETTLE_TIME
+    if django_settings.USE_TZ and timezone.is_aware(moment):
+        moment = timezone.localtime(moment, zone)
+    return moment.replace(tzinfo=None, minute=0, second=0, microsecond=0)
+
+
+#: A bucket: ("day", a finished date) or ("hour", the local start of a finished hour of the
+#: live hour's day).
 _Bucket = tuple[str, Any]
 #: Rows as :func:`finished_and_live` reads them: (the local hour, what the row says).
 HourRows = Iterable[tuple[dt.datetime, tuple[Any, ...]]]
@@ -258,9 +270,12 @@ def finished_and_live(
     finished day's rows, and a finished hour's of today, are cached under
     ``namespace`` (for :data:`CLOSED_DAYS_CACHE_SECONDS` at most; a
     reconciliation or a refresh that changes an older call forgets them at
-    once, see :func:`forget_if_finished`). So ``read`` starts at the current hour when
-    every finished bucket is cached, else at the first one that is not: one
-    query, whose cost is the current hour's rows, not the window's.
+    once, see :func:`forget_if_finished`). An hour is finished
+    :data:`SETTLE_TIME` after its end: until then it is read with the current
+    one, so that the callbacks of its last calls, and rows committed late,
+    count. So ``read`` starts at the live hour when every finished bucket is
+    cached, else at the first one that is not: one query, whose cost is the
+    live hour's rows, not the window's.
 
     The first ``keys`` of a row's values are what it is grouped by (besides
     the hour), the others are counts or sums: a finished bucket is cached
@@ -270,12 +285,12 @@ def finished_and_live(
     Returns every row as (its local date, values), days after the window's
     last included (rows stamped in the future).
     """
-    today = dates[-1]
     moment = now or timezone.now()
-    live = _naive_local(moment).replace(minute=0, second=0, microsecond=0)
-    wanted: list[_Bucket] = [("day", day) for day in dates[:-1]]
-    midnight = dt.datetime.combine(today, dt.time.min)
-    for n in range(live.hour if live.date() == today else 0):
+    live = max(_live_start(moment), dt.datetime.combine(dates[0], dt.time.min))
+    live_day = live.date()
+    wanted: list[_Bucket] = [("day", day) for day in dates if day < live_day]
+    midnight = dt.datetime.combine(live_day, dt.time.min)
+    for n in range(live.hour):
         wanted.append(("hour", midnight + dt.timedelta(hours=n)))
     # One key per figure and time zone, holding its buckets: one round trip,
     # and a handful of keys whatever the window (a local-memory cache culls
@@ -307,7 +322,7 @@ def finished_and_live(
         if local >= live:
             present.append(row)
             continue
-        bucket = ("day", local.date()) if local.date() < today else ("hour", local)
+        bucket = ("day", local.date()) if local.date() < live_day else ("hour", local)
         if bucket in fresh:  # not a cached bucket read again (after the first missing)
             fresh[bucket].append(row)
     if fresh:
@@ -318,7 +333,7 @@ def finished_and_live(
         buckets = {
             bucket: entry
             for bucket, entry in cached.items()
-            if entry[0] >= oldest and (bucket[0] == "day" or bucket[1].date() == today)
+            if entry[0] >= oldest and (bucket[0] == "day" or bucket[1].date() == live_day)
         }
         buckets.update((bucket, (moment.timestamp(), rows)) for bucket, rows in fresh.items())
         value = {"generation": generation, "buckets": buckets}
@@ -374,28 +389,29 @@ def call_stats(days: int = DASHBOARD_DAYS, *, now: dt.datetime | None = None) ->
 
 
 def forget_if_finished(created_at: dt.datetime) -> None:
-    """Forget the cached figures of finished days if ``created_at`` is in one.
+    """Forget the cached figures of finished days and hours if ``created_at`` is in one.
 
     Called where an older call can change or appear: a reconciliation
     (:func:`~django_voicepassword.reconcile.reconcile_day`) and a call's
     refresh from the provider (:func:`~django_voicepassword.calls.apply_record`).
     Not a receiver of ``call_status_changed``: a receiver of that signal makes
     every callback build its row and take turns inside the process
-    (``callbacks._turn``). A late callback to a call of a finished day (one
-    placed just before midnight) therefore shows when the cached day expires,
-    within ``CLOSED_DAYS_CACHE_SECONDS``. Days are local: the date is compared
-    with today's in the current and in the default time zone; a change in a
-    finished day starts a new generation, in which every finished day is read
-    again once.
+    (``callbacks._turn``). A callback later than :data:`SETTLE_TIME` after
+    the end of its call's hour therefore shows when the cached hour or day
+    expires, within ``CLOSED_DAYS_CACHE_SECONDS``. Hours are local: the
+    moment is compared with the live hour's start in the current and in the
+    default time zone; a change in a finished hour or day starts a new
+    generation, in which every finished bucket is read again once.
     """
     now = timezone.now()
     if django_settings.USE_TZ and timezone.is_aware(created_at):
         zones = {timezone.get_current_timezone(), timezone.get_default_timezone()}
         finished = any(
-            timezone.localdate(created_at, zone) < timezone.localdate(now, zone) for zone in zones
+            timezone.localtime(created_at, zone).replace(tzinfo=None) < _live_start(now, zone)
+            for zone in zones
         )
     else:
-        finished = created_at.date() < dt.date.today()
+        finished = _naive_local(created_at) < _live_start(now)
     if finished:
         forget_cached_days()
 

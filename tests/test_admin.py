@@ -632,11 +632,8 @@ def test_the_dashboard_charts_the_last_thirty_days(admin_client, emulated):
 
 
 def hour_ago_or_yesterday() -> dt.datetime:
-    """A moment of a finished hour: an hour ago, or yesterday just after midnight."""
-    now = timezone.localtime()
-    if now.hour:
-        return now - dt.timedelta(hours=1)
-    return now - dt.timedelta(hours=2)
+    """A moment of a finished hour (of today, or of yesterday just after midnight)."""
+    return timezone.now() - dt.timedelta(hours=1) - dashboard.SETTLE_TIME
 
 
 def test_finished_days_and_hours_are_read_once_the_current_hour_every_time():
@@ -658,6 +655,55 @@ def test_finished_days_and_hours_are_read_once_the_current_hour_every_time():
     assert fresh.calls == 5
     assert dict(fresh.by_status) == {Call.Status.ANSWERED: 4, Call.Status.BUSY: 1}
     assert dashboard.call_stats() == fresh  # from the cache: the same figures
+
+
+def test_an_hour_is_read_until_it_has_settled():
+    # A call placed at 10:59 and answered at 11:02: its hour is still read
+    # at 11:03, and cached only once SETTLE_TIME has passed.
+    today = timezone.localdate()
+    hour = timezone.make_aware(dt.datetime.combine(today, dt.time(10)))
+    call = make_call(created_at=hour + dt.timedelta(minutes=59), status="placed")
+    after = hour + dt.timedelta(hours=1, minutes=3)
+    assert dict(dashboard.call_stats(now=after).by_status) == {Call.Status.PLACED: 1}
+    Call.objects.filter(pk=call.pk).update(status=Call.Status.ANSWERED)  # the callback
+    settled = hour + dt.timedelta(hours=1) + dashboard.SETTLE_TIME
+    assert dict(dashboard.call_stats(now=settled).by_status) == {Call.Status.ANSWERED: 1}
+    Call.objects.filter(pk=call.pk).update(status=Call.Status.BUSY)  # behind the cache's back
+    later = settled + dt.timedelta(minutes=10)
+    assert dict(dashboard.call_stats(now=later).by_status) == {Call.Status.ANSWERED: 1}
+
+
+def test_a_one_day_window_reads_nothing_of_yesterday_while_its_last_hour_settles():
+    midnight = timezone.make_aware(dt.datetime.combine(timezone.localdate(), dt.time.min))
+    make_call(created_at=midnight - dt.timedelta(minutes=1))  # yesterday's
+    make_call(created_at=midnight + dt.timedelta(minutes=1))
+    stats = dashboard.call_stats(1, now=midnight + dt.timedelta(minutes=2))
+    assert (stats.calls, sum(n for _status, n in stats.by_status)) == (1, 1)
+    two_days = dashboard.call_stats(2, now=midnight + dt.timedelta(minutes=2))
+    assert [day.calls for day in two_days.days] == [1, 1]
+
+
+def test_a_refresh_of_a_finished_hours_call_forgets_the_cached_hours():
+    from django_voicepassword import calls
+    from django_voicepassword.client import CallRecord, CallState
+
+    earlier = make_call(created_at=hour_ago_or_yesterday(), status="placed")
+    assert dict(dashboard.call_stats().by_status) == {Call.Status.PLACED: 1}
+    generation = cache.get(dashboard.CLOSED_DAYS_GENERATION_KEY)
+    record = CallRecord(
+        id=earlier.provider_id or "",
+        number=earlier.number,
+        date=None,
+        duration=None,
+        price=None,
+        state=CallState.ANSWERED,
+        state_label="",
+        service=None,
+        raw={},
+    )
+    assert calls.apply_record(earlier, record, source="state")
+    assert cache.get(dashboard.CLOSED_DAYS_GENERATION_KEY) != generation
+    assert dict(dashboard.call_stats().by_status) == {Call.Status.ANSWERED: 1}
 
 
 def test_a_refresh_of_a_finished_days_call_forgets_the_cached_days():

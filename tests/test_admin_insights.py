@@ -104,13 +104,13 @@ def dataset() -> None:
 
 
 def more(count: int, *, offset: int = 10) -> None:
-    """``count`` more confirmed challenges over the last days, each with a call."""
+    """``count`` more confirmed challenges in finished hours of the last days, each with a call."""
     now = timezone.now()
     for n in range(count):
         challenge(
             f"7999{(offset + n) % 100:07d}",
             (FLASH, VOICE, SMS)[n % 3],
-            at=now - dt.timedelta(hours=n + 1),
+            at=now - dt.timedelta(hours=n + 1) - dashboard.SETTLE_TIME,  # finished hours
             confirmed_after=n + 1,
             calls=((FLASH, "answered", "0.35"),),
         )
@@ -329,7 +329,9 @@ def test_every_choice_answers(admin_client, dataset):
 def test_a_bad_day_is_reported(admin_client, dataset):
     assert "were confirmed, against" not in admin_client.get(INSIGHTS).content.decode()
     now = timezone.now()
-    for n in range(20):  # today: 20 challenges, none confirmed
-        challenge(f"799900000{n + 10:02d}", FLASH, at=now - dt.timedelta(seconds=n + 1))
+    midnight = timezone.make_aware(dt.datetime.combine(timezone.localdate(now), dt.time.min))
+    live = max(midnight, now - dashboard.SETTLE_TIME)  # today, and not in a cached hour
+    for n in range(20):  # 20 challenges, none confirmed
+        challenge(f"799900000{n + 10:02d}", FLASH, at=now - (now - live) * n / 20)
     html = admin_client.get(INSIGHTS).content.decode()
     assert "Today 0 % of challenges were confirmed, against 12 % over the period" in html
