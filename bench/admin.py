@@ -26,7 +26,8 @@ and built after it (sorted builds), the tables are unlogged (no WAL for the
 bulk: reading an unlogged table costs the same, and the pages only read
 them), and both are ``VACUUM ANALYZE``-d, as autovacuum leaves a table in use.
 The build takes minutes, so the calls a site would have made meanwhile are
-then added at the same rate: the current hour, which the dashboard and the
+then added at the same rate: the live hour (and the one before it, in its
+first five minutes: ``dashboard.SETTLE_TIME``), which the dashboard and the
 insights page read live, holds its calls (the run prints how many).
 
 Each page is requested through Django's test ``Client`` as a superuser
@@ -675,13 +676,15 @@ def judge(rounds: int, total: int, show_plans: bool = False) -> Verdict:
         print(f"{large if alias == 'large' else SIZES[alias]}: filled in {took:.1f} s")
     for alias in SIZES:
         with using(alias):
+            from django_voicepassword import dashboard
             from django_voicepassword.models import Call
 
             added = top_up(total if alias == "large" else SMALL, now)
-            hour = timezone.localtime().replace(minute=0, second=0, microsecond=0)
-            live = Call.objects.filter(created_at__gte=hour).count()
+            moment = timezone.localtime() - dashboard.SETTLE_TIME
+            start = moment.replace(minute=0, second=0, microsecond=0)
+            live = Call.objects.filter(created_at__gte=start).count()
         label = large if alias == "large" else SIZES[alias]
-        print(f"{label}: {added} calls since the fill; {live} in the current hour")
+        print(f"{label}: {added} calls since the fill; {live} read live (since {start:%H:%M})")
     results = {name: measure(clients, page, rounds) for name, page in pages().items()}
     if show_plans:
         with using("large"):
