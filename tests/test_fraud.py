@@ -587,3 +587,25 @@ def test_a_country_far_below_the_rest_of_the_site_is_blocked(clock, monkeypatch)
         assert (block.prefix, block.country, str(block)) == ("", "KZ", "KZ")
         assert (went_out, len(refusals)) == (30, 5)
         send(ELSEWHERE[0])  # the rest of the site goes on
+
+
+def test_staff_keep_the_allow_list_while_the_guard_is_off(staff, admin_user):
+    # FRAUD_GUARD is off by default: a site allow-lists before turning it on,
+    # or keeps the decisions of a guard it turned off.
+    answer = staff.post(
+        "/admin/voicepassword/prefixblock/add/",
+        {"prefix": PREFIX, "country": "", "allow_listed": "on"},
+    )
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    entry = PrefixBlock.objects.get()
+    answer = staff.post(f"/admin/voicepassword/prefixblock/{entry.pk}/delete/", {"post": "yes"})
+    assert answer.status_code == 302
+    assert not PrefixBlock.objects.exists()
+    block = PrefixBlock.objects.create(prefix=PREFIX, country="RU", started=20)
+    answer = staff.post(
+        "/admin/voicepassword/prefixblock/",
+        {"action": "lift_blocks", "_selected_action": [block.pk]},
+    )
+    assert answer.status_code == 302
+    block.refresh_from_db()
+    assert block.lifted_by == admin_user
