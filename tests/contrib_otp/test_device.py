@@ -19,13 +19,13 @@ pytest.importorskip(
 )
 
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 from django_otp import verify_token
 
 from django_voicepassword.conf import ConfigurationError
 from django_voicepassword.models import Call, PhoneNumber
+from tests import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,10 +36,10 @@ EMULATED: dict[str, Any] = {"API_KEY": "emulator-key", "LIMITS": {}}
 @pytest.fixture(autouse=True)
 def site(voicepassword_emulator: Any) -> Iterator[Any]:
     """The emulator as the provider, no limits, an empty cache."""
-    cache.clear()
+    services.clear_cache()
     with override_settings(VOICEPASSWORD=EMULATED):
         yield voicepassword_emulator
-    cache.clear()
+    services.clear_cache()
 
 
 def make_device(number: str = NUMBER, **fields: Any) -> Any:
