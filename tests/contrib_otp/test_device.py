@@ -287,5 +287,35 @@ def test_a_broken_setting_names_itself():
         device.generate_challenge()
 
 
+@pytest.mark.parametrize("value", [-1, True, "60", 1.5, None])
+def test_a_setting_that_is_no_whole_number_of_0_or_more_is_refused(value):
+    from django_voicepassword.contrib.otp import conf
+
+    with (
+        override_settings(OTP_VOICEPASSWORD_TOKEN_VALIDITY=value),
+        pytest.raises(ConfigurationError, match=r"OTP_VOICEPASSWORD_TOKEN_VALIDITY must be"),
+    ):
+        conf.get("OTP_VOICEPASSWORD_TOKEN_VALIDITY")
+
+
+def test_a_setting_is_the_site_s_or_its_default():
+    from django_voicepassword.contrib.otp import conf
+
+    assert conf.get("OTP_VOICEPASSWORD_TOKEN_VALIDITY") == 300
+    with override_settings(OTP_VOICEPASSWORD_TOKEN_VALIDITY=0):
+        assert conf.get("OTP_VOICEPASSWORD_TOKEN_VALIDITY") == 0
+
+
+def test_a_name_that_is_no_setting_of_the_device_is_refused():
+    from django_voicepassword.contrib.otp import conf
+
+    # A typo in the package must not read a setting nobody documents.
+    with (
+        override_settings(OTP_VOICEPASSWORD_TOKEN_VALIDTY=30),
+        pytest.raises(ConfigurationError, match="OTP_VOICEPASSWORD_TOKEN_VALIDTY is not"),
+    ):
+        conf.get("OTP_VOICEPASSWORD_TOKEN_VALIDTY")
+
+
 def test_the_repr_masks_the_number():
     assert "79990000001" not in repr(make_device())
