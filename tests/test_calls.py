@@ -196,3 +196,11 @@ def test_a_record_behind_the_call_changes_nothing(emulated):
         timedelta(seconds=1),
         Decimal("0.35"),
     )
+
+
+@pytest.mark.parametrize("channel", ["sms", "fax"])
+def test_place_refuses_what_is_no_call_and_writes_nothing(emulated, channel):
+    with pytest.raises(ValueError, match="places flash and voice calls"):
+        calls.place(channel, "79990000001")
+    assert not Call.objects.exists()
+    assert emulated.sends() == []
