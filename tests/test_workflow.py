@@ -270,6 +270,32 @@ def test_a_verification_whose_step_fails_stops_and_keeps_its_code(emulated, capl
     assert "the workflow stops" in caplog.text
 
 
+def test_a_verification_whose_step_may_have_been_billed_keeps_its_cooldown(emulated, caplog):
+    user = user_with(None)
+    # The flash call's code is the provider's: when its outcome is unknown, so is the code.
+    steps = {
+        "steps": [
+            {"channel": "voice_call", "wait": 30},
+            {"channel": "flash_call", "wait": 30},
+            {"channel": "voice_call"},
+        ]
+    }
+    with configured(WORKFLOW=steps):
+        challenge = start_challenge(KNOWN, "voice_call", purpose="verify", user=user)
+        before = Challenge.objects.get(pk=challenge.pk)
+        time_passes(challenge)
+        emulated.set_fault("http500", endpoints=("send",))  # placed and billed, or not
+        with caplog.at_level(logging.WARNING, "django_voicepassword"):
+            assert workflow.take_step(challenge.pk, 0) == workflow.STOPPED
+    after = Challenge.objects.get(pk=challenge.pk)
+    # The step counts as a send (asking again at once could bill a second
+    # call), the workflow stops, and the first code goes on working.
+    assert (after.sends, after.next_step_at) == (before.sends + 1, None)
+    assert after.resend_at > before.resend_at
+    assert after.code_digest == before.code_digest
+    assert "the workflow stops" in caplog.text
+
+
 # --- overrides ---------------------------------------------------------------------------
 
 
