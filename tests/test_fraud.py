@@ -755,7 +755,7 @@ def column(page: Any, name: str) -> list[str]:
 def test_the_list_tells_each_decision_s_state_and_rate(staff):
     now = timezone.now()
     hour = dt.timedelta(hours=1)
-    rows = {
+    rows: dict[str, dict[str, Any]] = {
         "blocked": {"started": 20, "confirmed": 1, "blocked_until": now + hour},
         "over": {"started": 40, "confirmed": 0, "blocked_until": now - hour},
         "lifted": {"started": 3, "confirmed": 2, "blocked_until": now + hour, "lifted_at": now},
