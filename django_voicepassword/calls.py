@@ -187,8 +187,11 @@ def place(
     phone verification, which also passes its ``challenge`` so that the row is
     linked to it from the start, even when the call fails. Everything else uses
     :func:`place_flash_call` or :func:`place_voice_call`. The code is never
-    stored or signalled.
+    stored or signalled. Any other ``channel`` is a ``ValueError``, before
+    anything is written.
     """
+    if channel not in (Call.Channel.FLASH_CALL, Call.Channel.VOICE_CALL):
+        raise ValueError(f"place() places flash and voice calls, not {channel!r}")
     normalized = normalize(number)
     # Before the row: a broken configuration must not leave a pending call behind.
     gateway = get_gateway()
@@ -200,15 +203,13 @@ def place(
                 normalized, code=code, capacity=capacity, callback_url=url
             ),
         )
-    elif channel == Call.Channel.VOICE_CALL:
+    else:
         result = _place(
             call,
             lambda url: gateway.voice_call(
                 normalized, code=code, repeat=repeat, ani=ani, callback_url=url
             ),
         )
-    else:
-        raise ValueError(f"place() places flash and voice calls, not {channel!r}")
     return call, result
 
 

@@ -419,6 +419,43 @@ def test_a_capped_paginator_counts_no_more_than_its_limit():
     assert (exact.count, exact.exact, exact.truncated) == (7, True, False)
 
 
+def test_a_capped_paginator_caps_a_list_too():
+    paginator = CappedCountPaginator(list(range(7)), 2, limit=5)
+    assert (paginator.count, paginator.exact, paginator.num_pages) == (5, False, 3)
+    assert paginator.truncated
+    assert paginator.page(3).object_list == [4]  # the rows past the limit are not paged
+    exact = CappedCountPaginator(list(range(7)), 2, limit=7)
+    assert (exact.count, exact.exact, exact.num_pages, exact.truncated) == (7, False, 4, True)
+    below = CappedCountPaginator(list(range(6)), 2, limit=7)
+    assert (below.count, below.exact, below.num_pages, below.truncated) == (6, True, 3, False)
+
+
+def test_a_capped_paginator_keeps_django_s_orphans_and_empty_pages():
+    # The last page takes up to `orphans` rows rather than a page of its own.
+    paginator = CappedCountPaginator(list(range(7)), 2, orphans=1, limit=50)
+    assert paginator.num_pages == 3
+    assert paginator.page(3).object_list == [4, 5, 6]
+    assert CappedCountPaginator([], 2, limit=5).num_pages == 1
+    assert CappedCountPaginator([], 2, allow_empty_first_page=False, limit=5).num_pages == 0
+
+
+@pytest.mark.postgres
+def test_an_estimate_below_the_count_is_not_taken():
+    # Analysed with 3 rows, then 20 more: the planner's estimate is stale.
+    Call.objects.bulk_create(
+        [Call(number=NUMBER, channel="flash_call", provider_id=str(i)) for i in range(3)]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Call._meta.db_table}")
+    Call.objects.bulk_create(
+        [Call(number=NUMBER, channel="flash_call", provider_id=str(i)) for i in range(3, 23)]
+    )
+    assert estimated_rows(Call.objects.all()) == 3
+    paginator = CappedCountPaginator(Call.objects.order_by("-created_at", "-id"), 5, limit=10)
+    assert (paginator.count, paginator.estimated, paginator.exact) == (10, False, False)
+    assert (paginator.num_pages, paginator.truncated) == (2, True)
+
+
 @pytest.mark.postgres
 def test_the_unfiltered_count_is_the_planners_estimate_on_postgresql():
     Call.objects.bulk_create(
@@ -429,6 +466,7 @@ def test_the_unfiltered_count_is_the_planners_estimate_on_postgresql():
     assert estimated_rows(Call.objects.all()) == 30
     paginator = CappedCountPaginator(Call.objects.order_by("-created_at", "-id"), 5, limit=10)
     assert (paginator.count, paginator.estimated) == (30, True)
+    assert (paginator.num_pages, paginator.truncated) == (2, True)  # 10 rows of the 30 paged
     filtered = CappedCountPaginator(
         Call.objects.filter(number=NUMBER).order_by("-created_at", "-id"), 5, limit=10
     )

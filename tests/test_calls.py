@@ -22,6 +22,7 @@ from django_voicepassword.signals import call_placed, call_status_changed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+LOCMEM = "django_voicepassword.gateways.LocmemGateway"
 EMULATED = {
     "API_KEY": "emulator-key",
     "CALLBACK_BASE_URL": "https://site.example",
@@ -196,3 +197,60 @@ def test_a_record_behind_the_call_changes_nothing(emulated):
         timedelta(seconds=1),
         Decimal("0.35"),
     )
+
+
+@pytest.mark.parametrize("channel", ["sms", "fax"])
+def test_place_refuses_what_is_no_call_and_writes_nothing(emulated, channel):
+    with pytest.raises(ValueError, match="places flash and voice calls"):
+        calls.place(channel, "79990000001")
+    assert not Call.objects.exists()
+    assert emulated.sends() == []
+
+
+def test_a_request_id_the_provider_gave_twice_is_left_to_reconciliation(caplog):
+    from django.db import IntegrityError
+
+    # The local-memory gateway's provider numbers its requests from 1 again
+    # when it restarts: the second call gets the first one's id.
+    with override_settings(
+        VOICEPASSWORD={"GATEWAY": "django_voicepassword.gateways.LocmemGateway"}
+    ):
+        reset_gateway()
+        first = calls.place_flash_call("79990000001")
+        reset_gateway()
+        with pytest.raises(IntegrityError):
+            calls.place_flash_call("79990000002")
+    reset_gateway()
+    second = Call.objects.get(number="79990000002")
+    assert (second.status, second.error_code, second.provider_id) == (
+        Call.Status.UNKNOWN,
+        "duplicate_provider_id",
+        None,
+    )
+    first.refresh_from_db()
+    assert (first.status, first.provider_id) == (Call.Status.PLACED, "1")
+    assert "returned request id 1 twice" in caplog.text
+
+
+def test_an_sms_gets_no_sms_fallback(emulated):
+    call = calls.place_flash_call("79990000003")
+    emulated.advance(5)
+    sms = calls.send_sms(call)
+    with pytest.raises(calls.SmsFallbackError) as refused:
+        calls.send_sms(sms)
+    assert refused.value.code == "sms"
+    assert [e.kind for e in emulated.sends()] == ["flash_call", "sms"]
+
+
+def test_a_call_without_a_request_id_is_not_asked_about(emulated):
+    emulated.set_fault("http500")
+    with pytest.raises(OutcomeUnknownError):
+        calls.place_flash_call("79990000001")
+    emulated.set_fault(None)
+    call = Call.objects.get()
+    assert call.provider_id is None
+    asked = len(emulated.emulator.log)
+    assert calls.refresh_call(call) is call
+    call.refresh_from_db()
+    assert call.status == Call.Status.UNKNOWN
+    assert len(emulated.emulator.log) == asked  # no get/ without an id

@@ -8,6 +8,8 @@ simulation, judged here on the default tier at a smaller size.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from collections.abc import Iterator
 from decimal import Decimal
 from types import SimpleNamespace
@@ -18,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import Client, RequestFactory, override_settings
+from django.utils import timezone
 
 import django_voicepassword
 from django_voicepassword import fraud, ratelimit, signals, verification
@@ -587,3 +590,199 @@ def test_a_country_far_below_the_rest_of_the_site_is_blocked(clock, monkeypatch)
         assert (block.prefix, block.country, str(block)) == ("", "KZ", "KZ")
         assert (went_out, len(refusals)) == (30, 5)
         send(ELSEWHERE[0])  # the rest of the site goes on
+
+
+def allow_list_in_the_admin(staff: Client, prefix: str = PREFIX) -> PrefixBlock:
+    answer = staff.post(
+        "/admin/voicepassword/prefixblock/add/",
+        {"prefix": prefix, "country": "", "allow_listed": "on"},
+    )
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    return PrefixBlock.objects.get(prefix=prefix, allow_listed=True)
+
+
+def delete_on_its_page(staff: Client, entry: PrefixBlock) -> Any:
+    return staff.post(f"/admin/voicepassword/prefixblock/{entry.pk}/delete/", {"post": "yes"})
+
+
+def delete_from_the_list(staff: Client, entry: PrefixBlock) -> Any:
+    return staff.post(
+        "/admin/voicepassword/prefixblock/",
+        {"action": "delete_selected", "_selected_action": [entry.pk], "post": "yes"},
+    )
+
+
+@pytest.mark.parametrize("delete", [delete_on_its_page, delete_from_the_list])
+def test_deleting_an_allow_list_entry_lets_the_guard_block_at_once(guarded, clock, staff, delete):
+    entry = allow_list_in_the_admin(staff)
+    warm_up_the_site(clock)
+    # The prefix meets the guard's conditions at every send from the 20th on:
+    # the guard asks whether it is allow-listed and keeps the answer a while.
+    went_out, refusals = pump(clock, 30)
+    assert (went_out, refusals) == (30, [])
+    answer = delete(staff, entry)
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    assert not PrefixBlock.objects.exists()
+    # Not a minute later: the next sends are judged without the entry, and
+    # its counts start from zero as after a lift.
+    went_out, refusals = pump(clock, 25)
+    assert (went_out, len(refusals)) == (20, 5)
+    assert PrefixBlock.objects.get().prefix == PREFIX
+
+
+def test_deleting_one_entry_from_the_list_keeps_the_others(guarded, clock, staff):
+    kept = allow_list_in_the_admin(staff, "7999000005")
+    entry = allow_list_in_the_admin(staff)
+    answer = delete_from_the_list(staff, entry)
+    assert answer.status_code == 302
+    assert list(PrefixBlock.objects.all()) == [kept]
+
+
+def test_staff_allow_list_a_blocked_prefix_on_its_page(guarded, clock, staff, admin_user):
+    warm_up_the_site(clock)
+    pump(clock, 21)
+    block = PrefixBlock.objects.get()
+    answer = staff.post(
+        f"/admin/voicepassword/prefixblock/{block.pk}/change/", {"allow_listed": "on"}
+    )
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    block.refresh_from_db()
+    # Allow-listing a block lifts it, in the staff member's name.
+    assert (block.allow_listed, block.lifted_by, block.in_force) == (True, admin_user, False)
+    assert block.lifted_at is not None
+    # The block the sends read in the cache is gone with it, for good.
+    went_out, refusals = pump(clock, 60)
+    assert (went_out, refusals) == (60, [])
+    assert PrefixBlock.objects.count() == 1
+
+
+def test_allow_listing_a_lifted_block_keeps_who_lifted_it(guarded, clock, staff):
+    lifter = get_user_model().objects.create_user("lifter", is_staff=True)
+    warm_up_the_site(clock)
+    pump(clock, 21)
+    block = PrefixBlock.objects.get()
+    fraud.lift(block, lifter)
+    block.refresh_from_db()
+    lifted_at = block.lifted_at
+    answer = staff.post(
+        f"/admin/voicepassword/prefixblock/{block.pk}/change/", {"allow_listed": "on"}
+    )
+    assert answer.status_code == 302
+    block.refresh_from_db()
+    assert (block.allow_listed, block.lifted_by, block.lifted_at) == (True, lifter, lifted_at)
+
+
+def test_an_entry_added_by_hand_was_lifted_by_nobody(staff):
+    entry = allow_list_in_the_admin(staff)
+    assert (entry.lifted_at, entry.lifted_by, entry.blocked_until) == (None, None, None)
+
+
+def test_the_add_page_offers_an_allow_list_entry(staff):
+    page = staff.get("/admin/voicepassword/prefixblock/add/")
+    assert page.status_code == 200
+    checkbox = re.search(r'<input[^>]*name="allow_listed"[^>]*>', page.content.decode())
+    assert checkbox is not None
+    assert "checked" in checkbox.group(0)
+    for name in ("prefix", "country"):
+        assert f'name="{name}"' in page.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("fields", "stored"),
+    [
+        ({"prefix": PREFIX, "country": ""}, (PREFIX, "RU")),
+        ({"prefix": PREFIX, "country": "kz"}, (PREFIX, "KZ")),
+        ({"prefix": " 7999000 ", "country": ""}, ("7999000", "RU")),
+        ({"prefix": "", "country": " kz "}, ("", "KZ")),
+        ({"prefix": "", "country": "+7"}, ("", "+7")),
+    ],
+)
+def test_the_add_form_stores_a_prefix_and_its_country(staff, fields, stored):
+    answer = staff.post("/admin/voicepassword/prefixblock/add/", {**fields, "allow_listed": "on"})
+    assert answer.status_code == 302, answer.content.decode()[:2000]
+    entry = PrefixBlock.objects.get()
+    assert (entry.prefix, entry.country, entry.allow_listed) == (*stored, True)
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "error"),
+    [
+        ({"prefix": "7999-abc"}, "prefix", "A prefix is the first digits of numbers"),
+        ({"prefix": "+7999"}, "prefix", "A prefix is the first digits of numbers"),
+        ({"country": "Russia"}, "country", "A country is a region code such as RU."),
+        ({"country": "R"}, "country", "A country is a region code such as RU."),
+        ({"country": "+12345"}, "country", "A country is a region code such as RU."),
+        ({"prefix": PREFIX, "country": "RUS"}, "country", "A country is a region code"),
+        ({}, None, "Give a prefix, a country, or both."),
+        ({"prefix": "  ", "country": " "}, None, "Give a prefix, a country, or both."),
+    ],
+)
+def test_the_add_form_refuses_what_is_no_prefix_or_country(staff, fields, field, error):
+    answer = staff.post(
+        "/admin/voicepassword/prefixblock/add/",
+        {"prefix": "", "country": "", **fields, "allow_listed": "on"},
+    )
+    assert answer.status_code == 200
+    form = answer.context["adminform"].form
+    errors = form.errors.get(field or "__all__", [])
+    assert any(error in message for message in errors), form.errors
+    assert not PrefixBlock.objects.exists()
+
+
+def test_staff_allow_list_blocks_from_the_list(guarded, clock, staff, admin_user):
+    warm_up_the_site(clock)
+    pump(clock, 21)
+    block = PrefixBlock.objects.get()
+    answer = staff.post(
+        "/admin/voicepassword/prefixblock/",
+        {"action": "allow_list", "_selected_action": [block.pk]},
+        follow=True,
+    )
+    assert answer.status_code == 200
+    assert "1 prefix allow-listed." in [str(m) for m in answer.context["messages"]]
+    block.refresh_from_db()
+    assert (block.allow_listed, block.lifted_by, block.in_force) == (True, admin_user, False)
+    went_out, refusals = pump(clock, 60)
+    assert (went_out, refusals) == (60, [])
+
+
+def column(page: Any, name: str) -> list[str]:
+    """The text of the change list's ``name`` column, row by row."""
+    cells = re.findall(rf'<td class="field-{name}[^"]*">(.*?)</td>', page.content.decode(), re.S)
+    return [re.sub(r"<[^>]+>", "", cell).strip() for cell in cells]
+
+
+def test_the_list_tells_each_decision_s_state_and_rate(staff):
+    now = timezone.now()
+    hour = dt.timedelta(hours=1)
+    rows: dict[str, dict[str, Any]] = {
+        "blocked": {"started": 20, "confirmed": 1, "blocked_until": now + hour},
+        "over": {"started": 40, "confirmed": 0, "blocked_until": now - hour},
+        "lifted": {"started": 3, "confirmed": 2, "blocked_until": now + hour, "lifted_at": now},
+        "allow-listed": {"allow_listed": True},
+    }
+    # Newest first: created an hour apart in the order above.
+    for age, fields in enumerate(rows.values()):
+        PrefixBlock.objects.create(
+            prefix=f"799900000{age}", country="RU", created_at=now - age * hour, **fields
+        )
+    page = staff.get("/admin/voicepassword/prefixblock/")
+    assert page.status_code == 200
+    assert column(page, "state_column") == list(rows)
+    assert column(page, "rate_column") == ["5 %", "0 %", "67 %", "—"]
+
+
+def test_staff_keep_the_allow_list_while_the_guard_is_off(staff, admin_user):
+    # FRAUD_GUARD is off by default: a site allow-lists before turning it on,
+    # or keeps the decisions of a guard it turned off.
+    entry = allow_list_in_the_admin(staff)
+    assert delete_on_its_page(staff, entry).status_code == 302
+    assert not PrefixBlock.objects.exists()
+    block = PrefixBlock.objects.create(prefix=PREFIX, country="RU", started=20)
+    answer = staff.post(
+        "/admin/voicepassword/prefixblock/",
+        {"action": "lift_blocks", "_selected_action": [block.pk]},
+    )
+    assert answer.status_code == 302
+    block.refresh_from_db()
+    assert block.lifted_by == admin_user

@@ -49,6 +49,7 @@ from django_voicepassword.verification import (
     send_state,
     start_challenge,
 )
+from tests.test_ratelimit import forget_counters
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -1280,3 +1281,66 @@ def test_a_session_saved_once_is_not_written_again_with_the_same_data():
     session.cycle_key()
     assert session.session_key != old_key
     assert SessionStore(session.session_key)["kept"] == 2
+
+
+# --- deliver_code: codes this package does not check ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("channel", "code"),
+    [
+        ("sms", "1234"),
+        ("fax", "1234"),
+        ("flash_call", "12345"),
+        ("flash_call", "12a4"),
+        ("voice_call", "\u0661\u0662\u0663\u0664"),
+        ("voice_call", ""),
+    ],
+)
+def test_deliver_code_refuses_what_it_cannot_send_before_counting_it(emulated, channel, code):
+    forget_counters()
+    with configured(LIMITS={"number": "1/h"}):
+        with pytest.raises(ValueError, match="deliver_code"):
+            verification.deliver_code(KNOWN, code, channel)
+        # Nothing was counted: the one send the limit allows still goes out.
+        assert verification.deliver_code(KNOWN, "1234", "flash_call").placed
+    forget_counters()
+    assert [e.kind for e in emulated.sends()] == ["flash_call"]
+    assert Call.objects.count() == 1
+
+
+#: A day's budget of exactly one flash call.
+ONE_CALL_BUDGET: dict[str, Any] = {
+    "DAILY_BUDGET": "1",
+    "PRICE_ESTIMATES": {"flash_call": "1", "voice_call": "5", "sms": "4"},
+}
+
+
+@pytest.mark.parametrize("send", ["deliver_code", "start_challenge"])
+def test_a_send_the_settings_break_gives_its_budget_back(emulated, send):
+    from django_voicepassword.conf import ConfigurationError
+    from django_voicepassword.gateways.base import reset_gateway
+
+    forget_counters()
+    user_with(KNOWN)
+
+    def attempt() -> None:
+        if send == "deliver_code":
+            assert verification.deliver_code(KNOWN, "1234", "flash_call").placed
+        else:
+            start_challenge(KNOWN, request=browser())
+
+    try:
+        with configured(**ONE_CALL_BUDGET, GATEWAY="django_voicepassword.models.Call"):
+            reset_gateway()
+            with pytest.raises(ConfigurationError, match="GATEWAY"):
+                attempt()
+        reset_gateway()
+        with configured(**ONE_CALL_BUDGET):
+            attempt()  # the budget the broken send reserved was given back
+            assert len(emulated.sends()) == 1
+            with pytest.raises(ratelimit.LimitExceeded):
+                attempt()  # and this one is over it
+    finally:
+        reset_gateway()
+        forget_counters()

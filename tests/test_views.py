@@ -552,3 +552,46 @@ def test_a_verification_resend_the_provider_refuses_answers_503(client, user, em
     # The page still takes the first code.
     done = client.post(url, {"code": emulated.code_for(OTHER)})
     assert done["Location"] == WELCOME
+
+
+# --- the verification's code page ---------------------------------------------------
+
+
+def test_a_wrong_verification_code_says_how_many_attempts_are_left(client, user, emulated):
+    client.force_login(user, backend=BACKEND)
+    url = code_url_of(start(client, OTHER, url=VERIFY))
+    wrong = client.post(url, {"code": wrong_code(emulated.code_for(OTHER))})
+    assert wrong.status_code == 200
+    assert "Wrong code. You have 2 more attempts." in wrong.content.decode()
+    assert not PhoneNumber.objects.filter(number=OTHER).exists()
+    done = client.post(url, {"code": emulated.code_for(OTHER)})
+    assert done["Location"] == WELCOME
+
+
+def test_a_verified_number_s_code_page_says_the_code_was_used(client, user, emulated):
+    client.force_login(user, backend=BACKEND)
+    url = code_url_of(start(client, OTHER, url=VERIFY))
+    client.post(url, {"code": emulated.code_for(OTHER)})
+    for response in (client.get(url), client.post(url, {"resend": "voice_call"})):
+        text = response.content.decode()
+        assert "This code has already been used." in text
+        assert 'name="code"' not in text
+    assert len(emulated.sends()) == 1
+
+
+@pytest.mark.parametrize("flow", [LOGIN, VERIFY])
+def test_a_resend_of_an_expired_code_offers_to_start_again(client, user, emulated, flow):
+    if flow == VERIFY:
+        client.force_login(user, backend=BACKEND)
+    url = code_url_of(start(client, KNOWN if flow == LOGIN else OTHER, url=flow))
+    Challenge.objects.filter(pk=challenge_of(url).pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1),
+        resend_at=timezone.now() - timedelta(seconds=1),
+    )
+    response = client.post(url, {"resend": "voice_call"})
+    text = response.content.decode()
+    assert response.status_code == 400  # no channel is offered any more
+    assert "This code has expired." in text
+    assert 'name="code"' not in text
+    assert f'href="{flow}"' in text
+    assert len(emulated.sends()) == 1

@@ -19,6 +19,7 @@ import django
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.checks import Error
+from django.db import transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 
@@ -269,6 +270,32 @@ def test_a_verification_whose_step_fails_stops_and_keeps_its_code(emulated, capl
     assert "the workflow stops" in caplog.text
 
 
+def test_a_verification_whose_step_may_have_been_billed_keeps_its_cooldown(emulated, caplog):
+    user = user_with(None)
+    # The flash call's code is the provider's: when its outcome is unknown, so is the code.
+    steps = {
+        "steps": [
+            {"channel": "voice_call", "wait": 30},
+            {"channel": "flash_call", "wait": 30},
+            {"channel": "voice_call"},
+        ]
+    }
+    with configured(WORKFLOW=steps):
+        challenge = start_challenge(KNOWN, "voice_call", purpose="verify", user=user)
+        before = Challenge.objects.get(pk=challenge.pk)
+        time_passes(challenge)
+        emulated.set_fault("http500", endpoints=("send",))  # placed and billed, or not
+        with caplog.at_level(logging.WARNING, "django_voicepassword"):
+            assert workflow.take_step(challenge.pk, 0) == workflow.STOPPED
+    after = Challenge.objects.get(pk=challenge.pk)
+    # The step counts as a send (asking again at once could bill a second
+    # call), the workflow stops, and the first code goes on working.
+    assert (after.sends, after.next_step_at) == (before.sends + 1, None)
+    assert after.resend_at > before.resend_at
+    assert after.code_digest == before.code_digest
+    assert "the workflow stops" in caplog.text
+
+
 # --- overrides ---------------------------------------------------------------------------
 
 
@@ -298,6 +325,33 @@ def test_a_region_override_applies_to_its_numbers_only(emulated):
     with configured(WORKFLOW=steps):
         challenge = start_challenge(BLOCKED, request=browser())
     assert (challenge.channel, challenge.next_step_at) == ("voice_call", None)
+
+
+def test_an_operator_override_applies_to_its_operator_s_numbers_only(emulated):
+    user_with(KNOWN)  # MegaFon's, in Russia
+    steps = {**FLASH_THEN_VOICE, "operators": {"Tele2": [{"channel": "voice_call"}]}}
+    with configured(WORKFLOW=steps):
+        challenge = start_challenge(KNOWN, request=browser())
+        assert (challenge.channel, challenge_info(challenge)["next_channel"]) == (
+            "flash_call",
+            "voice_call",
+        )
+    # Another operator's override leaves the number to its region's.
+    with configured(WORKFLOW={**steps, "regions": {"RU": [{"channel": "voice_call"}]}}):
+        challenge = start_challenge(KNOWN, request=browser())
+        assert (challenge.channel, challenge.next_step_at) == ("voice_call", None)
+
+
+def test_a_number_libphonenumber_cannot_read_has_no_operator_and_the_default_steps():
+    voice = [{"channel": "voice_call"}]
+    steps = {**FLASH_THEN_VOICE, "operators": {"MegaFon": voice}, "regions": {"RU": voice}}
+    with configured(WORKFLOW=steps):
+        assert workflow.operator_of("") == ""
+        assert workflow.plan_for(KNOWN) == (workflow.Step("voice_call", None),)
+        assert workflow.plan_for("") == (
+            workflow.Step("flash_call", 30),
+            workflow.Step("voice_call", None),
+        )
 
 
 def test_a_channel_asked_for_starts_at_its_step(emulated):
@@ -330,6 +384,10 @@ def test_a_channel_asked_for_starts_at_its_step(emulated):
             "one SMS at most",
         ),
         ({"steps": [{"channel": "voice_call"}], "when": 1}, "Unknown WORKFLOW key"),
+        ({"steps": ["voice_call"]}, "must be a dict of 'channel' and 'wait'"),
+        ({"steps": [{"channel": "voice_call", "delay": 5}]}, "must be a dict of 'channel'"),
+        ({**FLASH_THEN_VOICE, "regions": ["RU"]}, "must be dicts of steps"),
+        ({**FLASH_THEN_VOICE, "operators": "MegaFon"}, "must be dicts of steps"),
         ({**FLASH_THEN_VOICE, "regions": {"XX": [{"channel": "voice_call"}]}}, "region code"),
         ({**FLASH_THEN_VOICE, "operators": {"Nobody Mobile": []}}, "operator libphonenumber"),
         ({**FLASH_THEN_VOICE, "tasks": "yes"}, "True or False"),
@@ -374,6 +432,78 @@ def test_a_valid_workflow_passes_the_checks():
     ok = {**THREE_STEPS, "operators": {"tele2": [{"channel": "voice_call"}]}}
     with configured(WORKFLOW=ok, SMS_FALLBACK=True):
         assert checks.check_workflow() == []
+
+
+# --- the settings changed under a challenge -------------------------------------------------
+
+
+def test_a_workflow_shortened_under_a_challenge_takes_no_step(emulated):
+    user_with(KNOWN)
+    challenge = start_challenge(KNOWN, request=browser())
+    assert challenge.next_step_at is not None
+    with configured(WORKFLOW={"steps": [{"channel": "flash_call"}]}):
+        assert challenge_info(challenge)["next_step_in"] is None
+        assert challenge_info(challenge)["next_channel"] is None
+        time_passes(challenge)
+        assert workflow.take_step(challenge.pk, 0) == workflow.SKIPPED
+    # Stopped for good: the next poll under the old settings takes nothing either.
+    after = Challenge.objects.get(pk=challenge.pk)
+    assert (after.step, after.next_step_at) == (0, None)
+    workflow.advance(after)
+    assert kinds(emulated, KNOWN) == ["flash_call"]
+
+
+def test_a_workflow_removed_under_a_challenge_takes_no_step(emulated):
+    user_with(KNOWN)
+    challenge = start_challenge(KNOWN, request=browser())
+    time_passes(challenge)
+    challenge.refresh_from_db()
+    with configured(WORKFLOW=None):
+        assert challenge_info(challenge)["next_step_in"] is None
+        workflow.advance(challenge)
+    assert kinds(emulated, KNOWN) == ["flash_call"]
+
+
+@pytest.mark.parametrize("challenge_id", ["not-a-uuid", None, 42])
+def test_a_task_with_a_garbled_challenge_id_takes_no_step(emulated, challenge_id):
+    user_with(KNOWN)
+    challenge = start_challenge(KNOWN, request=browser())
+    time_passes(challenge)
+    assert workflow.take_step(challenge_id, 0) == workflow.SKIPPED
+    assert kinds(emulated, KNOWN) == ["flash_call"]
+
+
+# --- a failed call -------------------------------------------------------------------------
+
+
+def test_a_late_failure_of_an_earlier_call_does_not_move_the_workflow_on(emulated):
+    user = user_with(None)
+    with configured(WORKFLOW=THREE_STEPS, SMS_FALLBACK=True):
+        challenge = start_challenge(BLOCKED, purpose="verify", user=user)
+        emulated.advance(31)  # the flash call ended NO ANSWER; its callback waits
+        time_passes(challenge)
+        assert workflow.take_step(challenge.pk, 0) == workflow.TAKEN
+        planned = Challenge.objects.get(pk=challenge.pk).next_step_at
+        assert planned is not None
+        # The flash call's failure arrives now: the voice call holds the code.
+        deliveries = emulated.deliver_callbacks(Client())
+        assert deliveries
+        assert {d.status for d in deliveries} == {200}
+        assert Challenge.objects.get(pk=challenge.pk).next_step_at == planned
+        workflow.advance(Challenge.objects.get(pk=challenge.pk))
+    assert kinds(emulated, BLOCKED) == ["flash_call", "voice_call"]
+
+
+def test_a_failure_the_provider_cannot_confirm_keeps_the_step_s_time(emulated, caplog):
+    user = user_with(None)
+    challenge = start_challenge(FAILING, purpose="verify", user=user)
+    planned = challenge.next_step_at
+    emulated.advance(3)
+    emulated.set_fault("http500", endpoints=("get",))  # the state cannot be read
+    with caplog.at_level(logging.INFO, "django_voicepassword.workflow"):
+        assert [d.status for d in emulated.deliver_callbacks(Client())] == [200]
+    assert Challenge.objects.get(pk=challenge.pk).next_step_at == planned
+    assert "Failed call not confirmed" in caplog.text
 
 
 # --- the worker -----------------------------------------------------------------------------
@@ -435,6 +565,26 @@ def test_an_unreachable_worker_falls_back_to_the_poll_with_a_warning(emulated, q
         workflow.advance(challenge)
     assert kinds(emulated, BLOCKED) == ["flash_call", "voice_call"]
     assert "is the worker running?" in caplog.text
+
+
+@pytest.mark.parametrize("commit", [True, False])
+def test_a_step_is_enqueued_only_once_its_challenge_is_committed(emulated, queue, commit):
+    user_with(BLOCKED)
+
+    class RolledBackError(Exception):
+        pass
+
+    with configured(WORKFLOW={**FLASH_THEN_VOICE, "tasks": True}):
+        try:
+            with transaction.atomic():
+                start_challenge(BLOCKED, request=browser())
+                # A worker must not look for a challenge it cannot see yet.
+                assert queue.results == []
+                if not commit:
+                    raise RolledBackError
+        except RolledBackError:
+            pass
+    assert len(queue.results) == (1 if commit else 0)
 
 
 def test_a_queue_that_refuses_the_step_leaves_it_to_the_poll(emulated, caplog):

@@ -6,8 +6,15 @@ from tests.contrib_allauth import require_allauth
 
 require_allauth()
 
+import json  # noqa: E402
+import sys  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
+from typing import Any  # noqa: E402
+
 import pytest  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import AnonymousUser  # noqa: E402
 
 from django_voicepassword.models import PhoneNumber  # noqa: E402
 from tests import services  # noqa: E402
@@ -50,8 +57,9 @@ def emulator(settings, voicepassword_emulator):
     reset_gateway()
 
 
+@contextmanager
 def in_request(path="/accounts/login/"):
-    """allauth's request context, as its middleware sets it."""
+    """allauth's request context, as its middleware sets it; gives the request."""
     from allauth.core import context
     from django.contrib.messages.storage.fallback import FallbackStorage
     from django.contrib.sessions.backends.cache import SessionStore
@@ -60,7 +68,8 @@ def in_request(path="/accounts/login/"):
     request = RequestFactory().post(path)
     request.session = SessionStore()
     request._messages = FallbackStorage(request)  # type: ignore[attr-defined]
-    return context.request_context(request)
+    with context.request_context(request):
+        yield request
 
 
 def test_the_code_is_four_digits_whatever_allauths_format(settings):
@@ -141,6 +150,72 @@ def test_a_user_field_site_keeps_verified_numbers_in_its_field(settings, monkeyp
     assert adapter().get_phone(user) == ("+79990000001", True)
     assert not PhoneNumber.objects.exists()
     assert PendingPhoneNumber.objects.count() == 0
+
+
+def test_a_number_set_as_verified_is_the_user_s_one_number():
+    from django_voicepassword.contrib.allauth.models import PendingPhoneNumber
+
+    user = get_user_model().objects.create_user("u1")
+    adapter().set_phone(user, "+79990000002", False)
+    adapter().set_phone(user, "8 999 000-00-01", True)
+    assert adapter().get_phone(user) == ("+79990000001", True)
+    assert adapter().get_user_by_phone("+79990000001") == user
+    assert list(PhoneNumber.objects.values_list("number", flat=True)) == ["79990000001"]
+    assert not PendingPhoneNumber.objects.exists()
+
+
+@pytest.mark.parametrize("typed", ["not a number", "12", "+7 495 000-00-00"])
+def test_what_is_no_acceptable_number_finds_nobody(typed):
+    # Even a holder stored before the policy refused such numbers (a landline).
+    user = get_user_model().objects.create_user("u1")
+    PhoneNumber.objects.create(user=user, number="74950000000")
+    assert adapter().get_user_by_phone(typed) is None
+
+
+def test_a_pending_number_the_policy_refuses_is_not_called(emulator):
+    from allauth.core.exceptions import ImmediateHttpResponse
+
+    user = get_user_model().objects.create_user("u1")
+    # Stored as typed (set_phone does not apply the policy); called, it is refused.
+    adapter().set_phone(user, "+7 495 000-00-00", False)
+    with in_request() as request, pytest.raises(ImmediateHttpResponse) as refused:
+        adapter().send_verification_code_sms(user=user, phone="+74950000000", code="1234")
+    assert refused.value.response.status_code == 302
+    assert [str(m) for m in request._messages] == ["Landline numbers are not accepted."]
+    assert not emulator.sends()
+
+
+def test_a_channel_the_package_does_not_place_is_a_programming_error(emulator, settings):
+    settings.ACCOUNT_ADAPTER = "tests.contrib_allauth.adapters.SmsAdapter"
+    user = get_user_model().objects.create_user("u1")
+    with in_request(), pytest.raises(ValueError, match="voicepassword_channel must be one of"):
+        adapter().send_verification_code_sms(user=user, phone="+79990000001", code="1234")
+    assert not emulator.sends()
+
+
+def headless_refusal() -> Any:
+    from allauth.core.exceptions import ImmediateHttpResponse
+
+    with in_request("/_allauth/app/v1/auth/code/request") as request:
+        request.allauth = SimpleNamespace(headless=SimpleNamespace(client="app"))
+        request.user = AnonymousUser()
+        with pytest.raises(ImmediateHttpResponse) as refused:
+            adapter().voicepassword_refuse(
+                "Too many codes.", code="voicepassword_limit", status=429, retry_after=30
+            )
+    return refused.value.response
+
+
+def test_a_headless_refusal_has_allauth_s_error_shape_even_where_allauth_moved_it(monkeypatch):
+    expected = {"message": "Too many codes.", "code": "voicepassword_limit"}
+    for where in ("allauth's class", "by hand"):
+        if where == "by hand":
+            monkeypatch.setitem(sys.modules, "allauth.headless.internal.restkit.response", None)
+        response = headless_refusal()
+        assert response.status_code == 429, where
+        assert response["Retry-After"] == "30"
+        body = json.loads(response.content)
+        assert (body["status"], body["errors"]) == (429, [expected]), where
 
 
 def test_verifying_through_allauth_leaves_the_user_one_number():

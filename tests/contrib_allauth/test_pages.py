@@ -193,6 +193,26 @@ def test_a_sign_up_whose_call_fails_shows_the_message_and_no_500(client, site, s
     assert any("We could not call this number just now" in m for m in messages_of(refused))
 
 
+def test_an_adapter_that_tells_failures_says_so_while_allauth_prevents_enumeration(client, site):
+    user_with("79990000022")
+    with override_settings(ACCOUNT_ADAPTER="tests.contrib_allauth.adapters.TellingAdapter"):
+        refused = client.post("/accounts/login/", {"login": "+79990000022"}, follow=True)
+    assert refused.redirect_chain[-1][0] == "/accounts/login/"
+    assert any("We could not call this number just now" in m for m in messages_of(refused))
+
+
+def test_an_adapter_that_hides_failures_hides_them_without_enumeration_prevention(
+    client, site, settings
+):
+    settings.ACCOUNT_PREVENT_ENUMERATION = False
+    user_with("79990000022")
+    with override_settings(ACCOUNT_ADAPTER="tests.contrib_allauth.adapters.HidingAdapter"):
+        failed = client.post("/accounts/login/", {"login": "+79990000022"})
+    assert failed.status_code == 302
+    assert failed["Location"].startswith("/accounts/login/code/confirm/")
+    assert Call.objects.get().status == "not_placed"
+
+
 def test_a_voice_call_adapter_says_the_robot_speaks(client, site):
     user_with(NUMBER)
     with override_settings(ACCOUNT_ADAPTER="tests.contrib_allauth.adapters.VoiceAdapter"):

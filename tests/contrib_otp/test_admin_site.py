@@ -20,11 +20,11 @@ pytest.importorskip(
 )
 
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.test import Client, override_settings
 from django.utils import timezone
 
 from django_voicepassword.models import Call
+from tests import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,10 +33,10 @@ NUMBER = "79990000001"
 
 @pytest.fixture(autouse=True)
 def site(voicepassword_emulator: Any) -> Iterator[Any]:
-    cache.clear()
+    services.clear_cache()
     with override_settings(VOICEPASSWORD={"API_KEY": "emulator-key", "LIMITS": {}}):
         yield voicepassword_emulator
-    cache.clear()
+    services.clear_cache()
 
 
 @pytest.fixture

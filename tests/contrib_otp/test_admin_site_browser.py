@@ -19,10 +19,10 @@ pytest.importorskip(
 
 import django.contrib.admin
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.test import override_settings
 
 from django_voicepassword.gateways.base import reset_gateway
+from tests import services
 from tests import settings as suite
 from tests.browser import chromium_page, screenshot
 
@@ -39,7 +39,7 @@ def test_a_staff_member_is_verified_by_flash_call_in_a_browser(
 
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     server = voicepassword_emulator_server
-    cache.clear()
+    services.clear_cache()
     user = get_user_model().objects.create_user(
         "ops", password="correct horse", is_staff=True, is_superuser=True
     )

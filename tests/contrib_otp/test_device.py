@@ -19,13 +19,13 @@ pytest.importorskip(
 )
 
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.test import override_settings
 from django.utils import timezone
 from django_otp import verify_token
 
 from django_voicepassword.conf import ConfigurationError
 from django_voicepassword.models import Call, PhoneNumber
+from tests import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,10 +36,10 @@ EMULATED: dict[str, Any] = {"API_KEY": "emulator-key", "LIMITS": {}}
 @pytest.fixture(autouse=True)
 def site(voicepassword_emulator: Any) -> Iterator[Any]:
     """The emulator as the provider, no limits, an empty cache."""
-    cache.clear()
+    services.clear_cache()
     with override_settings(VOICEPASSWORD=EMULATED):
         yield voicepassword_emulator
-    cache.clear()
+    services.clear_cache()
 
 
 def make_device(number: str = NUMBER, **fields: Any) -> Any:
@@ -285,6 +285,36 @@ def test_a_broken_setting_names_itself():
         pytest.raises(ConfigurationError, match="OTP_VOICEPASSWORD_COOLDOWN_DURATION"),
     ):
         device.generate_challenge()
+
+
+@pytest.mark.parametrize("value", [-1, True, "60", 1.5, None])
+def test_a_setting_that_is_no_whole_number_of_0_or_more_is_refused(value):
+    from django_voicepassword.contrib.otp import conf
+
+    with (
+        override_settings(OTP_VOICEPASSWORD_TOKEN_VALIDITY=value),
+        pytest.raises(ConfigurationError, match=r"OTP_VOICEPASSWORD_TOKEN_VALIDITY must be"),
+    ):
+        conf.get("OTP_VOICEPASSWORD_TOKEN_VALIDITY")
+
+
+def test_a_setting_is_the_site_s_or_its_default():
+    from django_voicepassword.contrib.otp import conf
+
+    assert conf.get("OTP_VOICEPASSWORD_TOKEN_VALIDITY") == 300
+    with override_settings(OTP_VOICEPASSWORD_TOKEN_VALIDITY=0):
+        assert conf.get("OTP_VOICEPASSWORD_TOKEN_VALIDITY") == 0
+
+
+def test_a_name_that_is_no_setting_of_the_device_is_refused():
+    from django_voicepassword.contrib.otp import conf
+
+    # A typo in the package must not read a setting nobody documents.
+    with (
+        override_settings(OTP_VOICEPASSWORD_TOKEN_VALIDTY=30),
+        pytest.raises(ConfigurationError, match="OTP_VOICEPASSWORD_TOKEN_VALIDTY is not"),
+    ):
+        conf.get("OTP_VOICEPASSWORD_TOKEN_VALIDTY")
 
 
 def test_the_repr_masks_the_number():

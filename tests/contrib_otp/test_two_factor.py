@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from base64 import b32decode
 from collections.abc import Iterator
+from datetime import timedelta
 from html import unescape
 from typing import Any
 
@@ -14,11 +16,12 @@ pytest.importorskip(
 )
 
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.test import Client, override_settings
+from django.utils import timezone
 from two_factor.plugins.registry import registry
 
 from django_voicepassword.models import Call, PhoneNumber
+from tests import services
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,10 +30,10 @@ NUMBER = "79990000001"
 
 @pytest.fixture(autouse=True)
 def site(voicepassword_emulator: Any) -> Iterator[Any]:
-    cache.clear()
+    services.clear_cache()
     with override_settings(VOICEPASSWORD={"API_KEY": "emulator-key", "LIMITS": {}}):
         yield voicepassword_emulator
-    cache.clear()
+    services.clear_cache()
 
 
 def text(response: Any) -> str:
@@ -40,6 +43,11 @@ def text(response: Any) -> str:
 def login_step(client: Client, step: str, **fields: str) -> Any:
     data = {"login_view-current_step": step, **{f"{step}-{k}": v for k, v in fields.items()}}
     return client.post("/account/login/", data)
+
+
+def setup_step(client: Client, name: str, **fields: str) -> Any:
+    data = {"setup_view-current_step": name, **{f"{name}-{k}": v for k, v in fields.items()}}
+    return client.post("/account/two_factor/setup/", data)
 
 
 def test_the_method_is_registered_beside_two_factors_own():
@@ -93,8 +101,7 @@ def test_a_user_sets_the_method_up_with_their_verified_number(site):
     client.force_login(user)
 
     def step(name: str, **fields: str) -> Any:
-        data = {"setup_view-current_step": name, **{f"{name}-{k}": v for k, v in fields.items()}}
-        return client.post("/account/two_factor/setup/", data)
+        return setup_step(client, name, **fields)
 
     assert client.get("/account/two_factor/setup/").status_code == 200
     step("welcome")
@@ -110,3 +117,82 @@ def test_a_user_sets_the_method_up_with_their_verified_number(site):
     assert device.confirmed
     assert device.name == "default"
     assert device.number == ""  # follows the user's number
+
+
+def logged_in(username: str) -> Client:
+    user = get_user_model().objects.create_user(username, password="pw")
+    client = Client()
+    client.force_login(user)
+    assert client.get("/account/two_factor/setup/").status_code == 200
+    setup_step(client, "welcome")
+    return client
+
+
+def test_a_user_without_a_number_gives_one_in_the_set_up(site):
+    from django_voicepassword.contrib.otp.models import VoicePasswordDevice
+
+    client = logged_in("dave")
+    number_step = setup_step(client, "method", method="voicepassword")
+    assert number_step.status_code == 200
+    assert 'name="voicepassword-number"' in text(number_step)
+    assert site.sends() == []
+    # The site's policy refuses what is no number, and says why.
+    refused = setup_step(client, "voicepassword", number="12")
+    assert refused.status_code == 200
+    assert 'name="voicepassword-number"' in text(refused)
+    assert "errorlist" in text(refused)
+    assert site.sends() == []
+    # A number as people write it is called in its normalized form.
+    validation = setup_step(client, "voicepassword", number="+7 (999) 000-00-01")
+    assert validation.status_code == 200
+    assert len(site.sends(NUMBER)) == 1
+    finished = setup_step(client, "validation", token=site.code_for(NUMBER)[-4:])
+    assert finished.status_code == 302, text(finished)
+    device = VoicePasswordDevice.objects.get()
+    assert (device.confirmed, device.number) == (True, NUMBER)
+
+
+def test_a_number_changed_during_the_set_up_is_the_one_called_and_kept(site):
+    from django_voicepassword.contrib.otp.models import VoicePasswordDevice
+
+    other = "79990000002"
+    client = logged_in("erin")
+    setup_step(client, "method", method="voicepassword")
+    setup_step(client, "voicepassword", number=NUMBER)
+    assert len(site.sends(NUMBER)) == 1
+    # A wrong number typed: the user starts the set-up again with another,
+    # after the device's cooldown (which holds whatever the number).
+    VoicePasswordDevice.objects.update(
+        last_generated_timestamp=timezone.now() - timedelta(seconds=61)
+    )
+    assert client.get("/account/two_factor/setup/").status_code == 200
+    setup_step(client, "welcome")
+    setup_step(client, "method", method="voicepassword")
+    validation = setup_step(client, "voicepassword", number=other)
+    assert validation.status_code == 200
+    assert (len(site.sends(NUMBER)), len(site.sends(other))) == (1, 1)
+    stale = setup_step(client, "validation", token=site.code_for(NUMBER)[-4:])
+    assert "This code is not valid." in text(stale)
+    VoicePasswordDevice.objects.update(throttling_failure_timestamp=None)
+    finished = setup_step(client, "validation", token=site.code_for(other)[-4:])
+    assert finished.status_code == 302, text(finished)
+    device = VoicePasswordDevice.objects.get()
+    assert (device.confirmed, device.number) == (True, other)
+
+
+def test_two_factor_s_own_methods_still_set_up_through_the_view(site):
+    from django_otp.oath import totp
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    from django_voicepassword.contrib.otp.models import VoicePasswordDevice
+
+    client = logged_in("frank")
+    generator = setup_step(client, "method", method="generator")
+    assert generator.status_code == 200
+    key = b32decode(client.session["django_two_factor-qr_secret_key"])
+    finished = setup_step(client, "generator", token=f"{totp(key):06d}")
+    assert finished.status_code == 302, text(finished)
+    assert TOTPDevice.objects.get().confirmed
+    assert not VoicePasswordDevice.objects.exists()
+    assert site.sends() == []
+    assert client.get("/account/two_factor/").status_code == 200
