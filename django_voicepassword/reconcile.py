@@ -119,28 +119,41 @@ def record_changes(
     old_status = call.status
     new_status = status_for_state(record.state)
     changes: dict[str, Any] = {}
+    moved = False
     if new_status is not None and new_status != old_status:
-        forward = old_status in overwritable_by(new_status)
+        forward = old_status in _BEHIND[new_status]
         corrected = authoritative and old_status in FINAL_STATUSES and new_status in FINAL_STATUSES
         if forward or corrected:
             changes["status"] = new_status
+            moved = True
             if old_status in ERROR_CODE_STATUSES:
                 changes["error_code"] = ""
     # Fields come only from a record that is not behind the call: one that moved
     # it, one of the provider's own records of the same status (filling in the
     # price or date), or an unknown label on a call that has not ended. A late
     # "Дозвон" must not zero the duration of an answered call.
-    same = authoritative and new_status == old_status
-    unrecognised = new_status is None and old_status not in FINAL_STATUSES
-    if "status" in changes or same or unrecognised:
-        for field, value in zip(
-            _RECORD_FIELDS,
-            (record.state_label[:64], record.price, record.duration, record.date),
-            strict=True,
-        ):
-            if value is not None and getattr(call, field) != value:
-                changes[field] = value
+    if (
+        moved
+        or (authoritative and new_status == old_status)
+        or (new_status is None and old_status not in FINAL_STATUSES)
+    ):
+        # The fields of _RECORD_FIELDS, in its order, written out: a day's
+        # reconciliation decides this for tens of thousands of rows.
+        label = record.state_label[:64]
+        if label != call.state_label:
+            changes["state_label"] = label
+        price, duration, when = record.price, record.duration, record.date
+        if price is not None and call.price != price:
+            changes["price"] = price
+        if duration is not None and call.duration != duration:
+            changes["duration"] = duration
+        if when is not None and call.provider_date != when:
+            changes["provider_date"] = when
     return changes
+
+
+#: :func:`overwritable_by` of every status, looked up once per record.
+_BEHIND = {status: overwritable_by(status) for status in Call.Status}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -460,13 +473,14 @@ def reconcile_day(day: date) -> ReconcileReport:
         candidates = [call for call in local if _settle_candidate(call)]
 
         unclaimed = []
+        recent = now - SETTLE_AFTER
         for record in by_id.values():
             call = known.get(record.id)
             if call is not None:
                 changes = record_changes(call, record, authoritative=True)
                 if changes:
                     plan.change(call, changes, "updated")
-            elif record.date is not None and record.date > now - SETTLE_AFTER:
+            elif record.date is not None and record.date > recent:
                 # Too recent to be anyone's but perhaps a call whose send/ is
                 # still waiting for its answer here: taking its id now would
                 # make that call's own save fail. The next run takes it.
@@ -901,14 +915,30 @@ def _update_postgresql(
     pk, status, updated_at = _field("id"), _field("status"), _field("updated_at")
     fields = [_field(name) for name in _WRITTEN]
     names = [qn(_column(pk)), qn("old_status"), *(qn(_column(field)) for field in fields)]
-    arrays = ", ".join(f"%s::{_base_type(field, connection)}[]" for field in (pk, status, *fields))
+    rows = [change.call for change in changes]
+    columns: list[list[Any]] = [
+        [row.pk for row in rows],
+        [change.old_status for change in changes],
+        *(list(map(operator.attrgetter(field.attname), rows)) for field in fields),
+    ]
+    arrays: list[str] = []
+    params: list[Any] = [now]  # the SET's updated_at comes first
+    for field, column in zip((pk, status, *fields), columns, strict=True):
+        if field.attname == "status":
+            # Statuses are words of Call.Status: one string the server splits
+            # costs less than an array quoted element by element in Python.
+            array, param = _words(column)
+        else:
+            array, param = f"%s::{_base_type(field, connection)}[]", column
+        arrays.append(array)
+        params.append(param)
     assignments = ", ".join(f"{qn(_column(field))} = v.{qn(_column(field))}" for field in fields)
     table, pk_column = qn(Call._meta.db_table), qn(_column(pk))
     # Only the model's own table and column names, quoted, are interpolated;
     # every value is a parameter.
     sql = (
         f"UPDATE {table} AS c SET {assignments}, {qn(_column(updated_at))} = %s "  # noqa: S608
-        f"FROM unnest({arrays}) AS v({', '.join(names)}) "
+        f"FROM unnest({', '.join(arrays)}) AS v({', '.join(names)}) "
         f"WHERE c.{pk_column} = v.{pk_column} "
         f"AND c.{qn(_column(status))} = v.{qn('old_status')} "
         f"RETURNING c.{pk_column}"
@@ -916,28 +946,36 @@ def _update_postgresql(
     whole = call_status_changed.has_listeners(Call)
     if whole:
         sql += "".join(f", c.{qn(column)}" for column in _COLUMNS)
-    params: list[Any] = [
-        now,
-        [change.call.pk for change in changes],
-        [change.old_status for change in changes],
-        *([getattr(change.call, field.attname) for change in changes] for field in fields),
-    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        rows = cursor.fetchall()
+        returned = cursor.fetchall()
     if whole:
-        by_pk = {row[0]: row[1:] for row in rows}
+        by_pk = {row[0]: row[1:] for row in returned}
         for change in changes:
             change.call.values = by_pk.get(change.call.pk)
         written: Iterable[int] = by_pk
     else:
-        written = {row[0] for row in rows}
-    if len(rows) < len(changes):
+        written = {row[0] for row in returned}
+    if len(returned) < len(changes):
         logger.info(
             "daily: %d rows changed meanwhile were left for the next run",
-            len(changes) - len(rows),
+            len(changes) - len(returned),
         )
     return [change for change in changes if change.call.pk in written]
+
+
+def _words(values: list[str]) -> tuple[str, str | list[str]]:
+    """An SQL array of ``values`` and its parameter: one comma-separated string if it can be.
+
+    Django binds parameters on the client, where an array is quoted element
+    by element in Python; ``string_to_array`` of one string is split by the
+    server. Words with a comma (or a lone empty one, which would split into
+    no element at all) go as an array.
+    """
+    joined = ",".join(values)
+    if joined.count(",") == len(values) - 1 and joined:
+        return "string_to_array(%s, ',')::varchar[]", joined
+    return "%s::varchar[]", values
 
 
 def _field(name: str) -> models.Field[Any, Any]:
