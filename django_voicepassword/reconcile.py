@@ -119,28 +119,41 @@ def record_changes(
     old_status = call.status
     new_status = status_for_state(record.state)
     changes: dict[str, Any] = {}
+    moved = False
     if new_status is not None and new_status != old_status:
-        forward = old_status in overwritable_by(new_status)
+        forward = old_status in _BEHIND[new_status]
         corrected = authoritative and old_status in FINAL_STATUSES and new_status in FINAL_STATUSES
         if forward or corrected:
             changes["status"] = new_status
+            moved = True
             if old_status in ERROR_CODE_STATUSES:
                 changes["error_code"] = ""
     # Fields come only from a record that is not behind the call: one that moved
     # it, one of the provider's own records of the same status (filling in the
     # price or date), or an unknown label on a call that has not ended. A late
     # "Дозвон" must not zero the duration of an answered call.
-    same = authoritative and new_status == old_status
-    unrecognised = new_status is None and old_status not in FINAL_STATUSES
-    if "status" in changes or same or unrecognised:
-        for field, value in zip(
-            _RECORD_FIELDS,
-            (record.state_label[:64], record.price, record.duration, record.date),
-            strict=True,
-        ):
-            if value is not None and getattr(call, field) != value:
-                changes[field] = value
+    if (
+        moved
+        or (authoritative and new_status == old_status)
+        or (new_status is None and old_status not in FINAL_STATUSES)
+    ):
+        # The fields of _RECORD_FIELDS, in its order, written out: a day's
+        # reconciliation decides this for tens of thousands of rows.
+        label = record.state_label[:64]
+        if label != call.state_label:
+            changes["state_label"] = label
+        price, duration, when = record.price, record.duration, record.date
+        if price is not None and call.price != price:
+            changes["price"] = price
+        if duration is not None and call.duration != duration:
+            changes["duration"] = duration
+        if when is not None and call.provider_date != when:
+            changes["provider_date"] = when
     return changes
+
+
+#: :func:`overwritable_by` of every status, looked up once per record.
+_BEHIND = {status: overwritable_by(status) for status in Call.Status}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -289,10 +302,10 @@ def _settle_candidate(call: _Row) -> bool:
     )
 
 
-#: Every column of a row, as read: the decision needs a few, but a ``Call``
-#: built from them for a signal's receiver (or ``bulk_update``) must be whole.
+#: Every column of a row: what a ``Call`` built for a signal's receiver (or
+#: ``bulk_update``) is made of.
 _COLUMNS = tuple(field.attname for field in Call._meta.concrete_fields)
-#: The attributes of a :class:`_Row`, by their place in :data:`_COLUMNS`.
+#: The attributes of a :class:`_Row` after its key: the columns deciding needs.
 _ROW_ATTRS = (
     "provider_id",
     "number",
@@ -303,24 +316,26 @@ _ROW_ATTRS = (
     "duration",
     "provider_date",
     "created_at",
-    "updated_at",
 )
+#: The key and :data:`_ROW_ATTRS` of a row read whole (:data:`_COLUMNS`).
 _PICK = operator.itemgetter(
     _COLUMNS.index(Call._meta.pk.attname), *(_COLUMNS.index(name) for name in _ROW_ATTRS)
 )
 
 
 class _Row:
-    """A local row as :func:`reconcile_day` reads it: what deciding needs, and its values.
+    """A local row as :func:`reconcile_day` reads it: what deciding needs.
 
     Half a day's report is rows of this site: a model instance for each cost
     more than the decisions about it. The decision reads and changes these
     attributes; a ``Call`` is built (:meth:`call`) only where one is needed,
     for the receivers of ``call_status_changed`` and for ``bulk_update``
-    outside PostgreSQL.
+    outside PostgreSQL, from ``values``: every column (:data:`_COLUMNS`), as
+    read (outside PostgreSQL) or as written (PostgreSQL's ``RETURNING``, asked
+    for only when the signal has receivers).
     """
 
-    __slots__ = ("values", "pk", *_ROW_ATTRS)
+    __slots__ = ("values", "pk", *_ROW_ATTRS, "updated_at")
 
     pk: int
     provider_id: str | None
@@ -332,10 +347,9 @@ class _Row:
     duration: timedelta | None
     provider_date: datetime | None
     created_at: datetime
-    updated_at: datetime
+    updated_at: datetime | None
 
-    def __init__(self, values: tuple[Any, ...]) -> None:
-        self.values = values
+    def __init__(self, picked: Sequence[Any], values: tuple[Any, ...] | None = None) -> None:
         (
             self.pk,
             self.provider_id,
@@ -347,14 +361,18 @@ class _Row:
             self.duration,
             self.provider_date,
             self.created_at,
-            self.updated_at,
-        ) = _PICK(values)
+        ) = picked
+        self.values = values
+        self.updated_at = None
 
     def call(self, alias: str) -> Call:
-        """The whole ``Call``, as read, with the changes decided since."""
+        """The whole ``Call``: its columns (``values``) with the changes decided since."""
+        assert self.values is not None
         call = Call.from_db(alias, _COLUMNS, self.values)
         for name in _ROW_ATTRS:
             setattr(call, name, getattr(self, name))
+        if self.updated_at is not None:
+            call.updated_at = self.updated_at
         return call
 
 
@@ -455,13 +473,14 @@ def reconcile_day(day: date) -> ReconcileReport:
         candidates = [call for call in local if _settle_candidate(call)]
 
         unclaimed = []
+        recent = now - SETTLE_AFTER
         for record in by_id.values():
             call = known.get(record.id)
             if call is not None:
                 changes = record_changes(call, record, authoritative=True)
                 if changes:
                     plan.change(call, changes, "updated")
-            elif record.date is not None and record.date > now - SETTLE_AFTER:
+            elif record.date is not None and record.date > recent:
                 # Too recent to be anyone's but perhaps a call whose send/ is
                 # still waiting for its answer here: taking its id now would
                 # make that call's own save fail. The next run takes it.
@@ -696,33 +715,62 @@ def _read(
     from :data:`SETTLE_AFTER` before the day to :data:`SETTLE_BEFORE` after it:
     the only ones whose window meets the day. Rows are found by request id, not
     by date, so a call of this site is found whatever its clock said. Read as
-    tuples (:class:`_Row`), not model instances.
+    tuples (:class:`_Row`), not model instances: on PostgreSQL only the columns
+    deciding needs, elsewhere every column (a ``Call`` is built from them for
+    ``bulk_update``).
     """
-    calls = Call.objects.using(alias).order_by().values_list(*_COLUMNS)
-    candidates = calls.filter(
+    calls = Call.objects.using(alias).order_by()
+    candidate = Q(
         Q(status=Call.Status.UNKNOWN) | Q(status=Call.Status.NOT_PLACED, error_code=NOT_IN_DAILY),
         provider_id__isnull=True,
         created_at__gte=start - SETTLE_AFTER,
         created_at__lt=end + SETTLE_BEFORE,
     )
     if postgresql:
+        lean = calls.values_list(Call._meta.pk.attname, *_ROW_ATTRS)
         if not ids:
-            return list(map(_Row, candidates))
-        # One statement: the ids travel as one array parameter rather than a
-        # placeholder each, and UNION ALL lets each half use its own index
-        # (an OR would not). A row is in one half at most: the candidates have
-        # no request id.
-        by_id = calls.filter(provider_id__in=RawSQL("SELECT unnest(%s::varchar[])", (ids,)))
+            return [_Row(values) for values in lean.filter(candidate)]
+        # One statement, UNION ALL: each half uses its own index (an OR would
+        # not). A row is in one half at most: the candidates have no request id.
+        by_id = lean.filter(_any_id(connection, ids))
         # Unordered: the combined query would otherwise sort by Meta.ordering.
-        return list(map(_Row, by_id.union(candidates, all=True).order_by()))
-    # Elsewhere the rows are locked where the database can (SQLite serialises
-    # writers anyway), and the ids go in batches that respect the limit on a
-    # statement's parameters (SQLite's is 32766 by default, 999 before 3.32).
-    rows = list(candidates.select_for_update())
+        both = by_id.union(lean.filter(candidate), all=True).order_by()
+        return [_Row(values) for values in both]
+    # Elsewhere every column is read, the rows are locked where the database
+    # can (SQLite serialises writers anyway), and the ids go in batches that
+    # respect the limit on a statement's parameters (SQLite's is 32766 by
+    # default, 999 before 3.32).
+    whole = calls.values_list(*_COLUMNS)
+    rows = list(whole.filter(candidate).select_for_update())
     step = max(1, (_max_params(connection) or len(ids) or 1) - 1)
     for index in range(0, len(ids), step):
-        rows += calls.filter(provider_id__in=ids[index : index + step]).select_for_update()
-    return list(map(_Row, rows))
+        rows += whole.filter(provider_id__in=ids[index : index + step]).select_for_update()
+    return [_Row(_PICK(values), values) for values in rows]
+
+
+def _any_id(connection: BaseDatabaseWrapper, ids: list[str]) -> RawSQL:
+    """``provider_id = ANY(...)`` of ``ids``, as one parameter (PostgreSQL).
+
+    ``= ANY`` of an array, not ``IN (SELECT unnest(...))``: the planner sees
+    the array and probes the unique index for its values in order (or, on a
+    small table, scans it once against a hash of them), where the subquery
+    costs a hash aggregate of the ids and then one index probe per id, about
+    ten times as long. Request ids are digits (:func:`~django_voicepassword.client.parse_id`),
+    so they travel as one comma-separated string split by the server: Django
+    binds parameters on the client, and quoting an array's every element in
+    Python cost more than the server's whole search. An id with a comma in it
+    (from a gateway of one's own) sends the array.
+    """
+    qn = connection.ops.quote_name
+    column = f"{qn(Call._meta.db_table)}.{qn(_column(_field('provider_id')))}"
+    joined = ",".join(ids)
+    params: tuple[str | list[str]]
+    # Only the model's own table and column names, quoted, are interpolated.
+    if joined.count(",") == len(ids) - 1 and "" not in ids:
+        sql, params = f"{column} = ANY(string_to_array(%s, ','))", (joined,)
+    else:
+        sql, params = f"{column} = ANY(%s::varchar[])", (ids,)
+    return RawSQL(sql, params, output_field=models.BooleanField())  # noqa: S611
 
 
 def _max_params(connection: BaseDatabaseWrapper) -> int | None:
@@ -830,10 +878,10 @@ def _update(
     """Write the changed rows; return the changes that were written."""
     if not plan.changes:
         return []
-    for change in plan.changes:
-        change.call.updated_at = now
     if postgresql:
         return _update_postgresql(connection, plan.changes, now)
+    for change in plan.changes:
+        change.call.updated_at = now
     fields = [name for name in _WRITTEN if name in plan.fields] + ["updated_at"]
     # Each row takes a "WHEN pk = %s THEN %s" per field and a place in the
     # "pk IN (...)": Django's own estimate (two parameters and one per field)
@@ -858,39 +906,76 @@ def _update_postgresql(
     does, quadratically). A row is written only if its status is still the
     one read: the rows are not locked, and a callback that moved one meanwhile
     wins; the next run corrects it if the report says otherwise. ``RETURNING``
-    tells which rows were written, so that signals go for those alone.
+    tells which rows were written, so that signals go for those alone; when
+    ``call_status_changed`` has receivers it returns every column, the rows
+    as written, from which their ``Call`` is built (the SELECT read only what
+    deciding needs).
     """
     qn = connection.ops.quote_name
     pk, status, updated_at = _field("id"), _field("status"), _field("updated_at")
     fields = [_field(name) for name in _WRITTEN]
     names = [qn(_column(pk)), qn("old_status"), *(qn(_column(field)) for field in fields)]
-    arrays = ", ".join(f"%s::{_base_type(field, connection)}[]" for field in (pk, status, *fields))
+    rows = [change.call for change in changes]
+    columns: list[list[Any]] = [
+        [row.pk for row in rows],
+        [change.old_status for change in changes],
+        *(list(map(operator.attrgetter(field.attname), rows)) for field in fields),
+    ]
+    arrays: list[str] = []
+    params: list[Any] = [now]  # the SET's updated_at comes first
+    for field, column in zip((pk, status, *fields), columns, strict=True):
+        if field.attname == "status":
+            # Statuses are words of Call.Status: one string the server splits
+            # costs less than an array quoted element by element in Python.
+            array, param = _words(column)
+        else:
+            array, param = f"%s::{_base_type(field, connection)}[]", column
+        arrays.append(array)
+        params.append(param)
     assignments = ", ".join(f"{qn(_column(field))} = v.{qn(_column(field))}" for field in fields)
     table, pk_column = qn(Call._meta.db_table), qn(_column(pk))
     # Only the model's own table and column names, quoted, are interpolated;
     # every value is a parameter.
     sql = (
         f"UPDATE {table} AS c SET {assignments}, {qn(_column(updated_at))} = %s "  # noqa: S608
-        f"FROM unnest({arrays}) AS v({', '.join(names)}) "
+        f"FROM unnest({', '.join(arrays)}) AS v({', '.join(names)}) "
         f"WHERE c.{pk_column} = v.{pk_column} "
         f"AND c.{qn(_column(status))} = v.{qn('old_status')} "
         f"RETURNING c.{pk_column}"
     )
-    params: list[Any] = [
-        now,
-        [change.call.pk for change in changes],
-        [change.old_status for change in changes],
-        *([getattr(change.call, field.attname) for change in changes] for field in fields),
-    ]
+    whole = call_status_changed.has_listeners(Call)
+    if whole:
+        sql += "".join(f", c.{qn(column)}" for column in _COLUMNS)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        written = {row[0] for row in cursor.fetchall()}
-    if len(written) < len(changes):
+        returned = cursor.fetchall()
+    if whole:
+        by_pk = {row[0]: row[1:] for row in returned}
+        for change in changes:
+            change.call.values = by_pk.get(change.call.pk)
+        written: Iterable[int] = by_pk
+    else:
+        written = {row[0] for row in returned}
+    if len(returned) < len(changes):
         logger.info(
             "daily: %d rows changed meanwhile were left for the next run",
-            len(changes) - len(written),
+            len(changes) - len(returned),
         )
     return [change for change in changes if change.call.pk in written]
+
+
+def _words(values: list[str]) -> tuple[str, str | list[str]]:
+    """An SQL array of ``values`` and its parameter: one comma-separated string if it can be.
+
+    Django binds parameters on the client, where an array is quoted element
+    by element in Python; ``string_to_array`` of one string is split by the
+    server. Words with a comma (or a lone empty one, which would split into
+    no element at all) go as an array.
+    """
+    joined = ",".join(values)
+    if joined.count(",") == len(values) - 1 and joined:
+        return "string_to_array(%s, ',')::varchar[]", joined
+    return "%s::varchar[]", values
 
 
 def _field(name: str) -> models.Field[Any, Any]:
@@ -907,15 +992,20 @@ def _column(field: models.Field[Any, Any]) -> str:
 def _announce(moved: list[_Change], alias: str) -> None:
     """Send ``call_status_changed`` for every row whose status moved.
 
-    Each receiver gets a whole ``Call``, built from the values read (nothing is
-    queried); with no receiver none is built.
+    Each receiver gets a whole ``Call``, built from the row's columns as read
+    or as written (nothing is queried); with no receiver none is built. A
+    receiver connected while the run wrote (so that PostgreSQL's ``RETURNING``
+    did not return every column) costs one query for the rows' columns.
     """
     if not call_status_changed.has_listeners(Call):
         return
+    missing = [change.call.pk for change in moved if change.call.values is None]
+    found: dict[int, Call] = Call.objects.using(alias).in_bulk(missing) if missing else {}
     for change in moved:
+        call = found[change.call.pk] if change.call.values is None else change.call.call(alias)
         call_status_changed.send(
             sender=Call,
-            call=change.call.call(alias),
+            call=call,
             old_status=change.old_status,
             new_status=change.call.status,
             source="daily",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -697,6 +698,62 @@ def test_a_row_moved_meanwhile_is_left_to_its_mover(report, monkeypatch, signals
     call.refresh_from_db()
     assert call.status == Call.Status.ANSWERED
     assert signals == []
+
+
+def test_ids_with_a_comma_are_found_all_the_same(report):
+    # Request ids are digits, so on PostgreSQL they travel as one string split
+    # on commas; a gateway of one's own may answer others, which then go as an
+    # array: each must find its own row, and only it.
+    odd, plain = local("7,8"), local("7", "79990000002")
+    report[DAY] = [
+        replace(record("1"), id="7,8"),
+        record("7", "79990000002", state="Занято"),
+        record("8", "79990000003"),
+    ]
+    assert counts(calls.reconcile_day(DAY)) == (1, 2, 0, 0)
+    odd.refresh_from_db()
+    plain.refresh_from_db()
+    assert (odd.status, plain.status) == (Call.Status.ANSWERED, Call.Status.BUSY)
+    assert Call.objects.get(provider_id="8").number == "79990000003"
+
+
+def test_statuses_travel_as_one_string_when_they_can():
+    assert reconcile._words(["placed", "answered"]) == (
+        "string_to_array(%s, ',')::varchar[]",
+        "placed,answered",
+    )
+    # A word with a comma, or a lone empty one (which would split into no
+    # element at all), goes as an array.
+    assert reconcile._words(["a,b", "c"]) == ("%s::varchar[]", ["a,b", "c"])
+    assert reconcile._words([""]) == ("%s::varchar[]", [""])
+
+
+def test_a_receiver_connected_while_the_run_wrote_gets_whole_calls(report, monkeypatch):
+    # On PostgreSQL the rows are read lean and the UPDATE returns every column
+    # only when the signal has receivers: one connected after it still gets a
+    # whole Call, read for it.
+    row = local("1", channel=Call.Channel.VOICE_CALL, state_label="Дозвон")
+    report[DAY] = [record("1", state="Успешно", price="0.50")]
+    seen: list[tuple[Any, ...]] = []
+
+    def on_changed(sender, call, old_status, new_status, source, **kwargs):
+        seen.append((call.pk, call.channel, call.number, call.status, call.price, old_status))
+
+    update = reconcile._update
+
+    def update_then_connect(*args, **kwargs):
+        written = update(*args, **kwargs)
+        call_status_changed.connect(on_changed)
+        return written
+
+    monkeypatch.setattr(reconcile, "_update", update_then_connect)
+    try:
+        calls.reconcile_day(DAY)
+    finally:
+        call_status_changed.disconnect(on_changed)
+    assert seen == [
+        (row.pk, "voice_call", row.number, "answered", Decimal("0.5000"), "placed"),
+    ]
 
 
 # --------------------------------------------------------------------------- the emulator
