@@ -94,7 +94,7 @@ from django_voicepassword.exceptions import (
 )
 from django_voicepassword.gateways.base import BaseGateway, get_gateway
 from django_voicepassword.models import Call, Challenge, PhoneNumber
-from django_voicepassword.phone import mask, normalize
+from django_voicepassword.phone import Masked, mask, normalize
 from django_voicepassword.signals import challenge_started, login_failed, phone_verified
 
 if TYPE_CHECKING:
@@ -432,6 +432,17 @@ def _recipient(number: str, purpose: str, user: AbstractBaseUser | None) -> _Rec
     return _Recipient(call=adapter.can_log_in(found), user=found)
 
 
+def _verifier(challenge: Challenge) -> AbstractBaseUser | None:
+    """The user a verification's challenge is for; ``None`` for a login's.
+
+    A login's recipient is looked up again at each send (:func:`_recipient`),
+    whatever user its challenge holds: reading that one would be a query for nothing.
+    """
+    if challenge.purpose != Challenge.Purpose.VERIFY:
+        return None
+    return challenge.user
+
+
 def _limit_kind(
     number: str,
     purpose: str,
@@ -718,10 +729,10 @@ def _reusable(
         verified_at__isnull=True,
         expires_at__gt=now,
     )
-    if user is None:
-        unfinished = unfinished.filter(user__isnull=True)
-    else:
-        unfinished = unfinished.filter(user_id=user.pk)
+    if purpose == Challenge.Purpose.VERIFY:
+        unfinished = unfinished.filter(user_id=getattr(user, "pk", None))
+    # A login's challenge holds the user its code was sent to (or none): any
+    # of this session's for the number is the one to return.
     return unfinished.first()
 
 
@@ -793,7 +804,7 @@ def start_challenge(
     if not (new_session and session_digest):
         reusable = _reusable(normalized, purpose, user, session_digest, now)
         if reusable is not None:
-            logger.debug("Challenge for %s reused", mask(normalized))
+            logger.debug("Challenge for %s reused", Masked(normalized))
             return reusable
 
     # Looked up once, for the limit and the send (the limit has it on a
@@ -810,9 +821,12 @@ def start_challenge(
     reservation, read = ratelimit.check_and_reserve(
         normalized, request, kind=kind, channel=channel, peek=[_DURATIONS_KEY + channel]
     )
+    # The user the code goes to, kept on the challenge from the start (a
+    # login's too, so that its confirm has no user to link: see _link_user).
+    owner = recipient.user if recipient.call else None
     try:
         challenge = _new_challenge(
-            normalized, purpose, channel, user, session_digest, now, step=step, wait=wait
+            normalized, purpose, channel, owner, session_digest, now, step=step, wait=wait
         )
     except BaseException:
         ratelimit.release(reservation)
@@ -833,7 +847,7 @@ def start_challenge(
     if sent:
         _announce_start(challenge, request, channel)
     _workflow().schedule(challenge)
-    logger.debug("Challenge for %s started (%s)", mask(normalized), channel)
+    logger.debug("Challenge for %s started (%s)", Masked(normalized), channel)
     return challenge
 
 
@@ -884,9 +898,10 @@ def resend_challenge(
     if fresh.resend_at > now:
         raise ChallengeError("cooldown", retry_after=_seconds_until(fresh.resend_at, now))
 
-    recipient = _recipient(fresh.number, fresh.purpose, fresh.user)
+    user = _verifier(fresh)
+    recipient = _recipient(fresh.number, fresh.purpose, user)
     ratelimit.check_send(
-        fresh.number, request, kind=_limit_kind(fresh.number, fresh.purpose, fresh.user, recipient)
+        fresh.number, request, kind=_limit_kind(fresh.number, fresh.purpose, user, recipient)
     )
     if settings.ASYNC_SEND:
         return _resend_queued(challenge, fresh, channel, request, now)
@@ -912,7 +927,7 @@ def resend_challenge(
         setattr(challenge, field, getattr(fresh, field))
     if sent:
         _announce_start(challenge, request, channel)
-    logger.debug("Challenge for %s re-sent (%s)", mask(fresh.number), channel)
+    logger.debug("Challenge for %s re-sent (%s)", Masked(fresh.number), channel)
     return challenge
 
 
@@ -980,11 +995,12 @@ def send_step(
     """
     number = mask(challenge.number)
     try:
-        recipient = _recipient(challenge.number, challenge.purpose, challenge.user)
+        user = _verifier(challenge)
+        recipient = _recipient(challenge.number, challenge.purpose, user)
         ratelimit.check_send(
             challenge.number,
             None,
-            kind=_limit_kind(challenge.number, challenge.purpose, challenge.user, recipient),
+            kind=_limit_kind(challenge.number, challenge.purpose, user, recipient),
         )
         sent = recipient.call
         try:
@@ -1063,7 +1079,7 @@ def _start_queued(
 
     _enqueue_send(challenge, channel, 1, reservation, undo=expire)
     _workflow().schedule(challenge)
-    logger.debug("Challenge for %s started (%s, sent by a worker)", mask(number), channel)
+    logger.debug("Challenge for %s started (%s, sent by a worker)", Masked(number), channel)
     return challenge
 
 
@@ -1087,7 +1103,7 @@ def _resend_queued(
     fresh.refresh_from_db()
     for field in ("channel", "code_digest", "attempts", "sends", "expires_at", "resend_at"):
         setattr(challenge, field, getattr(fresh, field))
-    logger.debug("Challenge for %s re-sent (%s, sent by a worker)", mask(fresh.number), channel)
+    logger.debug("Challenge for %s re-sent (%s, sent by a worker)", Masked(fresh.number), channel)
     return challenge
 
 
@@ -1189,7 +1205,7 @@ def send_queued(
         ratelimit.release(reservation)
         logger.info("Queued %s not sent: the challenge is over or has a newer send", channel)
         return SKIPPED
-    recipient = _recipient(challenge.number, challenge.purpose, challenge.user)
+    recipient = _recipient(challenge.number, challenge.purpose, _verifier(challenge))
     pk = challenge.pk
 
     def undo(*, billed: bool) -> None:
@@ -1225,7 +1241,7 @@ def send_queued(
         return SKIPPED
     if recipient.call:
         _announce_start(challenge, None, channel)
-    logger.debug("Queued %s to %s sent", channel, mask(challenge.number))
+    logger.debug("Queued %s to %s sent", channel, Masked(challenge.number))
     return SENT
 
 
@@ -1276,7 +1292,7 @@ def get_challenge(request: HttpRequest | None, challenge_id: str | uuid.UUID) ->
 def _refused(
     challenge: Challenge, request: HttpRequest | None, reason: str, entered: object
 ) -> None:
-    logger.debug("Code for %s refused: %s", mask(challenge.number), reason)
+    logger.debug("Code for %s refused: %s", Masked(challenge.number), reason)
     token = _mask_token(entered)
     transaction.on_commit(
         lambda: login_failed.send(
@@ -1418,7 +1434,7 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
         raise ChallengeError(reason)
     challenge.verified_at = now
     challenge.code_digest = stored
-    logger.debug("Code for %s confirmed", mask(challenge.number))
+    logger.debug("Code for %s confirmed", Masked(challenge.number))
     fraud.count_confirm(challenge)
     if challenge.purpose == Challenge.Purpose.VERIFY and challenge.user is not None:
         verified_user = challenge.user
@@ -1561,7 +1577,7 @@ def deliver_code(
         # Reserved and given back: a spent budget refuses every number alike.
         ratelimit.release(reservation)
         _stand_in(channel, read)
-        logger.debug("Stand-in for %s (%s): nothing placed", mask(normalized), channel)
+        logger.debug("Stand-in for %s (%s): nothing placed", Masked(normalized), channel)
         return Delivery(placed=False)
     try:
         gateway = get_gateway()
@@ -1588,5 +1604,5 @@ def deliver_code(
         return Delivery(placed=False, error=error)
     if warm:
         _record_send_seconds(channel, time.monotonic() - started, read)
-    logger.debug("%s to %s placed", channel, mask(normalized))
+    logger.debug("%s to %s placed", channel, Masked(normalized))
     return Delivery(placed=True, call=placed_call)

@@ -221,6 +221,31 @@ def test_a_number_that_lost_its_user_after_the_call_is_none(emulated, debug_log)
     refused_with(debug_log, "no user", code)
 
 
+def test_a_challenge_holds_the_user_its_code_went_to_from_the_start(emulated):
+    # So that a returning user's confirm has nothing to link (issue #16).
+    user = user_with(KNOWN)
+    challenge, _request = started()
+    nobody, _other = started(UNKNOWN)
+    assert Challenge.objects.get(pk=challenge.pk).user == user
+    assert Challenge.objects.get(pk=nobody.pk).user is None  # no call, no user
+
+
+def test_a_number_that_changed_hands_logs_in_its_new_owner(emulated, verified):
+    # Looked up at the confirm, not taken from the start: the code went to
+    # the phone, and the phone is the new owner's.
+    before = user_with(KNOWN)
+    challenge, request = started()
+    code = emulated.code_for(KNOWN)
+    after = get_user_model().objects.create_user("bob", password=None)
+    PhoneNumber.objects.filter(number=KNOWN).update(user=after)
+
+    assert authenticate(same_browser(request), challenge=challenge, otp_token=code) == after
+    assert Challenge.objects.get(pk=challenge.pk).user == after
+    assert challenge.user == after
+    assert [signal["user"] for signal in verified] == [after]
+    assert before != after
+
+
 def test_create_users_makes_the_user_of_a_first_login(emulated, verified):
     with configured(CREATE_USERS=True):
         challenge, request = started(UNKNOWN)
