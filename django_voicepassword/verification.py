@@ -516,12 +516,17 @@ def _send_reserved(
     recipient: _Recipient,
     reservation: ratelimit.Reservation | None,
     read: dict[str, Any] | None = None,
+    *,
+    store: bool = False,
 ) -> str | None:
     """:func:`_deliver` once the budget is reserved: in the request, or on a worker.
 
     ``reservation`` is given back whenever nothing was placed (and kept when
     the provider may have billed). ``read``: the cache's values read with the
     limits (the recent send durations), as :func:`_durations` takes them.
+    ``store``: a call placed stores its code with the call's answer (one
+    statement on PostgreSQL), as :func:`_store_code` would, and the challenge
+    gets its ``code_digest``; a send that placed no call stores nothing.
     """
     global _warm_gateway
     if not recipient.call:
@@ -565,6 +570,11 @@ def _send_reserved(
                 capacity=None if client_code else CODE_LENGTH,
                 user=recipient.user,
                 challenge=challenge,
+                challenge_fields=(
+                    (lambda result: _code_fields(challenge, channel, client_code or result.code))
+                    if store
+                    else None
+                ),
             )
             code = client_code or result.code
     except calls.SmsFallbackError as error:
@@ -659,6 +669,26 @@ def _announce_start(challenge: Challenge, request: HttpRequest | None, channel: 
     )
 
 
+def _code_fields(
+    challenge: Challenge, channel: str, code: str | None, *, sms: bool = False
+) -> dict[str, Any] | None:
+    """The fields :func:`_store_code` writes for ``code``: ``None`` for no code.
+
+    ``sms``: ``code=None`` is an SMS that re-sent the code the challenge has,
+    whose fields are the expiry and the attempts alone.
+    """
+    if code is None and not sms:
+        return None
+    fields: dict[str, Any] = {
+        "channel": channel,
+        "attempts": 0,
+        "expires_at": timezone.now() + timedelta(seconds=settings.CHALLENGE_TTL),
+    }
+    if code is not None:
+        fields["code_digest"] = _code_digest(challenge.pk, code)
+    return fields
+
+
 def _store_code(
     challenge: Challenge, channel: str, code: str | None, *, sends: int | None = None
 ) -> bool:
@@ -669,14 +699,8 @@ def _store_code(
     at that send: a newer send's code is never overwritten by an older one's.
     Returns whether the code was recorded.
     """
-    now = timezone.now()
-    fields: dict[str, Any] = {
-        "channel": channel,
-        "attempts": 0,
-        "expires_at": now + timedelta(seconds=settings.CHALLENGE_TTL),
-    }
-    if code is not None:
-        fields["code_digest"] = _code_digest(challenge.pk, code)
+    fields = _code_fields(challenge, channel, code, sms=True)
+    assert fields is not None
     rows = Challenge.objects.filter(pk=challenge.pk)
     if sends is not None:
         rows = rows.filter(sends=sends)
@@ -730,7 +754,8 @@ def _reusable(
         expires_at__gt=now,
     )
     if purpose == Challenge.Purpose.VERIFY:
-        unfinished = unfinished.filter(user_id=getattr(user, "pk", None))
+        assert user is not None  # start_challenge() refuses a verification without one
+        unfinished = unfinished.filter(user_id=user.pk)
     # A login's challenge holds the user its code was sent to (or none): any
     # of this session's for the number is the one to return.
     return unfinished.first()
@@ -834,7 +859,7 @@ def start_challenge(
     sent = recipient.call
     try:
         try:
-            code = _send_reserved(challenge, channel, recipient, reservation, read)
+            code = _send_reserved(challenge, channel, recipient, reservation, read, store=True)
         except _NotSent as not_sent:
             code, sent = _masked(challenge, channel, not_sent, first=True), False
     except _NotSent as not_sent:
@@ -843,7 +868,10 @@ def start_challenge(
     except BaseException:
         Challenge.objects.filter(pk=challenge.pk).update(expires_at=timezone.now())
         raise
-    _store_code(challenge, channel, code)
+    if not challenge.code_digest:
+        # Not stored with the call's answer: no call was placed (a number
+        # without an account, a review number, a send that failed).
+        _store_code(challenge, channel, code)
     if sent:
         _announce_start(challenge, request, channel)
     _workflow().schedule(challenge)
