@@ -36,7 +36,7 @@ from django.utils import timezone
 
 from django_voicepassword import calls, verification
 from django_voicepassword.client import SendResult
-from django_voicepassword.gateways.base import reset_gateway
+from django_voicepassword.gateways.base import get_gateway, reset_gateway
 from django_voicepassword.models import Call, Challenge, PhoneNumber
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -220,12 +220,19 @@ def test_a_request_id_given_twice_stores_neither_the_answer_nor_the_code(
     # the duplicate request id refuses both, as the two statements did.
     first = verification.start_challenge(KNOWN, request=None)
     [taken] = Call.objects.filter(challenge=first).values_list("provider_id", flat=True)
-    real = calls.get_gateway()
+    assert taken
+    request_id = str(taken)
+    real = get_gateway()
 
     class Repeating:
         def flash_call(self, number: str, **kwargs: Any) -> SendResult:
             return SendResult(
-                id=taken, number=number, price=Decimal("1.5"), code="1234", message=None, raw={}
+                id=request_id,
+                number=number,
+                price=Decimal("1.5"),
+                code="1234",
+                message=None,
+                raw={},
             )
 
         def __getattr__(self, name: str) -> Any:
@@ -244,4 +251,4 @@ def test_a_request_id_given_twice_stores_neither_the_answer_nor_the_code(
         "duplicate_provider_id",
         None,
     )
-    assert Call.objects.get(challenge=first).provider_id == taken
+    assert Call.objects.get(challenge=first).provider_id == request_id
