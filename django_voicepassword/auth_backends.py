@@ -53,9 +53,10 @@ from django_voicepassword.models import Call, Challenge, PhoneNumber
 from django_voicepassword.phone import Masked
 from django_voicepassword.signals import login_failed, phone_verified
 from django_voicepassword.verification import (
+    _UNREAD,
     ChallengeError,
+    _confirm,
     _save_session_once,
-    confirm_challenge,
     get_challenge,
 )
 
@@ -223,8 +224,12 @@ class PhoneCodeBackend(BaseBackend):
         if challenge.purpose != Challenge.Purpose.LOGIN:
             logger.debug("Phone login for %s refused: not a login challenge", number)
             return None
+        adapter = get_adapter()
+        # The default adapter's look-up is read with the attempt (one statement
+        # on PostgreSQL); a site's own get_user() is asked below.
+        default_lookup = type(adapter).get_user is PhoneAdapter.get_user
         try:
-            confirmed = confirm_challenge(challenge, otp_token, request)
+            confirmed, owner = _confirm(challenge, otp_token, request, number_owner=default_lookup)
         except ChallengeError as error:
             logger.debug("Phone login for %s refused: %s", number, error.code)
             return None
@@ -232,9 +237,8 @@ class PhoneCodeBackend(BaseBackend):
             logger.debug("Phone login for %s refused: wrong code", number)
             return None
 
-        adapter = get_adapter()
         # Looked up now, not when the code was sent: a number can change hands.
-        user = adapter.get_user(challenge.number)
+        user = owner if owner is not _UNREAD else adapter.get_user(challenge.number)
         if user is None:
             if not settings.CREATE_USERS:
                 # Only reachable if the number lost its user after the call.

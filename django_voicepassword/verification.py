@@ -60,6 +60,7 @@ that record must be committed to be a trace.
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import hmac
 import logging
@@ -73,7 +74,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias
 
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
@@ -1402,6 +1403,74 @@ def _count_attempt(pk: uuid.UUID, now: datetime) -> tuple[bool, str | None]:
     return True, row[0] or ""
 
 
+class _Unread(enum.Enum):
+    """What :func:`_confirm` gives for the number's user when it did not read it."""
+
+    UNREAD = enum.auto()
+
+
+_UNREAD: Final = _Unread.UNREAD
+#: The number's user as :func:`_confirm` read it: a user, ``None`` (none), or :data:`_UNREAD`.
+_Owner: TypeAlias = "AbstractBaseUser | Literal[_Unread.UNREAD] | None"
+
+
+def _count_attempt_finding_owner(
+    pk: uuid.UUID, now: datetime, number_owner: bool
+) -> tuple[bool, str | None, _Owner]:
+    """:func:`_count_attempt`, and with ``number_owner`` the user whose number it is.
+
+    The third item is :data:`_UNREAD` unless the user was read: on PostgreSQL,
+    in the same statement (the ``UPDATE ... RETURNING`` in a ``WITH``, joined to
+    the number's :class:`~django_voicepassword.models.PhoneNumber` and its
+    user, as ``PhoneAdapter.get_user`` finds them), where the user model is
+    on the challenges' database. Then ``None`` when the number has no user.
+    """
+    if not number_owner:
+        return (*_count_attempt(pk, now), _UNREAD)
+    from django.contrib.auth import get_user_model
+    from django.db import router
+
+    alias = router.db_for_write(Challenge)
+    connection = transaction.get_connection(alias)
+    model = get_user_model()
+    if connection.vendor != "postgresql" or router.db_for_read(model) != alias:
+        return (*_count_attempt(pk, now), _UNREAD)
+    quote = connection.ops.quote_name
+
+    def column(meta: Any, name: str) -> str:
+        found = meta.get_field(name)
+        return str(quote(found.column))
+
+    meta, numbers, users = Challenge._meta, PhoneNumber._meta, model._meta
+    attempts, number = column(meta, "attempts"), column(meta, "number")
+    # Names and quoting from the models and the backend, values as parameters.
+    sql = (
+        f"WITH counted AS (UPDATE {quote(meta.db_table)} SET {attempts} = {attempts} + 1"  # noqa: S608
+        f" WHERE {column(meta, 'id')} = %s AND {attempts} < {column(meta, 'max_attempts')}"
+        f" AND {column(meta, 'verified_at')} IS NULL AND {column(meta, 'expires_at')} > %s"
+        f" RETURNING {column(meta, 'code_digest')} AS digest, {number} AS number)"
+        f" SELECT u.*, counted.digest AS {quote(_DIGEST_ALIAS)} FROM counted"
+        f" LEFT JOIN {quote(numbers.db_table)} p ON p.{column(numbers, 'number')} = counted.number"
+        f" LEFT JOIN {quote(users.db_table)} u"
+        f" ON u.{quote(users.pk.column)} = p.{column(numbers, 'user')}"
+    )
+    params = [
+        meta.get_field("id").get_db_prep_value(pk, connection),
+        meta.get_field("expires_at").get_db_prep_value(now, connection),
+    ]
+    with transaction.mark_for_rollback_on_error(using=alias):
+        rows = list(model._default_manager.raw(sql, params).using(alias))
+    if not rows:
+        return False, None, _UNREAD
+    [row] = rows  # a number has one row at most (unique)
+    digest = getattr(row, _DIGEST_ALIAS) or ""
+    return True, digest, row if row.pk is not None else None
+
+
+# The column the digest comes back under next to the user's (no user field has it).
+_DIGEST_ALIAS: Final = "_voicepassword_code_digest"
+
+
 def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | None = None) -> bool:
     """Check ``code`` against ``challenge``; ``True`` once, for the right code in time.
 
@@ -1419,13 +1488,31 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
     is confirmed by :class:`~django_voicepassword.auth_backends.PhoneCodeBackend`,
     which logs the user in.
     """
+    return _confirm(challenge, code, request)[0]
+
+
+def _confirm(
+    challenge: Challenge,
+    code: str,
+    request: HttpRequest | None = None,
+    *,
+    number_owner: bool = False,
+) -> tuple[bool, _Owner]:
+    """:func:`confirm_challenge`, and the number's user read with the attempt.
+
+    With ``number_owner`` the user whose verified number the challenge's is
+    (``PhoneAdapter.get_user``'s answer) is read in the statement that counts
+    the attempt where the database allows (:func:`_count_attempt_finding_owner`);
+    the second item is that user, ``None``, or :data:`_UNREAD` (the caller asks
+    the adapter).
+    """
     now = timezone.now()
     # One conditional UPDATE counts the attempt: concurrent requests each
     # count one, and none of them gets past MAX_ATTEMPTS (the database
     # re-checks the condition on the row it locks; no read-modify-write).
     # It returns the digest as stored now, not as this instance remembers it:
     # a resend may have replaced the code since the instance was read.
-    counted, stored = _count_attempt(challenge.pk, now)
+    counted, stored, owner = _count_attempt_finding_owner(challenge.pk, now, number_owner)
     if request is not None and not _same_session(challenge, request):
         # The attempt was counted all the same: a challenge id seen outside
         # its session is a leak, and burning its attempts ends what the leak
@@ -1440,7 +1527,7 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
     cleaned = clean_code(code, challenge.code_length)
     if cleaned is None:
         _refused(challenge, request, "malformed", code)
-        return False
+        return False, owner
     if stored is None:
         # A database without UPDATE ... RETURNING: read the digest after the count.
         stored = (
@@ -1450,7 +1537,7 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
     # leading characters of a guessed digest were right.
     if not stored or not hmac.compare_digest(_code_digest(challenge.pk, cleaned), stored):
         _refused(challenge, request, "wrong_code", code)
-        return False
+        return False, owner
     # The right code: consume it with a second conditional UPDATE, so that
     # of concurrent right entries exactly one gets True.
     consumed = Challenge.objects.filter(
@@ -1476,7 +1563,7 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
                 request=request,
             )
         )
-    return True
+    return True, owner
 
 
 # --- what a page shows ------------------------------------------------------------
