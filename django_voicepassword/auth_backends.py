@@ -47,15 +47,16 @@ from django.contrib.auth.backends import BaseBackend
 from django.contrib.auth.signals import user_logged_in
 from django.db import router, transaction
 
-from django_voicepassword.adapter import get_adapter
+from django_voicepassword.adapter import PhoneAdapter, get_adapter
 from django_voicepassword.conf import settings
 from django_voicepassword.models import Call, Challenge, PhoneNumber
-from django_voicepassword.phone import mask
+from django_voicepassword.phone import Masked
 from django_voicepassword.signals import login_failed, phone_verified
 from django_voicepassword.verification import (
+    _UNREAD,
     ChallengeError,
+    _confirm,
     _save_session_once,
-    confirm_challenge,
     get_challenge,
 )
 
@@ -163,21 +164,25 @@ def atomic_login(request: HttpRequest, challenge: Challenge | None = None) -> It
             challenge.verified_at, challenge.code_digest, user_id = confirmed
             if challenge.user_id != user_id:
                 # The user linked by the login (perhaps created by it) was rolled back.
-                challenge.user = None
+                challenge.user_id = user_id
         raise
 
 
 def _link_user(challenge: Challenge, user: AbstractBaseUser) -> None:
-    """Give ``challenge`` and its calls the user who logged in with it, if they have none.
+    """Give ``challenge`` the user who logged in with it, and its calls that have none.
 
-    A first login's challenge and calls are made before the user exists
-    (``CREATE_USERS``), so without this the admin shows no user on the call
-    that created one. In the login's transaction: a login that fails leaves
-    them as they were. Only rows without a user are changed.
+    A login's challenge holds the user its code was sent to from the start
+    (:func:`~django_voicepassword.verification.start_challenge`), and its call
+    row too: for a returning user there is nothing to write. A first login's
+    challenge and calls are made before the user exists (``CREATE_USERS``),
+    so without this the admin shows no user on the call that created one; a
+    number that changed hands between the start and the confirm gives the
+    challenge the user who logged in. In the login's transaction: a login
+    that fails leaves them as they were. Only calls without a user are changed.
     """
-    if challenge.user_id is not None:
+    if challenge.user_id == user.pk:
         return
-    Challenge.objects.filter(pk=challenge.pk, user__isnull=True).update(user=user)
+    Challenge.objects.filter(pk=challenge.pk).update(user=user)
     Call.objects.filter(challenge=challenge, user__isnull=True).update(user=user)
     challenge.user = user  # type: ignore[assignment]
 
@@ -215,12 +220,16 @@ class PhoneCodeBackend(BaseBackend):
                 logger.debug("Phone login refused: no such challenge in this session")
                 return None
             challenge = found
-        number = mask(challenge.number)
+        number = Masked(challenge.number)  # masked only if a line is logged
         if challenge.purpose != Challenge.Purpose.LOGIN:
             logger.debug("Phone login for %s refused: not a login challenge", number)
             return None
+        adapter = get_adapter()
+        # The default adapter's look-up is read with the attempt (one statement
+        # on PostgreSQL); a site's own get_user() is asked below.
+        default_lookup = type(adapter).get_user is PhoneAdapter.get_user
         try:
-            confirmed = confirm_challenge(challenge, otp_token, request)
+            confirmed, owner = _confirm(challenge, otp_token, request, number_owner=default_lookup)
         except ChallengeError as error:
             logger.debug("Phone login for %s refused: %s", number, error.code)
             return None
@@ -228,9 +237,8 @@ class PhoneCodeBackend(BaseBackend):
             logger.debug("Phone login for %s refused: wrong code", number)
             return None
 
-        adapter = get_adapter()
         # Looked up now, not when the code was sent: a number can change hands.
-        user = adapter.get_user(challenge.number)
+        user = owner if owner is not _UNREAD else adapter.get_user(challenge.number)
         if user is None:
             if not settings.CREATE_USERS:
                 # Only reachable if the number lost its user after the call.
@@ -247,10 +255,16 @@ class PhoneCodeBackend(BaseBackend):
                 return None
             user = adapter.create_user(challenge.number, request)
             logger.debug("Phone login for %s created a user", number)
+            # The default create_user() has marked the number verified (with
+            # the adapter's own mark_verified); another one is asked again below.
+            verified = type(adapter).create_user is PhoneAdapter.create_user
+        else:
+            verified = False
         if not adapter.can_log_in(user):
             logger.debug("Phone login for %s refused: the user may not log in", number)
             return None
-        adapter.mark_verified(user, challenge.number)
+        if not verified:
+            adapter.mark_verified(user, challenge.number)
         _link_user(challenge, user)
         # For login() to put in the session (_remember_login_number).
         setattr(user, _NUMBER_ATTRIBUTE, challenge.number)

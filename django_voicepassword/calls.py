@@ -19,9 +19,13 @@ the row must be committed before the provider is asked to be a trace.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models import Model, Q
+from django.db.models.sql import UpdateQuery
+from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
@@ -29,7 +33,7 @@ from django_voicepassword.client import CallRecord, SendResult
 from django_voicepassword.conf import settings
 from django_voicepassword.exceptions import APIError, OutcomeUnknownError, TransportError
 from django_voicepassword.gateways import get_gateway
-from django_voicepassword.models import FINAL_STATUSES, BalanceSnapshot, Call
+from django_voicepassword.models import FINAL_STATUSES, BalanceSnapshot, Call, Challenge
 from django_voicepassword.phone import normalize
 from django_voicepassword.reconcile import ReconcileReport, reconcile_day, record_changes
 from django_voicepassword.signals import balance_fetched, call_placed, call_status_changed
@@ -102,8 +106,55 @@ def _not_placed(call: Call, status: str, error_code: str) -> None:
     _announce(call, Call.Status.PENDING, "send")
 
 
-def _place(call: Call, send: Any) -> SendResult:
-    """Ask the provider through ``send(callback_url)`` and record the answer on ``call``."""
+#: Given the provider's answer, the fields of the call's challenge to write
+#: with it (``None``: none); see :func:`place`.
+ChallengeFields = Callable[[SendResult], dict[str, Any] | None]
+_PLACED_FIELDS = ("provider_id", "price", "status", "updated_at")
+
+
+def _update_sql(
+    model: type[Model], pk: Any, values: dict[str, Any], using: str
+) -> tuple[str, tuple[Any, ...]]:
+    """The ``UPDATE`` of row ``pk`` of ``model`` to ``values``, as ``update()`` sends it."""
+    query = UpdateQuery(model)
+    query.add_update_values(values)
+    query.add_q(Q(pk=pk))
+    sql, params = query.get_compiler(using).as_sql()
+    return sql, tuple(params)
+
+
+def _save_placed(call: Call, challenge: Any, fields: dict[str, Any] | None) -> None:
+    """Store the call's answer, and ``fields`` of ``challenge`` with it.
+
+    On PostgreSQL in one statement (the call's ``UPDATE`` in a ``WITH``, which
+    runs whether or not it is read), elsewhere in two. Either way a duplicate
+    request id raises ``IntegrityError`` before anything of the two is stored.
+    """
+    if not fields:
+        call.save(update_fields=list(_PLACED_FIELDS))
+        return
+    using = router.db_for_write(Call)
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        call.save(update_fields=list(_PLACED_FIELDS))
+        Challenge.objects.using(using).filter(pk=challenge.pk).update(**fields)
+        return
+    call.updated_at = timezone.now()  # what save() does for auto_now
+    placed_sql, placed = _update_sql(
+        Call, call.pk, {name: getattr(call, name) for name in _PLACED_FIELDS}, using
+    )
+    coded_sql, coded = _update_sql(Challenge, challenge.pk, fields, using)
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(f"WITH placed AS ({placed_sql}) {coded_sql}", placed + coded)
+
+
+def _place(
+    call: Call, send: Any, challenge: Any = None, challenge_fields: ChallengeFields | None = None
+) -> SendResult:
+    """Ask the provider through ``send(callback_url)`` and record the answer on ``call``.
+
+    ``challenge_fields``: see :func:`place`.
+    """
     try:
         result: SendResult = send(_callback_url(call))
     except OutcomeUnknownError:
@@ -118,8 +169,9 @@ def _place(call: Call, send: Any) -> SendResult:
     call.provider_id = result.id
     call.price = result.price
     call.status = Call.Status.PLACED
+    fields = challenge_fields(result) if challenge_fields is not None else None
     try:
-        call.save(update_fields=["provider_id", "price", "status", "updated_at"])
+        _save_placed(call, challenge, fields)
     except IntegrityError:
         # The provider answered with an id another row already has: keep the
         # trace, leave the outcome to reconciliation.
@@ -128,6 +180,8 @@ def _place(call: Call, send: Any) -> SendResult:
             status=Call.Status.UNKNOWN, error_code="duplicate_provider_id", provider_id=None
         )
         raise
+    for name, value in (fields or {}).items():
+        setattr(challenge, name, value)
     _announce(call, Call.Status.PENDING, "send")
     return result
 
@@ -180,6 +234,7 @@ def place(
     ani: str | None = None,
     user: Any = None,
     challenge: Any = None,
+    challenge_fields: ChallengeFields | None = None,
 ) -> tuple[Call, SendResult]:
     """Place a flash or voice call; return the call and the provider's answer.
 
@@ -189,6 +244,11 @@ def place(
     :func:`place_flash_call` or :func:`place_voice_call`. The code is never
     stored or signalled. Any other ``channel`` is a ``ValueError``, before
     anything is written.
+
+    ``challenge_fields`` (with ``challenge``) is given the provider's answer
+    of a call placed and returns fields of ``challenge`` to store with it (the
+    code's digest): written with the call's answer, in the same statement on
+    PostgreSQL, and set on ``challenge``. ``None`` writes nothing more.
     """
     if channel not in (Call.Channel.FLASH_CALL, Call.Channel.VOICE_CALL):
         raise ValueError(f"place() places flash and voice calls, not {channel!r}")
@@ -202,6 +262,8 @@ def place(
             lambda url: gateway.flash_call(
                 normalized, code=code, capacity=capacity, callback_url=url
             ),
+            challenge,
+            challenge_fields,
         )
     else:
         result = _place(
@@ -209,6 +271,8 @@ def place(
             lambda url: gateway.voice_call(
                 normalized, code=code, repeat=repeat, ani=ani, callback_url=url
             ),
+            challenge,
+            challenge_fields,
         )
     return call, result
 

@@ -37,6 +37,7 @@ __all__ = [
     "MAX_INPUT_LENGTH",
     "NUMBER_TYPES",
     "InvalidPhoneNumber",
+    "Masked",
     "check_policy",
     "format_international",
     "mask",
@@ -376,3 +377,24 @@ def mask(number: object) -> str:
     first = min(first_group, budget - last)
     hidden = set(digits[first : len(digits) - last])
     return prefix + "".join("*" if i in hidden else char for i, char in enumerate(national))
+
+
+class Masked:
+    """``number`` masked when it is printed: :func:`mask` for a log line's arguments.
+
+    ``logger.debug("... %s", Masked(number))`` parses and masks the number only
+    if the line is emitted; ``mask(number)`` as an argument does it for every
+    call, at DEBUG off too (libphonenumber's parse costs about as much as a
+    small database query).
+    """
+
+    __slots__ = ("number",)
+
+    def __init__(self, number: object) -> None:
+        self.number = number
+
+    def __str__(self) -> str:
+        return mask(self.number)
+
+    def __repr__(self) -> str:
+        return repr(mask(self.number))

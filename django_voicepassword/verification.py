@@ -60,6 +60,7 @@ that record must be committed to be a trace.
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import hmac
 import logging
@@ -73,7 +74,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias
 
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
@@ -94,7 +95,7 @@ from django_voicepassword.exceptions import (
 )
 from django_voicepassword.gateways.base import BaseGateway, get_gateway
 from django_voicepassword.models import Call, Challenge, PhoneNumber
-from django_voicepassword.phone import mask, normalize
+from django_voicepassword.phone import Masked, mask, normalize
 from django_voicepassword.signals import challenge_started, login_failed, phone_verified
 
 if TYPE_CHECKING:
@@ -432,6 +433,17 @@ def _recipient(number: str, purpose: str, user: AbstractBaseUser | None) -> _Rec
     return _Recipient(call=adapter.can_log_in(found), user=found)
 
 
+def _verifier(challenge: Challenge) -> AbstractBaseUser | None:
+    """The user a verification's challenge is for; ``None`` for a login's.
+
+    A login's recipient is looked up again at each send (:func:`_recipient`),
+    whatever user its challenge holds: reading that one would be a query for nothing.
+    """
+    if challenge.purpose != Challenge.Purpose.VERIFY:
+        return None
+    return challenge.user
+
+
 def _limit_kind(
     number: str,
     purpose: str,
@@ -505,12 +517,17 @@ def _send_reserved(
     recipient: _Recipient,
     reservation: ratelimit.Reservation | None,
     read: dict[str, Any] | None = None,
+    *,
+    store: bool = False,
 ) -> str | None:
     """:func:`_deliver` once the budget is reserved: in the request, or on a worker.
 
     ``reservation`` is given back whenever nothing was placed (and kept when
     the provider may have billed). ``read``: the cache's values read with the
     limits (the recent send durations), as :func:`_durations` takes them.
+    ``store``: a call placed stores its code with the call's answer (one
+    statement on PostgreSQL), as :func:`_store_code` would, and the challenge
+    gets its ``code_digest``; a send that placed no call stores nothing.
     """
     global _warm_gateway
     if not recipient.call:
@@ -554,6 +571,11 @@ def _send_reserved(
                 capacity=None if client_code else CODE_LENGTH,
                 user=recipient.user,
                 challenge=challenge,
+                challenge_fields=(
+                    (lambda result: _code_fields(challenge, channel, client_code or result.code))
+                    if store
+                    else None
+                ),
             )
             code = client_code or result.code
     except calls.SmsFallbackError as error:
@@ -648,6 +670,26 @@ def _announce_start(challenge: Challenge, request: HttpRequest | None, channel: 
     )
 
 
+def _code_fields(
+    challenge: Challenge, channel: str, code: str | None, *, sms: bool = False
+) -> dict[str, Any] | None:
+    """The fields :func:`_store_code` writes for ``code``: ``None`` for no code.
+
+    ``sms``: ``code=None`` is an SMS that re-sent the code the challenge has,
+    whose fields are the expiry and the attempts alone.
+    """
+    if code is None and not sms:
+        return None
+    fields: dict[str, Any] = {
+        "channel": channel,
+        "attempts": 0,
+        "expires_at": timezone.now() + timedelta(seconds=settings.CHALLENGE_TTL),
+    }
+    if code is not None:
+        fields["code_digest"] = _code_digest(challenge.pk, code)
+    return fields
+
+
 def _store_code(
     challenge: Challenge, channel: str, code: str | None, *, sends: int | None = None
 ) -> bool:
@@ -658,14 +700,8 @@ def _store_code(
     at that send: a newer send's code is never overwritten by an older one's.
     Returns whether the code was recorded.
     """
-    now = timezone.now()
-    fields: dict[str, Any] = {
-        "channel": channel,
-        "attempts": 0,
-        "expires_at": now + timedelta(seconds=settings.CHALLENGE_TTL),
-    }
-    if code is not None:
-        fields["code_digest"] = _code_digest(challenge.pk, code)
+    fields = _code_fields(challenge, channel, code, sms=True)
+    assert fields is not None
     rows = Challenge.objects.filter(pk=challenge.pk)
     if sends is not None:
         rows = rows.filter(sends=sends)
@@ -718,10 +754,11 @@ def _reusable(
         verified_at__isnull=True,
         expires_at__gt=now,
     )
-    if user is None:
-        unfinished = unfinished.filter(user__isnull=True)
-    else:
+    if purpose == Challenge.Purpose.VERIFY:
+        assert user is not None  # start_challenge() refuses a verification without one
         unfinished = unfinished.filter(user_id=user.pk)
+    # A login's challenge holds the user its code was sent to (or none): any
+    # of this session's for the number is the one to return.
     return unfinished.first()
 
 
@@ -793,7 +830,7 @@ def start_challenge(
     if not (new_session and session_digest):
         reusable = _reusable(normalized, purpose, user, session_digest, now)
         if reusable is not None:
-            logger.debug("Challenge for %s reused", mask(normalized))
+            logger.debug("Challenge for %s reused", Masked(normalized))
             return reusable
 
     # Looked up once, for the limit and the send (the limit has it on a
@@ -810,9 +847,12 @@ def start_challenge(
     reservation, read = ratelimit.check_and_reserve(
         normalized, request, kind=kind, channel=channel, peek=[_DURATIONS_KEY + channel]
     )
+    # The user the code goes to, kept on the challenge from the start (a
+    # login's too, so that its confirm has no user to link: see _link_user).
+    owner = recipient.user if recipient.call else None
     try:
         challenge = _new_challenge(
-            normalized, purpose, channel, user, session_digest, now, step=step, wait=wait
+            normalized, purpose, channel, owner, session_digest, now, step=step, wait=wait
         )
     except BaseException:
         ratelimit.release(reservation)
@@ -820,7 +860,7 @@ def start_challenge(
     sent = recipient.call
     try:
         try:
-            code = _send_reserved(challenge, channel, recipient, reservation, read)
+            code = _send_reserved(challenge, channel, recipient, reservation, read, store=True)
         except _NotSent as not_sent:
             code, sent = _masked(challenge, channel, not_sent, first=True), False
     except _NotSent as not_sent:
@@ -829,11 +869,14 @@ def start_challenge(
     except BaseException:
         Challenge.objects.filter(pk=challenge.pk).update(expires_at=timezone.now())
         raise
-    _store_code(challenge, channel, code)
+    if not challenge.code_digest:
+        # Not stored with the call's answer: no call was placed (a number
+        # without an account, a review number, a send that failed).
+        _store_code(challenge, channel, code)
     if sent:
         _announce_start(challenge, request, channel)
     _workflow().schedule(challenge)
-    logger.debug("Challenge for %s started (%s)", mask(normalized), channel)
+    logger.debug("Challenge for %s started (%s)", Masked(normalized), channel)
     return challenge
 
 
@@ -884,9 +927,10 @@ def resend_challenge(
     if fresh.resend_at > now:
         raise ChallengeError("cooldown", retry_after=_seconds_until(fresh.resend_at, now))
 
-    recipient = _recipient(fresh.number, fresh.purpose, fresh.user)
+    user = _verifier(fresh)
+    recipient = _recipient(fresh.number, fresh.purpose, user)
     ratelimit.check_send(
-        fresh.number, request, kind=_limit_kind(fresh.number, fresh.purpose, fresh.user, recipient)
+        fresh.number, request, kind=_limit_kind(fresh.number, fresh.purpose, user, recipient)
     )
     if settings.ASYNC_SEND:
         return _resend_queued(challenge, fresh, channel, request, now)
@@ -912,7 +956,7 @@ def resend_challenge(
         setattr(challenge, field, getattr(fresh, field))
     if sent:
         _announce_start(challenge, request, channel)
-    logger.debug("Challenge for %s re-sent (%s)", mask(fresh.number), channel)
+    logger.debug("Challenge for %s re-sent (%s)", Masked(fresh.number), channel)
     return challenge
 
 
@@ -980,11 +1024,12 @@ def send_step(
     """
     number = mask(challenge.number)
     try:
-        recipient = _recipient(challenge.number, challenge.purpose, challenge.user)
+        user = _verifier(challenge)
+        recipient = _recipient(challenge.number, challenge.purpose, user)
         ratelimit.check_send(
             challenge.number,
             None,
-            kind=_limit_kind(challenge.number, challenge.purpose, challenge.user, recipient),
+            kind=_limit_kind(challenge.number, challenge.purpose, user, recipient),
         )
         sent = recipient.call
         try:
@@ -1063,7 +1108,7 @@ def _start_queued(
 
     _enqueue_send(challenge, channel, 1, reservation, undo=expire)
     _workflow().schedule(challenge)
-    logger.debug("Challenge for %s started (%s, sent by a worker)", mask(number), channel)
+    logger.debug("Challenge for %s started (%s, sent by a worker)", Masked(number), channel)
     return challenge
 
 
@@ -1087,7 +1132,7 @@ def _resend_queued(
     fresh.refresh_from_db()
     for field in ("channel", "code_digest", "attempts", "sends", "expires_at", "resend_at"):
         setattr(challenge, field, getattr(fresh, field))
-    logger.debug("Challenge for %s re-sent (%s, sent by a worker)", mask(fresh.number), channel)
+    logger.debug("Challenge for %s re-sent (%s, sent by a worker)", Masked(fresh.number), channel)
     return challenge
 
 
@@ -1189,7 +1234,7 @@ def send_queued(
         ratelimit.release(reservation)
         logger.info("Queued %s not sent: the challenge is over or has a newer send", channel)
         return SKIPPED
-    recipient = _recipient(challenge.number, challenge.purpose, challenge.user)
+    recipient = _recipient(challenge.number, challenge.purpose, _verifier(challenge))
     pk = challenge.pk
 
     def undo(*, billed: bool) -> None:
@@ -1225,7 +1270,7 @@ def send_queued(
         return SKIPPED
     if recipient.call:
         _announce_start(challenge, None, channel)
-    logger.debug("Queued %s to %s sent", channel, mask(challenge.number))
+    logger.debug("Queued %s to %s sent", channel, Masked(challenge.number))
     return SENT
 
 
@@ -1276,7 +1321,7 @@ def get_challenge(request: HttpRequest | None, challenge_id: str | uuid.UUID) ->
 def _refused(
     challenge: Challenge, request: HttpRequest | None, reason: str, entered: object
 ) -> None:
-    logger.debug("Code for %s refused: %s", mask(challenge.number), reason)
+    logger.debug("Code for %s refused: %s", Masked(challenge.number), reason)
     token = _mask_token(entered)
     transaction.on_commit(
         lambda: login_failed.send(
@@ -1358,6 +1403,74 @@ def _count_attempt(pk: uuid.UUID, now: datetime) -> tuple[bool, str | None]:
     return True, row[0] or ""
 
 
+class _Unread(enum.Enum):
+    """What :func:`_confirm` gives for the number's user when it did not read it."""
+
+    UNREAD = enum.auto()
+
+
+_UNREAD: Final = _Unread.UNREAD
+#: The number's user as :func:`_confirm` read it: a user, ``None`` (none), or :data:`_UNREAD`.
+_Owner: TypeAlias = "AbstractBaseUser | Literal[_Unread.UNREAD] | None"
+
+
+def _count_attempt_finding_owner(
+    pk: uuid.UUID, now: datetime, number_owner: bool
+) -> tuple[bool, str | None, _Owner]:
+    """:func:`_count_attempt`, and with ``number_owner`` the user whose number it is.
+
+    The third item is :data:`_UNREAD` unless the user was read: on PostgreSQL,
+    in the same statement (the ``UPDATE ... RETURNING`` in a ``WITH``, joined to
+    the number's :class:`~django_voicepassword.models.PhoneNumber` and its
+    user, as ``PhoneAdapter.get_user`` finds them), where the user model is
+    on the challenges' database. Then ``None`` when the number has no user.
+    """
+    if not number_owner:
+        return (*_count_attempt(pk, now), _UNREAD)
+    from django.contrib.auth import get_user_model
+    from django.db import router
+
+    alias = router.db_for_write(Challenge)
+    connection = transaction.get_connection(alias)
+    model = get_user_model()
+    if connection.vendor != "postgresql" or router.db_for_read(model) != alias:
+        return (*_count_attempt(pk, now), _UNREAD)
+    quote = connection.ops.quote_name
+
+    def column(meta: Any, name: str) -> str:
+        found = meta.get_field(name)
+        return str(quote(found.column))
+
+    meta, numbers, users = Challenge._meta, PhoneNumber._meta, model._meta
+    attempts, number = column(meta, "attempts"), column(meta, "number")
+    # Names and quoting from the models and the backend, values as parameters.
+    sql = (
+        f"WITH counted AS (UPDATE {quote(meta.db_table)} SET {attempts} = {attempts} + 1"  # noqa: S608
+        f" WHERE {column(meta, 'id')} = %s AND {attempts} < {column(meta, 'max_attempts')}"
+        f" AND {column(meta, 'verified_at')} IS NULL AND {column(meta, 'expires_at')} > %s"
+        f" RETURNING {column(meta, 'code_digest')} AS digest, {number} AS number)"
+        f" SELECT u.*, counted.digest AS {quote(_DIGEST_ALIAS)} FROM counted"
+        f" LEFT JOIN {quote(numbers.db_table)} p ON p.{column(numbers, 'number')} = counted.number"
+        f" LEFT JOIN {quote(users.db_table)} u"
+        f" ON u.{quote(users.pk.column)} = p.{column(numbers, 'user')}"
+    )
+    params = [
+        meta.get_field("id").get_db_prep_value(pk, connection),
+        meta.get_field("expires_at").get_db_prep_value(now, connection),
+    ]
+    with transaction.mark_for_rollback_on_error(using=alias):
+        rows = list(model._default_manager.raw(sql, params).using(alias))
+    if not rows:
+        return False, None, _UNREAD
+    [row] = rows  # a number has one row at most (unique)
+    digest = getattr(row, _DIGEST_ALIAS) or ""
+    return True, digest, row if row.pk is not None else None
+
+
+# The column the digest comes back under next to the user's (no user field has it).
+_DIGEST_ALIAS: Final = "_voicepassword_code_digest"
+
+
 def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | None = None) -> bool:
     """Check ``code`` against ``challenge``; ``True`` once, for the right code in time.
 
@@ -1375,13 +1488,31 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
     is confirmed by :class:`~django_voicepassword.auth_backends.PhoneCodeBackend`,
     which logs the user in.
     """
+    return _confirm(challenge, code, request)[0]
+
+
+def _confirm(
+    challenge: Challenge,
+    code: str,
+    request: HttpRequest | None = None,
+    *,
+    number_owner: bool = False,
+) -> tuple[bool, _Owner]:
+    """:func:`confirm_challenge`, and the number's user read with the attempt.
+
+    With ``number_owner`` the user whose verified number the challenge's is
+    (``PhoneAdapter.get_user``'s answer) is read in the statement that counts
+    the attempt where the database allows (:func:`_count_attempt_finding_owner`);
+    the second item is that user, ``None``, or :data:`_UNREAD` (the caller asks
+    the adapter).
+    """
     now = timezone.now()
     # One conditional UPDATE counts the attempt: concurrent requests each
     # count one, and none of them gets past MAX_ATTEMPTS (the database
     # re-checks the condition on the row it locks; no read-modify-write).
     # It returns the digest as stored now, not as this instance remembers it:
     # a resend may have replaced the code since the instance was read.
-    counted, stored = _count_attempt(challenge.pk, now)
+    counted, stored, owner = _count_attempt_finding_owner(challenge.pk, now, number_owner)
     if request is not None and not _same_session(challenge, request):
         # The attempt was counted all the same: a challenge id seen outside
         # its session is a leak, and burning its attempts ends what the leak
@@ -1396,7 +1527,7 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
     cleaned = clean_code(code, challenge.code_length)
     if cleaned is None:
         _refused(challenge, request, "malformed", code)
-        return False
+        return False, owner
     if stored is None:
         # A database without UPDATE ... RETURNING: read the digest after the count.
         stored = (
@@ -1406,7 +1537,7 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
     # leading characters of a guessed digest were right.
     if not stored or not hmac.compare_digest(_code_digest(challenge.pk, cleaned), stored):
         _refused(challenge, request, "wrong_code", code)
-        return False
+        return False, owner
     # The right code: consume it with a second conditional UPDATE, so that
     # of concurrent right entries exactly one gets True.
     consumed = Challenge.objects.filter(
@@ -1418,7 +1549,7 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
         raise ChallengeError(reason)
     challenge.verified_at = now
     challenge.code_digest = stored
-    logger.debug("Code for %s confirmed", mask(challenge.number))
+    logger.debug("Code for %s confirmed", Masked(challenge.number))
     fraud.count_confirm(challenge)
     if challenge.purpose == Challenge.Purpose.VERIFY and challenge.user is not None:
         verified_user = challenge.user
@@ -1432,7 +1563,7 @@ def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | No
                 request=request,
             )
         )
-    return True
+    return True, owner
 
 
 # --- what a page shows ------------------------------------------------------------
@@ -1561,7 +1692,7 @@ def deliver_code(
         # Reserved and given back: a spent budget refuses every number alike.
         ratelimit.release(reservation)
         _stand_in(channel, read)
-        logger.debug("Stand-in for %s (%s): nothing placed", mask(normalized), channel)
+        logger.debug("Stand-in for %s (%s): nothing placed", Masked(normalized), channel)
         return Delivery(placed=False)
     try:
         gateway = get_gateway()
@@ -1588,5 +1719,5 @@ def deliver_code(
         return Delivery(placed=False, error=error)
     if warm:
         _record_send_seconds(channel, time.monotonic() - started, read)
-    logger.debug("%s to %s placed", channel, mask(normalized))
+    logger.debug("%s to %s placed", channel, Masked(normalized))
     return Delivery(placed=True, call=placed_call)

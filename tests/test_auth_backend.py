@@ -21,6 +21,7 @@ from django.contrib.auth.signals import user_login_failed
 from django.db import connection
 from django.test import override_settings
 
+from django_voicepassword.adapter import PhoneAdapter
 from django_voicepassword.auth_backends import PhoneCodeBackend
 from django_voicepassword.models import Challenge, PhoneNumber
 from django_voicepassword.verification import start_challenge
@@ -219,6 +220,49 @@ def test_a_number_that_lost_its_user_after_the_call_is_none(emulated, debug_log)
     PhoneNumber.objects.filter(user=user).delete()
     assert authenticate(same_browser(request), challenge=challenge, otp_token=code) is None
     refused_with(debug_log, "no user", code)
+
+
+def test_a_challenge_holds_the_user_its_code_went_to_from_the_start(emulated):
+    # So that a returning user's confirm has nothing to link (issue #16).
+    user = user_with(KNOWN)
+    challenge, _request = started()
+    nobody, _other = started(UNKNOWN)
+    assert Challenge.objects.get(pk=challenge.pk).user == user
+    assert Challenge.objects.get(pk=nobody.pk).user is None  # no call, no user
+
+
+def test_a_number_that_changed_hands_logs_in_its_new_owner(emulated, verified):
+    # Looked up at the confirm, not taken from the start: the code went to
+    # the phone, and the phone is the new owner's.
+    before = user_with(KNOWN)
+    challenge, request = started()
+    code = emulated.code_for(KNOWN)
+    after = get_user_model().objects.create_user("bob", password=None)
+    PhoneNumber.objects.filter(number=KNOWN).update(user=after)
+
+    assert authenticate(same_browser(request), challenge=challenge, otp_token=code) == after
+    assert Challenge.objects.get(pk=challenge.pk).user == after
+    assert challenge.user == after
+    assert [signal["user"] for signal in verified] == [after]
+    assert before != after
+
+
+class OneUserAdapter(PhoneAdapter):
+    """A site's own look-up: every number is the user named "site"."""
+
+    def get_user(self, number: str) -> Any:
+        return get_user_model()._default_manager.filter(username="site").first()
+
+
+def test_a_sites_own_get_user_is_asked_at_the_confirm(emulated):
+    # The default look-up is read with the attempt (PostgreSQL); a site's own
+    # get_user() is still the one that decides.
+    user_with(KNOWN)  # PhoneNumber says alice; the site's adapter says otherwise
+    site = get_user_model().objects.create_user("site", password=None)
+    with configured(ADAPTER=f"{__name__}.OneUserAdapter"):
+        challenge, request = started()
+        code = emulated.code_for(KNOWN)
+        assert authenticate(same_browser(request), challenge=challenge, otp_token=code) == site
 
 
 def test_create_users_makes_the_user_of_a_first_login(emulated, verified):
