@@ -243,8 +243,9 @@ def _apply_in_one(
     The statement calls :data:`FUNCTION`, which migration 0007 installs (and
     0008 replaces with one that applies the usual callback, when no one
     listens, with one UPDATE that finds and locks the row): the same work as
-    :func:`_statement`'s, whose plans PL/pgSQL keeps per connection, so that PostgreSQL does not plan it on every callback
-    (behind any pooler: it prepares nothing on the session). The rule is
+    :func:`_statement`'s, whose plans PL/pgSQL keeps per connection, so
+    that PostgreSQL does not plan it on every callback (behind any pooler:
+    it prepares nothing on the session). The rule is
     passed in (:func:`~django_voicepassword.reconcile.overwritable_by`), not
     frozen in the function. Without the function (new code on a database
     not yet migrated) or with ``through_function`` false, the generated

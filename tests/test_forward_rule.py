@@ -3,9 +3,9 @@
 A callback is applied through the ORM (:func:`~django_voicepassword.reconcile.record_changes`
 under a row lock) on every database, and on PostgreSQL through one statement:
 a call of the PL/pgSQL function that migration 0007 installs and 0008
-replaces (``callbacks.FUNCTION``: one UPDATE for the usual callback, a locking
-SELECT first when someone listens to ``call_status_changed``), or, without it, a generated statement
-(``callbacks._statement``); both take their status sets from
+replaces (``callbacks.FUNCTION``: one UPDATE for the usual callback, a
+locking SELECT first when someone listens to ``call_status_changed``), or,
+without it, a generated statement (``callbacks._statement``); both take their status sets from
 :func:`~django_voicepassword.reconcile.overwritable_by`, that is from the same
 rank table, and each may run as a prepared statement. Here every path is held
 against the rule written out a second time, independently of the package's
@@ -123,7 +123,9 @@ def apply(path: str, call: Call, payload: dict[str, Any]) -> tuple[dict[str, Any
     prepared = {"CALLBACK_PREPARED_STATEMENTS": path.endswith("prepared")}
     listened = path == "function listened"
     with override_settings(VOICEPASSWORD=prepared):
-        event = apply_on(target, call.pk, record, payload, "127.0.0.1", listened=listened, **options)
+        event = apply_on(
+            target, call.pk, record, payload, "127.0.0.1", listened=listened, **options
+        )
     row = Call.objects.values(*FIELDS).get(pk=call.pk)
     stored = CallbackEvent.objects.get(pk=event.pk)
     assert (stored.outcome, stored.call_id) == (event.outcome, call.pk)

@@ -119,7 +119,8 @@ def test_migration_0008_reverses_to_0007s_indexes():
         assert "voicepassword_one_sms_per_call" in before
         if connection.vendor == "postgresql":
             likes = [name for name in before if name.endswith("_like")]
-            assert len(likes) == 1 and likes[0].startswith(f"{TABLE}_provider_id_")
+            assert len(likes) == 1
+            assert likes[0].startswith(f"{TABLE}_provider_id_")
             assert "pattern_ops" in definitions()[likes[0]]
     finally:
         executor = MigrationExecutor(connection)
