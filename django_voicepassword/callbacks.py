@@ -240,10 +240,12 @@ def _apply_in_one(
 ) -> CallbackEvent:
     """Apply a callback of a known state in one statement (PostgreSQL).
 
-    The statement calls :data:`FUNCTION`, which migration 0007 installs: the
-    same work as :func:`_statement`'s, whose plans PL/pgSQL keeps per
-    connection, so that PostgreSQL does not plan it on every callback
-    (behind any pooler: it prepares nothing on the session). The rule is
+    The statement calls :data:`FUNCTION`, which migration 0007 installs (and
+    0008 replaces with one that applies the usual callback, when no one
+    listens, with one UPDATE that finds and locks the row): the same work as
+    :func:`_statement`'s, whose plans PL/pgSQL keeps per connection, so
+    that PostgreSQL does not plan it on every callback (behind any pooler:
+    it prepares nothing on the session). The rule is
     passed in (:func:`~django_voicepassword.reconcile.overwritable_by`), not
     frozen in the function. Without the function (new code on a database
     not yet migrated) or with ``through_function`` false, the generated
@@ -332,7 +334,7 @@ def _run(connection: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> A
         return _fetch_one(connection, sql, params)
 
 
-#: The PL/pgSQL function that applies a callback (migration 0007, PostgreSQL).
+#: The PL/pgSQL function that applies a callback (migrations 0007 and 0008, PostgreSQL).
 FUNCTION = "voicepassword_apply_callback"
 
 #: SQLSTATE undefined_function: no function of that name and those arguments.

@@ -100,6 +100,9 @@ class Call(models.Model):
         blank=True,
         related_name="fallbacks",
         help_text=_("For an SMS fallback: the call whose code it sends."),
+        # Indexed where set only (Meta.indexes): the rows without a parent, all
+        # but the fallbacks, add no entry to it on every status update.
+        db_index=False,
     )
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -139,6 +142,13 @@ class Call(models.Model):
             models.Index(fields=["status", "-created_at"], name="voicepassword_call_status"),
             models.Index(fields=["number", "-created_at"], name="voicepassword_call_number"),
             models.Index(fields=["channel", "-created_at"], name="voicepassword_call_channel"),
+            # A call's fallbacks (the cascade, retention, the admin's inline):
+            # every query on parent asks for a value, never for NULL.
+            models.Index(
+                fields=["parent"],
+                condition=models.Q(parent__isnull=False),
+                name="voicepassword_call_parent",
+            ),
         ]
         constraints: ClassVar = [
             # One SMS fallback per call: it costs money. A fallback that was not

@@ -755,6 +755,11 @@ def migration_0007() -> Any:
     return importlib.import_module("django_voicepassword.migrations.0007_callback_function")
 
 
+def migration_0008() -> Any:
+    """The function's current form (0007's name and arguments)."""
+    return importlib.import_module("django_voicepassword.migrations.0008_callback_writes")
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     "transactional",
@@ -776,7 +781,7 @@ def test_without_the_function_the_generated_statement_applies_callbacks(
             again = deliver(client, call, callback("BUSY"))
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(migration_0007().CREATE)
+            cursor.execute(migration_0008().CREATE)
         # The caught error's traceback is a cycle (Django's error wrapping)
         # that holds the frames, and the call's turn, until collected.
         gc.collect()

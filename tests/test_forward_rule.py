@@ -2,9 +2,10 @@
 
 A callback is applied through the ORM (:func:`~django_voicepassword.reconcile.record_changes`
 under a row lock) on every database, and on PostgreSQL through one statement:
-a call of the PL/pgSQL function that migration 0007 installs
-(``callbacks.FUNCTION``), or, without it, a generated statement
-(``callbacks._statement``); both take their status sets from
+a call of the PL/pgSQL function that migration 0007 installs and 0008
+replaces (``callbacks.FUNCTION``: one UPDATE for the usual callback, a
+locking SELECT first when someone listens to ``call_status_changed``), or,
+without it, a generated statement (``callbacks._statement``); both take their status sets from
 :func:`~django_voicepassword.reconcile.overwritable_by`, that is from the same
 rank table, and each may run as a prepared statement. Here every path is held
 against the rule written out a second time, independently of the package's
@@ -116,11 +117,15 @@ def apply(path: str, call: Call, payload: dict[str, Any]) -> tuple[dict[str, Any
     apply_on = callbacks._apply_with_orm if path == "orm" else callbacks._apply_in_one
     target: Any = connection.alias if path == "orm" else connection
     # "sql": the generated statement; "function": the function's call; each
-    # also "...prepared", run as a prepared statement.
+    # also "...prepared", run as a prepared statement. "function listened":
+    # the function's other way, which returns the row for the listeners.
     options = {} if path == "orm" else {"through_function": path.startswith("function")}
     prepared = {"CALLBACK_PREPARED_STATEMENTS": path.endswith("prepared")}
+    listened = path == "function listened"
     with override_settings(VOICEPASSWORD=prepared):
-        event = apply_on(target, call.pk, record, payload, "127.0.0.1", listened=False, **options)
+        event = apply_on(
+            target, call.pk, record, payload, "127.0.0.1", listened=listened, **options
+        )
     row = Call.objects.values(*FIELDS).get(pk=call.pk)
     stored = CallbackEvent.objects.get(pk=event.pk)
     assert (stored.outcome, stored.call_id) == (event.outcome, call.pk)
@@ -130,7 +135,7 @@ def apply(path: str, call: Call, payload: dict[str, Any]) -> tuple[dict[str, Any
 def paths() -> list[str]:
     if connection.vendor != "postgresql":
         return ["orm"]
-    return ["orm", "sql", "prepared", "function", "function prepared"]
+    return ["orm", "sql", "prepared", "function", "function prepared", "function listened"]
 
 
 @pytest.mark.django_db
