@@ -103,30 +103,18 @@ BEGIN
             END IF;
             outcome := 'orphan';
         ELSE
-            IF p_row THEN
-                UPDATE voicepassword_call AS c SET
-                    status = p_status,
-                    error_code = CASE WHEN c.status = ANY (p_error_code_statuses)
-                        THEN '' ELSE c.error_code END,
-                    state_label = p_label,
-                    price = coalesce(p_price, c.price),
-                    duration = coalesce(p_duration, c.duration),
-                    provider_date = coalesce(p_date, c.provider_date),
-                    updated_at = p_now
-                WHERE c.id = call_id AND c.status = ANY (p_behind)
-                RETURNING c.* INTO moved;
-            ELSE
-                UPDATE voicepassword_call AS c SET
-                    status = p_status,
-                    error_code = CASE WHEN c.status = ANY (p_error_code_statuses)
-                        THEN '' ELSE c.error_code END,
-                    state_label = p_label,
-                    price = coalesce(p_price, c.price),
-                    duration = coalesce(p_duration, c.duration),
-                    provider_date = coalesce(p_date, c.provider_date),
-                    updated_at = p_now
-                WHERE c.id = call_id AND c.status = ANY (p_behind);
-            END IF;
+            -- The whole row is read back by the caller only when a receiver listens.
+            UPDATE voicepassword_call AS c SET
+                status = p_status,
+                error_code = CASE WHEN c.status = ANY (p_error_code_statuses)
+                    THEN '' ELSE c.error_code END,
+                state_label = p_label,
+                price = coalesce(p_price, c.price),
+                duration = coalesce(p_duration, c.duration),
+                provider_date = coalesce(p_date, c.provider_date),
+                updated_at = p_now
+            WHERE c.id = call_id AND c.status = ANY (p_behind)
+            RETURNING c.* INTO moved;
             IF FOUND THEN
                 outcome := 'applied';
             ELSIF old_status = p_status THEN
