@@ -47,6 +47,7 @@ from django.contrib.auth.backends import BaseBackend
 from django.contrib.auth.signals import user_logged_in
 from django.db import router, transaction
 
+from django_voicepassword import binding
 from django_voicepassword.adapter import PhoneAdapter, get_adapter
 from django_voicepassword.conf import settings
 from django_voicepassword.models import Call, Challenge, PhoneNumber
@@ -56,7 +57,6 @@ from django_voicepassword.verification import (
     _UNREAD,
     ChallengeError,
     _confirm,
-    _save_session_once,
     get_challenge,
 )
 
@@ -152,7 +152,7 @@ def atomic_login(request: HttpRequest, challenge: Challenge | None = None) -> It
             # leave the code unused. Once: SessionMiddleware's save of the
             # same data after the view writes nothing (it still sends the cookie).
             if session is not None and request.session.modified:
-                _save_session_once(request.session)
+                binding.save_session_once(request.session)
     except BaseException:
         if session is not None:
             # A fresh store of the key from before: loads what the database

@@ -118,6 +118,7 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from django_voicepassword import binding
 from django_voicepassword.client import PROVIDER_TZ
 from django_voicepassword.conf import ConfigurationError, settings
 from django_voicepassword.net import client_address, network_of, wider_network_of
@@ -477,6 +478,10 @@ def _check_global(
 
 
 def _session_key(request: HttpRequest) -> str | None:
+    """The ``session`` scope's identity: what binds the client's challenges (:mod:`.binding`)."""
+    identity = binding.identity(request)
+    if identity is not None:
+        return identity
     session = getattr(request, "session", None)
     if session is None:
         return None

@@ -10,8 +10,9 @@ records and signals:
 - :func:`start_challenge` sends a code (a flash call by default) and returns
   the challenge; :func:`resend_challenge` sends another one, by the same or
   another channel, once the cooldown allows;
-- :func:`get_challenge` finds a challenge by id for the session that started
-  it; :func:`challenge_info` is what a page or an app shows about it;
+- :func:`get_challenge` finds a challenge by id for the client that started
+  it (its session, or the binding cookie: :mod:`~django_voicepassword.binding`);
+  :func:`challenge_info` is what a page or an app shows about it;
 - :func:`confirm_challenge` checks a code once. Phone *login* goes through
   :class:`~django_voicepassword.auth_backends.PhoneCodeBackend`, which calls it.
 
@@ -35,10 +36,10 @@ money on calls. What stops them:
   number of concurrent correct entries exactly one succeeds.
 - **Reading the database or the logs**: a code is stored only as
   HMAC-SHA256 under a key of its own (a bare hash of 10^4 codes is reversed
-  in a millisecond), and never logged or signalled; the session binding is
-  an HMAC of the session key too.
+  in a millisecond), and never logged or signalled; the binding is an HMAC
+  of the session key or of the binding cookie's token too.
 - **Stealing a challenge id** (a shoulder, a referrer, a shared link): a
-  challenge is bound to the session that started it; another session can
+  challenge is bound to the client that started it; another client can
   neither find it nor confirm it.
 - **Enumerating accounts**: a login for a number without an account (and
   without ``CREATE_USERS``) places no call but creates the same challenge,
@@ -84,7 +85,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext_lazy as _
 
-from django_voicepassword import calls, fraud, ratelimit
+from django_voicepassword import binding, calls, fraud, ratelimit
 from django_voicepassword.adapter import get_adapter
 from django_voicepassword.conf import ConfigurationError, settings
 from django_voicepassword.exceptions import (
@@ -100,7 +101,6 @@ from django_voicepassword.signals import challenge_started, login_failed, phone_
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
-    from django.contrib.sessions.backends.base import SessionBase
     from django.db.backends.base.base import BaseDatabaseWrapper
     from django.http import HttpRequest
     from django_stubs_ext import StrPromise
@@ -144,10 +144,6 @@ _MAX_CODE_INPUT: Final = 64
 # The salts of the keys derived from SECRET_KEY: one per use, so that an HMAC
 # made for one purpose is never valid for another.
 _CODE_SALT: Final = "django_voicepassword.verification.code"
-_SESSION_SALT: Final = "django_voicepassword.verification.session"
-# Written into a new session so that SessionMiddleware sends its cookie: an
-# empty session is never saved, and the binding would then bind nothing.
-_SESSION_MARK: Final = "_voicepassword"
 
 # The durations of recent real sends, per channel (for the pause of unknown
 # numbers): enough of them that the pause has the spread of real sends, not
@@ -215,60 +211,9 @@ def _code_digest(challenge_id: uuid.UUID | str, code: str) -> str:
     return salted_hmac(_CODE_SALT, message, algorithm="sha256").hexdigest()
 
 
-def _session_digest(request: HttpRequest | None, *, create: bool) -> str:
-    """The HMAC of ``request``'s session key; ``""`` when there is none.
-
-    With ``create`` a request without a session key gets one (and a cookie):
-    the challenge it starts is then bound from the first response on. A
-    request without sessions at all (no ``SessionMiddleware``: an API for
-    native apps) gives ``""``: its challenges are bound to nothing, and their
-    random id alone finds them.
-    """
-    session = getattr(request, "session", None)
-    if session is None:
-        return ""
-    key = session.session_key
-    if key is None:
-        if not create:
-            return ""
-        session[_SESSION_MARK] = True
-        _save_session_once(session)
-        key = session.session_key
-        if key is None:  # signed-cookie sessions have no key
-            return ""
-    # An HMAC, not the key: a database reader must not be able to take over
-    # the sessions of people who are logging in.
-    return salted_hmac(_SESSION_SALT, key, algorithm="sha256").hexdigest()
-
-
-def _save_session_once(session: SessionBase) -> None:
-    """Save ``session`` now, and make the next save of the same data do nothing.
-
-    For a session that must be stored before the response (its key binds a
-    challenge; a login must commit with its code): ``SessionMiddleware``
-    saves a modified session again after the view, which writes the same
-    data a second time (with database sessions a transaction of three
-    statements). The session stays modified, so the middleware still sends
-    its cookie; its save writes only if the key or the data changed since.
-    """
-    session.save()
-    key, data = session.session_key, dict(session.items())
-
-    def save(must_create: bool = False) -> None:
-        if must_create or session.session_key != key or dict(session.items()) != data:
-            # Looked up at each call: the store's class, not a copy of its method.
-            type(session).save(session, must_create=must_create)
-
-    session.save = save  # type: ignore[method-assign]
-
-
 def _same_session(challenge: Challenge, request: HttpRequest | None) -> bool:
-    """Whether ``request`` may use ``challenge``: an unbound one, or its own session's."""
-    if not challenge.session_digest:
-        return True
-    # compare_digest: the time taken must not tell how much of a guessed
-    # session digest was right (it is an HMAC, but keep the habit).
-    return hmac.compare_digest(_session_digest(request, create=False), challenge.session_digest)
+    """Whether ``request`` may use ``challenge``: an unbound one, or one its binding started."""
+    return binding.holds(challenge.session_digest, request)
 
 
 def _new_code() -> str:
@@ -821,13 +766,12 @@ def start_challenge(
         raise ChallengeError("channel_unavailable")
     # The workflow may start elsewhere (an operator that blocks flash calls).
     channel, step, wait = _workflow().first_step(normalized, channel)
-    session = getattr(request, "session", None)
-    new_session = session is not None and session.session_key is None
-    session_digest = _session_digest(request, create=True)
+    # A binding made just now (a new token or session key) has no challenge yet.
+    unbound = request is None or binding.identity(request) is None
+    session_digest = binding.digest(request, create=True)
 
     now = timezone.now()
-    # A session keyed just now has no challenge yet: nothing to look for.
-    if not (new_session and session_digest):
+    if not (unbound and session_digest):
         reusable = _reusable(normalized, purpose, user, session_digest, now)
         if reusable is not None:
             logger.debug("Challenge for %s reused", Masked(normalized))

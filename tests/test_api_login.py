@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.core.cache import caches
 from django.db import connection
 from django.test import Client, override_settings
@@ -27,7 +28,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from django_voicepassword import calls, verification
+from django_voicepassword import binding, calls, verification
 from django_voicepassword.api.login import ChallengeConfirmView
 from django_voicepassword.gateways.base import reset_gateway
 from django_voicepassword.models import Challenge, PhoneNumber
@@ -157,16 +158,37 @@ def test_login_end_to_end(client, user, emulated):
     assert response["Location"] == url_of(data["id"])
     assert "no-store" in response["Cache-Control"]
     assert KNOWN not in response.content.decode()
-    session_before = client.cookies[settings.SESSION_COOKIE_NAME].value
+    # The challenge is bound by the binding cookie: no session before the login.
+    assert binding.COOKIE in response.cookies
+    assert settings.SESSION_COOKIE_NAME not in client.cookies
+    assert not Session.objects.exists()
 
     done = confirm(client, data["id"], emulated.code_for(KNOWN))
     assert done.status_code == 200, done.content
     assert done.json() == {"verified": True, "user": {"id": user.pk}}
+    assert settings.SESSION_COOKIE_NAME in done.cookies  # the login's session
     assert client.session["_auth_user_id"] == str(user.pk)
     assert client.session["_auth_user_backend"] == BACKEND
-    # The login cycled the session key.
-    assert client.cookies[settings.SESSION_COOKIE_NAME].value != session_before
     assert len(emulated.sends()) == 1
+
+
+def test_a_login_from_a_session_cycles_its_key(client, user, emulated):
+    # A client with a session keeps it as the binding, and the login cycles its key.
+    session = client.session
+    session["kept"] = 1
+    session.save()
+    before = client.cookies[settings.SESSION_COOKIE_NAME].value
+    response = start(client)
+    assert response.status_code == 201
+    assert binding.COOKIE not in response.cookies
+    challenge = Challenge.objects.get(pk=response.json()["id"])
+    assert challenge.session_digest == binding._session_digest(before)
+
+    done = confirm(client, str(challenge.pk), emulated.code_for(KNOWN))
+    assert done.status_code == 200, done.content
+    assert client.cookies[settings.SESSION_COOKIE_NAME].value != before
+    assert client.session["kept"] == 1
+    assert not Session.objects.filter(session_key=before).exists()
 
 
 def test_the_start_answer_has_what_an_app_needs_to_read_a_flash_call(client, user):
@@ -450,6 +472,92 @@ def test_another_sessions_challenge_is_not_there(user, emulated):
     # The stranger's tries cost the owner nothing.
     assert Challenge.objects.get(pk=data["id"]).attempts == 0
     assert confirm(owner, data["id"], code).status_code == 200
+
+
+def test_the_binding_cookie_alone_binds_a_challenge(user, emulated):
+    owner, stranger = Client(), Client()
+    response = start(owner)
+    assert response.status_code == 201
+    data = response.json()
+    cookie = response.cookies[binding.COOKIE]
+    # HttpOnly; scoped and flagged as the session cookie is.
+    assert cookie["httponly"]
+    assert cookie["samesite"] == settings.SESSION_COOKIE_SAMESITE
+    assert cookie["path"] == settings.SESSION_COOKIE_PATH
+    assert not cookie["secure"]
+    challenge = Challenge.objects.get(pk=data["id"])
+    # Stored as an HMAC, never the token itself.
+    assert challenge.session_digest
+    assert cookie.value not in challenge.session_digest
+    assert challenge.session_digest == binding._cookie_digest(cookie.value)
+
+    assert stranger.get(url_of(data["id"])).status_code == 404
+    # A token of the right shape but another value binds nothing either.
+    stranger.cookies[binding.COOKIE] = "A" * 43
+    assert stranger.get(url_of(data["id"])).status_code == 404
+    # The cookie's token is the binding: with it, another client is the owner.
+    stranger.cookies[binding.COOKIE] = cookie.value
+    assert stranger.get(url_of(data["id"])).status_code == 200
+    assert confirm(stranger, data["id"], emulated.code_for(KNOWN)).status_code == 200
+
+
+def test_a_second_start_keeps_the_binding_cookie(user, emulated):
+    client = Client()
+    first = start(client)
+    token = first.cookies[binding.COOKIE].value
+    again = start(client)
+    assert again.json()["id"] == first.json()["id"]  # the same challenge, found by its binding
+    assert binding.COOKIE not in again.cookies  # not set again
+    other = start(client, OTHER)
+    assert other.status_code == 201
+    assert client.cookies[binding.COOKIE].value == token
+    assert Challenge.objects.filter(session_digest=binding._cookie_digest(token)).count() == 2
+
+
+@pytest.mark.parametrize("value", ["", "short", "A" * 44, "not a token!" * 4, "é" * 43])
+def test_a_malformed_binding_cookie_is_replaced(user, emulated, value):
+    client = Client()
+    client.cookies[binding.COOKIE] = value
+    response = start(client)
+    assert response.status_code == 201
+    token = response.cookies[binding.COOKIE].value
+    assert token != value
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", token)
+    assert client.get(url_of(response.json()["id"])).status_code == 200
+
+
+def test_the_binding_cookie_follows_the_session_cookie_settings(user, emulated, settings):
+    settings.SESSION_COOKIE_SECURE = True
+    settings.SESSION_COOKIE_SAMESITE = "Strict"
+    settings.SESSION_COOKIE_PATH = "/voicepassword/"
+    settings.SESSION_COOKIE_DOMAIN = "example.com"
+    cookie = start(Client()).cookies[binding.COOKIE]
+    assert cookie["secure"]
+    assert cookie["samesite"] == "Strict"
+    assert cookie["path"] == "/voicepassword/"
+    assert cookie["domain"] == "example.com"
+
+
+def test_a_session_limit_counts_by_the_binding_cookie(user, emulated, settings):
+    settings.VOICEPASSWORD = {**EMULATED, "LIMITS": {"session": "1/h"}}
+    client = Client()
+    assert start(client).status_code == 201
+    refused = start(client, OTHER)
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "limit_exceeded"
+    # A client without the cookie is another "session".
+    assert start(Client(), OTHER).status_code == 201
+
+
+def test_a_challenge_started_in_a_session_is_found_beside_a_binding_cookie(user, emulated):
+    # The HTML flow binds to the session; a binding cookie the client got from
+    # the API later does not hide that challenge.
+    client = Client()
+    url = client.post("/voicepassword/login/", {"number": KNOWN})["Location"]
+    challenge_id = url.rstrip("/").rsplit("/", 1)[-1]
+    client.cookies[binding.COOKIE] = "B" * 43
+    assert client.get(url_of(challenge_id)).status_code == 200
+    assert confirm(client, challenge_id, emulated.code_for(KNOWN)).status_code == 200
 
 
 def test_known_and_unknown_numbers_get_the_same_answers(user, emulated):

@@ -18,10 +18,11 @@ import pytest
 from django.contrib.auth import SESSION_KEY, get_user_model
 from django.contrib.auth.signals import user_logged_in
 from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.sessions.models import Session
 from django.db import OperationalError
 from django.test import Client, override_settings
 
-from django_voicepassword import verification
+from django_voicepassword import binding, verification
 from django_voicepassword.gateways.base import reset_gateway
 from django_voicepassword.models import Call, Challenge, PhoneNumber
 
@@ -148,7 +149,9 @@ def test_the_api_keeps_the_code_when_the_login_fails(
     assert started.status_code == 201
     challenge_id = started.json()["id"]
     code = emulated.code_for(number)
-    session_key = client.cookies["sessionid"].value
+    # The start bound the challenge with the binding cookie: no session yet.
+    assert binding.COOKIE in client.cookies
+    assert "sessionid" not in client.cookies
     users = get_user_model().objects.count()
     confirm = f"{API}{challenge_id}/confirm/"
     body = json.dumps({"code": code})
@@ -159,8 +162,10 @@ def test_the_api_keeps_the_code_when_the_login_fails(
     assert failed["Retry-After"] == "2"
     assert failed.json()["code"] == "login_unavailable"
     assert unused(challenge_id)
-    assert SESSION_KEY not in client.session
-    assert client.cookies["sessionid"].value == session_key
+    # The login's session was rolled back: no session was stored, no cookie
+    # sent (read before client.session, which would make one).
+    assert "sessionid" not in client.cookies
+    assert not Session.objects.exists()
     assert get_user_model().objects.count() == users
 
     locked.clear()

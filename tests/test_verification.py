@@ -36,7 +36,7 @@ from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from django_voicepassword import ratelimit, signals, verification
+from django_voicepassword import binding, ratelimit, signals, verification
 from django_voicepassword.exceptions import NumberNotValidError, OutcomeUnknownError
 from django_voicepassword.models import Call, Challenge, PhoneNumber
 from django_voicepassword.phone import InvalidPhoneNumber
@@ -1266,7 +1266,7 @@ def test_a_session_saved_once_is_not_written_again_with_the_same_data():
     # after the view wrote the same data again (issue #16).
     session = SessionStore()
     session["kept"] = 1
-    verification._save_session_once(session)
+    binding.save_session_once(session)
     with CaptureQueriesContext(connection) as unchanged:
         session.save()
     session["kept"] = 2

@@ -62,7 +62,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from django_voicepassword import workflow
+from django_voicepassword import binding, workflow
 from django_voicepassword.api import schema
 from django_voicepassword.api.login_serializers import (
     ChallengeConfirmSerializer,
@@ -324,6 +324,14 @@ class ChallengeAPIView(APIView):
             response["Retry-After"] = str(int(wait))
         return response
 
+    def finalize_response(
+        self, request: Request, response: Response, *args: Any, **kwargs: Any
+    ) -> Response:
+        """DRF's, and the binding cookie when this request was given one (:mod:`.binding`)."""
+        response = super().finalize_response(request, response, *args, **kwargs)
+        binding.set_cookie(self.http_request, response)
+        return response
+
     @property
     def http_request(self) -> HttpRequest:
         """The Django request under DRF's, for the services and ``login``."""
@@ -360,6 +368,8 @@ class ChallengeStartView(ChallengeAPIView):
             if not request.user.is_authenticated:
                 raise NotAuthenticated()
             user = request.user
+        # A client without a session gets the binding cookie, not a session.
+        binding.bind_by_cookie(self.http_request)
         try:
             challenge = start_challenge(
                 data["number"], data["channel"], self.http_request, data["purpose"], user=user
