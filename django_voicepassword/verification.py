@@ -32,8 +32,9 @@ money on calls. What stops them:
   counted by one conditional ``UPDATE`` (never read-modify-write, so parallel
   requests cannot get extra tries), and every code sent is limited by
   :mod:`~django_voicepassword.ratelimit` and a growing cooldown.
-- **Replay**: a code is consumed by a second conditional ``UPDATE``; of any
-  number of concurrent correct entries exactly one succeeds.
+- **Replay**: a code is consumed by the conditional ``UPDATE`` that counts
+  its attempt; of any number of concurrent correct entries exactly one
+  succeeds.
 - **Reading the database or the logs**: a code is stored only as
   HMAC-SHA256 under a key of its own (a bare hash of 10^4 codes is reversed
   in a millisecond), and never logged or signalled; the binding is an HMAC
@@ -79,7 +80,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeAlias
 
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
-from django.db import models, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -1298,55 +1299,6 @@ def _returns_from_update(connection: BaseDatabaseWrapper) -> bool:
     return connection.vendor == "sqlite" and sqlite3.sqlite_version_info >= (3, 35)
 
 
-def _count_attempt(pk: uuid.UUID, now: datetime) -> tuple[bool, str | None]:
-    """Count one attempt at challenge ``pk`` if it is open; return whether, and its digest.
-
-    One statement where the database can return rows from an ``UPDATE``
-    (:func:`_returns_from_update`): the count and the read of the code's
-    digest are the same ``UPDATE ... RETURNING``, instead of an ``UPDATE``
-    and a ``SELECT``. Elsewhere the count alone, and ``None`` for the digest
-    (the caller reads it). Django's ``QuerySet.update()`` returns a row
-    count only, hence the SQL, built from the model's own table and columns.
-    """
-    rows = Challenge.objects.filter(
-        pk=pk, attempts__lt=F("max_attempts"), verified_at__isnull=True, expires_at__gt=now
-    )
-    connection = transaction.get_connection(rows.db)
-    if not _returns_from_update(connection):
-        return bool(rows.update(attempts=F("attempts") + 1)), None
-    meta = Challenge._meta
-    quote = connection.ops.quote_name
-
-    def field(name: str) -> models.Field[Any, Any]:
-        found = meta.get_field(name)
-        assert isinstance(found, models.Field)
-        return found
-
-    def column(name: str) -> str:
-        name_in_db = field(name).column
-        assert name_in_db is not None
-        return str(quote(name_in_db))
-
-    attempts = column("attempts")
-    # Names and quoting from the model and the backend, values as parameters.
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {attempts} = {attempts} + 1"  # noqa: S608
-        f" WHERE {column('id')} = %s AND {attempts} < {column('max_attempts')}"
-        f" AND {column('verified_at')} IS NULL AND {column('expires_at')} > %s"
-        f" RETURNING {column('code_digest')}"
-    )
-    params = [
-        field("id").get_db_prep_value(pk, connection),
-        field("expires_at").get_db_prep_value(now, connection),
-    ]
-    with transaction.mark_for_rollback_on_error(using=rows.db), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return False, None
-    return True, row[0] or ""
-
-
 class _Unread(enum.Enum):
     """What :func:`_confirm` gives for the number's user when it did not read it."""
 
@@ -1358,19 +1310,109 @@ _UNREAD: Final = _Unread.UNREAD
 _Owner: TypeAlias = "AbstractBaseUser | Literal[_Unread.UNREAD] | None"
 
 
+@dataclass(frozen=True)
+class _Attempt:
+    """What the statement that counts an attempt did (:func:`_count_attempt`).
+
+    ``counted``: the challenge was open and the attempt is counted.
+    ``stored``: the code's digest as stored (``None``: not read, the caller
+    reads it). ``consumed``: the code matched and the challenge is confirmed
+    by this statement; ``None`` when the statement did not compare (the
+    caller compares and consumes). ``owner``: the number's user, read in the
+    same statement (:func:`_count_attempt_finding_owner`), or :data:`_UNREAD`.
+    """
+
+    counted: bool
+    stored: str | None = None
+    consumed: bool | None = None
+    owner: _Owner = _UNREAD
+
+
+def _attempt_sql(
+    connection: BaseDatabaseWrapper, pk: uuid.UUID, digest: str | None, now: datetime
+) -> tuple[str, str, list[Any]]:
+    """The ``UPDATE`` that counts an attempt, its ``RETURNING`` list, and its parameters.
+
+    With ``digest`` (the entered code's) it consumes the code in the same
+    statement when the stored digest is that one: the attempt and the use
+    are one conditional ``UPDATE``, so of concurrent right entries exactly one
+    matches the row (the others find it confirmed). Without, it only counts.
+    Names and quoting from the model and the backend, values as parameters.
+    """
+    meta = Challenge._meta
+    quote = connection.ops.quote_name
+
+    def field(name: str) -> Any:
+        return meta.get_field(name)
+
+    def column(name: str) -> str:
+        return str(quote(field(name).column))
+
+    attempts, verified = column("attempts"), column("verified_at")
+    consume = ""
+    params: list[Any] = []
+    if digest is not None:
+        # The digests are HMACs under a key the client does not have: the
+        # time the database's comparison takes tells nothing about the code.
+        consume = f", {verified} = CASE WHEN {column('code_digest')} = %s THEN %s ELSE NULL END"
+        params += [digest, field("verified_at").get_db_prep_value(now, connection)]
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {attempts} = {attempts} + 1{consume}"  # noqa: S608
+        f" WHERE {column('id')} = %s AND {attempts} < {column('max_attempts')}"
+        f" AND {verified} IS NULL AND {column('expires_at')} > %s"
+    )
+    params += [
+        field("id").get_db_prep_value(pk, connection),
+        field("expires_at").get_db_prep_value(now, connection),
+    ]
+    # The confirmation time itself, not "IS NOT NULL": SQLite 3.40 answers
+    # that expression wrongly in a RETURNING list.
+    returning = (
+        f"{column('code_digest')} AS digest, {verified} AS consumed, {column('number')} AS number"
+    )
+    return sql, returning, params
+
+
+def _count_attempt(pk: uuid.UUID, now: datetime, digest: str | None = None) -> _Attempt:
+    """Count one attempt at challenge ``pk`` if it is open, and with ``digest`` consume its code.
+
+    One statement where the database can return rows from an ``UPDATE``
+    (:func:`_returns_from_update`): the count, the code's use when ``digest``
+    is the stored one (:func:`_attempt_sql`) and the read of the stored
+    digest are the same ``UPDATE ... RETURNING``. Elsewhere the count alone,
+    without the digest (the caller reads it, compares and consumes). Django's
+    ``QuerySet.update()`` returns a row count only, hence the SQL, built from
+    the model's own table and columns.
+    """
+    rows = Challenge.objects.filter(
+        pk=pk, attempts__lt=F("max_attempts"), verified_at__isnull=True, expires_at__gt=now
+    )
+    connection = transaction.get_connection(rows.db)
+    if not _returns_from_update(connection):
+        return _Attempt(bool(rows.update(attempts=F("attempts") + 1)))
+    sql, returning, params = _attempt_sql(connection, pk, digest, now)
+    with transaction.mark_for_rollback_on_error(using=rows.db), connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {returning}", params)
+        row = cursor.fetchone()
+    if row is None:
+        return _Attempt(False)
+    consumed = row[1] is not None if digest is not None else None
+    return _Attempt(True, row[0] or "", consumed)
+
+
 def _count_attempt_finding_owner(
-    pk: uuid.UUID, now: datetime, number_owner: bool
-) -> tuple[bool, str | None, _Owner]:
+    pk: uuid.UUID, now: datetime, number_owner: bool, digest: str | None = None
+) -> _Attempt:
     """:func:`_count_attempt`, and with ``number_owner`` the user whose number it is.
 
-    The third item is :data:`_UNREAD` unless the user was read: on PostgreSQL,
+    The owner is :data:`_UNREAD` unless the user was read: on PostgreSQL,
     in the same statement (the ``UPDATE ... RETURNING`` in a ``WITH``, joined to
     the number's :class:`~django_voicepassword.models.PhoneNumber` and its
     user, as ``PhoneAdapter.get_user`` finds them), where the user model is
     on the challenges' database. Then ``None`` when the number has no user.
     """
     if not number_owner:
-        return (*_count_attempt(pk, now), _UNREAD)
+        return _count_attempt(pk, now, digest)
     from django.contrib.auth import get_user_model
     from django.db import router
 
@@ -1378,41 +1420,38 @@ def _count_attempt_finding_owner(
     connection = transaction.get_connection(alias)
     model = get_user_model()
     if connection.vendor != "postgresql" or router.db_for_read(model) != alias:
-        return (*_count_attempt(pk, now), _UNREAD)
+        return _count_attempt(pk, now, digest)
     quote = connection.ops.quote_name
 
     def column(meta: Any, name: str) -> str:
         found = meta.get_field(name)
         return str(quote(found.column))
 
-    meta, numbers, users = Challenge._meta, PhoneNumber._meta, model._meta
-    attempts, number = column(meta, "attempts"), column(meta, "number")
+    numbers, users = PhoneNumber._meta, model._meta
+    update, returning, params = _attempt_sql(connection, pk, digest, now)
     # Names and quoting from the models and the backend, values as parameters.
     sql = (
-        f"WITH counted AS (UPDATE {quote(meta.db_table)} SET {attempts} = {attempts} + 1"  # noqa: S608
-        f" WHERE {column(meta, 'id')} = %s AND {attempts} < {column(meta, 'max_attempts')}"
-        f" AND {column(meta, 'verified_at')} IS NULL AND {column(meta, 'expires_at')} > %s"
-        f" RETURNING {column(meta, 'code_digest')} AS digest, {number} AS number)"
-        f" SELECT u.*, counted.digest AS {quote(_DIGEST_ALIAS)} FROM counted"
+        f"WITH counted AS ({update} RETURNING {returning})"  # noqa: S608
+        f" SELECT u.*, counted.digest AS {quote(_DIGEST_ALIAS)},"
+        f" counted.consumed AS {quote(_CONSUMED_ALIAS)} FROM counted"
         f" LEFT JOIN {quote(numbers.db_table)} p ON p.{column(numbers, 'number')} = counted.number"
         f" LEFT JOIN {quote(users.db_table)} u"
         f" ON u.{quote(users.pk.column)} = p.{column(numbers, 'user')}"
     )
-    params = [
-        meta.get_field("id").get_db_prep_value(pk, connection),
-        meta.get_field("expires_at").get_db_prep_value(now, connection),
-    ]
     with transaction.mark_for_rollback_on_error(using=alias):
         rows = list(model._default_manager.raw(sql, params).using(alias))
     if not rows:
-        return False, None, _UNREAD
+        return _Attempt(False)
     [row] = rows  # a number has one row at most (unique)
-    digest = getattr(row, _DIGEST_ALIAS) or ""
-    return True, digest, row if row.pk is not None else None
+    consumed = getattr(row, _CONSUMED_ALIAS) is not None if digest is not None else None
+    owner = row if row.pk is not None else None
+    return _Attempt(True, getattr(row, _DIGEST_ALIAS) or "", consumed, owner)
 
 
-# The column the digest comes back under next to the user's (no user field has it).
+# The columns the digest and the code's use come back under next to the user's
+# (no user field has them).
 _DIGEST_ALIAS: Final = "_voicepassword_code_digest"
+_CONSUMED_ALIAS: Final = "_voicepassword_consumed"
 
 
 def confirm_challenge(challenge: Challenge, code: str, request: HttpRequest | None = None) -> bool:
@@ -1451,48 +1490,59 @@ def _confirm(
     the adapter).
     """
     now = timezone.now()
-    # One conditional UPDATE counts the attempt: concurrent requests each
-    # count one, and none of them gets past MAX_ATTEMPTS (the database
-    # re-checks the condition on the row it locks; no read-modify-write).
-    # It returns the digest as stored now, not as this instance remembers it:
-    # a resend may have replaced the code since the instance was read.
-    counted, stored, owner = _count_attempt_finding_owner(challenge.pk, now, number_owner)
-    if request is not None and not _same_session(challenge, request):
+    same_session = request is None or _same_session(challenge, request)
+    cleaned = clean_code(code, challenge.code_length)
+    # The digest of the code entered, compared by the statement that counts
+    # the attempt; none for another session's request (nothing is compared
+    # there) or for input that is no code.
+    entered = _code_digest(challenge.pk, cleaned) if same_session and cleaned else None
+    # One conditional UPDATE counts the attempt and, for the right code, uses
+    # it: concurrent requests each count one, none of them gets past
+    # MAX_ATTEMPTS, and of concurrent right entries exactly one consumes the
+    # code (the database re-checks the condition on the row it locks; no
+    # read-modify-write). It compares with the digest as stored now, not as
+    # this instance remembers it: a resend may have replaced the code since
+    # the instance was read.
+    attempt = _count_attempt_finding_owner(challenge.pk, now, number_owner, entered)
+    owner = attempt.owner
+    if not same_session:
         # The attempt was counted all the same: a challenge id seen outside
         # its session is a leak, and burning its attempts ends what the leak
         # allows. Nothing was compared, so nothing is learnt.
         _refused(challenge, request, "wrong_session", code)
         raise ChallengeError("wrong_session")
-    if not counted:
+    if not attempt.counted:
         reason = _why_closed(challenge.pk, now)
         _refused(challenge, request, reason, code)
         raise ChallengeError(reason)
-
-    cleaned = clean_code(code, challenge.code_length)
     if cleaned is None:
         _refused(challenge, request, "malformed", code)
         return False, owner
-    if stored is None:
-        # A database without UPDATE ... RETURNING: read the digest after the count.
+    if attempt.consumed is None:
+        # A database without UPDATE ... RETURNING: read the digest after the
+        # count, compare, and consume with a second conditional UPDATE.
         stored = (
             Challenge.objects.filter(pk=challenge.pk).values_list("code_digest", flat=True).first()
         )
-    # compare_digest: how long the comparison takes must not tell how many
-    # leading characters of a guessed digest were right.
-    if not stored or not hmac.compare_digest(_code_digest(challenge.pk, cleaned), stored):
+        # compare_digest: how long the comparison takes must not tell how
+        # many leading characters of a guessed digest were right.
+        assert entered is not None  # a code, entered in its own session
+        if not stored or not hmac.compare_digest(entered, stored):
+            _refused(challenge, request, "wrong_code", code)
+            return False, owner
+        consumed = Challenge.objects.filter(
+            pk=challenge.pk, verified_at__isnull=True, expires_at__gt=now
+        ).update(verified_at=now)
+        if not consumed:
+            reason = _why_closed(challenge.pk, now)
+            _refused(challenge, request, reason, code)
+            raise ChallengeError(reason)
+    elif not attempt.consumed:
         _refused(challenge, request, "wrong_code", code)
         return False, owner
-    # The right code: consume it with a second conditional UPDATE, so that
-    # of concurrent right entries exactly one gets True.
-    consumed = Challenge.objects.filter(
-        pk=challenge.pk, verified_at__isnull=True, expires_at__gt=now
-    ).update(verified_at=now)
-    if not consumed:
-        reason = _why_closed(challenge.pk, now)
-        _refused(challenge, request, reason, code)
-        raise ChallengeError(reason)
+    assert entered is not None  # a code, entered in its own session
     challenge.verified_at = now
-    challenge.code_digest = stored
+    challenge.code_digest = entered
     logger.debug("Code for %s confirmed", Masked(challenge.number))
     fraud.count_confirm(challenge)
     if challenge.purpose == Challenge.Purpose.VERIFY and challenge.user is not None:

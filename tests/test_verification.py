@@ -9,6 +9,7 @@ attempts and consumption is tested on PostgreSQL in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -28,7 +29,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
 from django.core.cache import cache
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.http import HttpRequest
 from django.test import RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
@@ -623,6 +624,60 @@ def test_wrong_codes_are_counted_and_then_even_the_right_one_fails(emulated, sen
     assert failures[0]["token"] == wrong[0] + "***"
     assert failures[1]["token"] == "1*"
     assert failures[3]["token"] == code[0] + "***"
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["autocommit", "atomic"])
+@pytest.mark.parametrize("number_owner", [False, True], ids=["count", "count-and-owner"])
+def test_the_attempts_statement_uses_the_right_code_only(emulated, in_transaction, number_owner):
+    # The attempt and the code's use are one UPDATE: a wrong digest counts the
+    # attempt and leaves the challenge open, the right one confirms it, in a
+    # transaction or not (a login's confirm runs in atomic_login). SQLite 3.40
+    # answers "verified_at IS NOT NULL" wrongly in a RETURNING list, which
+    # made a wrong code a right one.
+    user = user_with(KNOWN)
+    challenge = start_challenge(KNOWN)
+    code = emulated.code_for(KNOWN)
+    wrong = f"{(int(code) + 1) % 10_000:04d}"
+    now = timezone.now()
+
+    def attempt(entered: str | None) -> Any:
+        digest = verification._code_digest(challenge.pk, entered) if entered else None
+        block = transaction.atomic() if in_transaction else contextlib.nullcontext()
+        with block:
+            return verification._count_attempt_finding_owner(
+                challenge.pk, now, number_owner, digest
+            )
+
+    counted_only = attempt(None)
+    assert (counted_only.counted, counted_only.consumed) == (True, None)
+    refused = attempt(wrong)
+    assert (refused.counted, refused.consumed) == (True, False)
+    challenge.refresh_from_db()
+    assert (challenge.attempts, challenge.verified_at) == (2, None)
+    used = attempt(code)
+    assert (used.counted, used.consumed) == (True, True)
+    assert used.stored == verification._code_digest(challenge.pk, code)
+    if number_owner and connection.vendor == "postgresql":
+        assert used.owner == user
+    challenge.refresh_from_db()
+    assert challenge.attempts == 3
+    assert challenge.verified_at == now
+    # Used: the statement matches no row any more, whatever is entered.
+    assert attempt(code).counted is False
+
+
+@pytest.mark.parametrize("in_transaction", [False, True], ids=["autocommit", "atomic"])
+def test_a_wrong_code_never_confirms(emulated, in_transaction):
+    user_with(KNOWN)
+    challenge = start_challenge(KNOWN)
+    code = emulated.code_for(KNOWN)
+    for wrong in {f"{(int(code) + step) % 10_000:04d}" for step in (1, 5000, 9999)}:
+        block = transaction.atomic() if in_transaction else contextlib.nullcontext()
+        with block:
+            assert confirm_challenge(challenge, wrong) is False
+    challenge.refresh_from_db()
+    assert challenge.verified_at is None
+    assert challenge.attempts == 3
 
 
 def test_an_expired_code_is_refused(emulated):
