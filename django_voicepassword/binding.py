@@ -153,19 +153,24 @@ def holds(bound: str, request: HttpRequest | None) -> bool:
     """
     if not bound:
         return True
-    if request is None:
-        return False
-    candidates = []
-    token = _token(request)
-    if token is not None:
-        candidates.append(_cookie_digest(token))
-    session = getattr(request, "session", None)
-    if session is not None and session.session_key is not None:
-        candidates.append(_session_digest(session.session_key))
     # compare_digest: the time taken must not tell how much of a guessed
     # digest was right (it is an HMAC, but keep the habit). Each of them.
-    matches = [hmac.compare_digest(candidate, bound) for candidate in candidates]
+    matches = [hmac.compare_digest(candidate, bound) for candidate in digests(request)]
     return any(matches)
+
+
+def digests(request: HttpRequest | None) -> list[str]:
+    """The binding digests ``request`` holds, creating nothing: its token's, its session key's."""
+    if request is None:
+        return []
+    found = []
+    token = _token(request)
+    if token is not None:
+        found.append(_cookie_digest(token))
+    session = getattr(request, "session", None)
+    if session is not None and session.session_key is not None:
+        found.append(_session_digest(session.session_key))
+    return found
 
 
 def save_session_once(session: SessionBase) -> None:

@@ -1248,14 +1248,8 @@ def get_challenge(request: HttpRequest | None, challenge_id: str | uuid.UUID) ->
     garbage gives ``None``, never an exception. Expired and used challenges
     are returned too; :func:`confirm_challenge` refuses them.
     """
-    if isinstance(challenge_id, uuid.UUID):
-        pk = challenge_id
-    elif isinstance(challenge_id, str) and len(challenge_id) <= 64:
-        try:
-            pk = uuid.UUID(challenge_id)
-        except ValueError:
-            return None
-    else:
+    pk = _challenge_pk(challenge_id)
+    if pk is None:
         return None
     challenge = Challenge.objects.filter(pk=pk).first()
     if challenge is None or not _same_session(challenge, request):
@@ -1326,10 +1320,15 @@ class _Attempt:
     stored: str | None = None
     consumed: bool | None = None
     owner: _Owner = _UNREAD
+    at: datetime | None = None  # the time the statement confirmed at (_claim_login)
 
 
 def _attempt_sql(
-    connection: BaseDatabaseWrapper, pk: uuid.UUID, digest: str | None, now: datetime
+    connection: BaseDatabaseWrapper,
+    pk: uuid.UUID,
+    digest: str | None,
+    now: datetime,
+    extra: tuple[str, list[Any]] = ("", []),
 ) -> tuple[str, str, list[Any]]:
     """The ``UPDATE`` that counts an attempt, its ``RETURNING`` list, and its parameters.
 
@@ -1337,6 +1336,7 @@ def _attempt_sql(
     statement when the stored digest is that one: the attempt and the use
     are one conditional ``UPDATE``, so of concurrent right entries exactly one
     matches the row (the others find it confirmed). Without, it only counts.
+    ``extra``: more conditions (`` AND ...``) and their parameters.
     Names and quoting from the model and the backend, values as parameters.
     """
     meta = Challenge._meta
@@ -1359,11 +1359,12 @@ def _attempt_sql(
     sql = (
         f"UPDATE {quote(meta.db_table)} SET {attempts} = {attempts} + 1{consume}"  # noqa: S608
         f" WHERE {column('id')} = %s AND {attempts} < {column('max_attempts')}"
-        f" AND {verified} IS NULL AND {column('expires_at')} > %s"
+        f" AND {verified} IS NULL AND {column('expires_at')} > %s{extra[0]}"
     )
     params += [
         field("id").get_db_prep_value(pk, connection),
         field("expires_at").get_db_prep_value(now, connection),
+        *extra[1],
     ]
     # The confirmation time itself, not "IS NOT NULL": SQLite 3.40 answers
     # that expression wrongly in a RETURNING list.
@@ -1448,6 +1449,141 @@ def _count_attempt_finding_owner(
     return _Attempt(True, getattr(row, _DIGEST_ALIAS) or "", consumed, owner)
 
 
+def _challenge_pk(challenge_id: object) -> uuid.UUID | None:
+    """``challenge_id`` as a challenge's primary key; ``None`` for anything that is not one."""
+    if isinstance(challenge_id, uuid.UUID):
+        return challenge_id
+    if isinstance(challenge_id, str) and len(challenge_id) <= 64:
+        try:
+            return uuid.UUID(challenge_id)
+        except ValueError:
+            return None
+    return None
+
+
+#: Where :func:`_claim_login` leaves its attempt on the challenge it returns,
+#: for :func:`_confirm` (through ``PhoneCodeBackend.authenticate``) to take.
+_CLAIMED: Final = "_voicepassword_attempt"
+# The prefix of the challenge's columns beside the user's in _claim_login's row.
+_COLUMN_PREFIX: Final = "_voicepassword_c_"
+
+
+_converters: dict[tuple[str, str], list[tuple[Any, list[Any]]]] = {}
+
+
+def _challenge_converters(connection: BaseDatabaseWrapper) -> list[tuple[Any, list[Any]]]:
+    """Each of the challenge's columns with the converters the ORM reads it through.
+
+    The backend's and the field's (SQLite gives datetimes and UUIDs as text),
+    worked out once per database.
+    """
+    key = (connection.alias, connection.vendor)
+    found = _converters.get(key)
+    if found is None:
+        found = []
+        for field in Challenge._meta.concrete_fields:
+            column = field.get_col(Challenge._meta.db_table)
+            convert = connection.ops.get_db_converters(column) + field.get_db_converters(
+                connection
+            )
+            found.append((column, convert))
+        _converters[key] = found
+    return found
+
+
+def _claim_login(
+    request: HttpRequest | None, challenge_id: object, code: str, *, number_owner: bool
+) -> Challenge | None:
+    """Count an attempt at a login challenge by its id alone, in one statement; ``None``: not here.
+
+    The usual confirm of a login: the challenge is ``request``'s (its
+    binding, :mod:`~django_voicepassword.binding`), open, for a login, and
+    ``code`` is a code of its length. Then one conditional ``UPDATE`` counts
+    the attempt, uses the code if it is the right one (:func:`_attempt_sql`)
+    and returns the challenge's columns, with the number's user on PostgreSQL
+    (as :func:`_count_attempt_finding_owner`): what :func:`get_challenge` and
+    then :func:`_confirm` did in two statements. The challenge is returned as
+    it was before the attempt, with the attempt on it for :func:`_confirm`.
+
+    ``None`` when the statement matched no row or was not made (the id is no
+    id, the code is malformed, the database cannot return rows from an
+    ``UPDATE``): nothing was counted, and the caller takes the long way
+    (:func:`get_challenge`, which tells apart a challenge that is not there,
+    and :func:`_confirm`, which says why one is closed).
+    """
+    from django.contrib.auth import get_user_model
+    from django.db import router
+
+    pk = _challenge_pk(challenge_id)
+    cleaned = clean_code(code, CODE_LENGTH)
+    alias = router.db_for_write(Challenge)
+    connection = transaction.get_connection(alias)
+    if pk is None or cleaned is None or not _returns_from_update(connection):
+        return None
+    meta = Challenge._meta
+    quote = connection.ops.quote_name
+    fields = meta.concrete_fields
+    bindings = binding.digests(request)
+    bound_to = ", ".join(["%s"] * len(bindings))
+    session_digest = quote(meta.get_field("session_digest").column)
+    extra = (
+        f" AND {quote(meta.get_field('purpose').column)} = %s"
+        f" AND {quote(meta.get_field('code_length').column)} = %s"
+        f" AND ({session_digest} = ''"
+        + (f" OR {session_digest} IN ({bound_to})" if bindings else "")
+        + ")",
+        [Challenge.Purpose.LOGIN.value, CODE_LENGTH, *bindings],
+    )
+    now = timezone.now()
+    entered = _code_digest(pk, cleaned)
+    update, _, params = _attempt_sql(connection, pk, entered, now, extra)
+    columns = ", ".join(
+        f"{quote(field.column)} AS {quote(_COLUMN_PREFIX + field.attname)}" for field in fields
+    )
+    model = get_user_model()
+    owner: _Owner = _UNREAD
+    with transaction.mark_for_rollback_on_error(using=alias):
+        if (
+            number_owner
+            and connection.vendor == "postgresql"
+            and router.db_for_read(model) == alias
+        ):
+            numbers, users = PhoneNumber._meta, model._meta
+            number = quote(numbers.get_field("number").column)
+            sql = (
+                f"WITH counted AS ({update} RETURNING {columns})"  # noqa: S608
+                f" SELECT u.*, counted.* FROM counted"
+                f" LEFT JOIN {quote(numbers.db_table)} p"
+                f" ON p.{number} = counted.{quote(_COLUMN_PREFIX + 'number')}"
+                f" LEFT JOIN {quote(users.db_table)} u"
+                f" ON u.{quote(users.pk.column)} = p.{quote(numbers.get_field('user').column)}"
+            )
+            rows = list(model._default_manager.raw(sql, params).using(alias))
+            if not rows:
+                return None
+            [row] = rows  # a number has one row at most (unique)
+            values = [getattr(row, _COLUMN_PREFIX + field.attname) for field in fields]
+            owner = row if row.pk is not None else None
+        else:
+            with connection.cursor() as cursor:
+                cursor.execute(f"{update} RETURNING {columns}", params)
+                found = cursor.fetchone()
+            if found is None:
+                return None
+            values = list(found)
+    for index, (column, convert) in enumerate(_challenge_converters(connection)):
+        for converter in convert:
+            values[index] = converter(values[index], column, connection)
+    challenge = Challenge.from_db(alias, [field.attname for field in fields], values)
+    consumed = challenge.verified_at is not None
+    # As it was before this attempt: what _confirm and its caller expect.
+    challenge.attempts -= 1
+    challenge.verified_at = None
+    attempt = _Attempt(True, challenge.code_digest, consumed, owner, now)
+    setattr(challenge, _CLAIMED, attempt)
+    return challenge
+
+
 # The columns the digest and the code's use come back under next to the user's
 # (no user field has them).
 _DIGEST_ALIAS: Final = "_voicepassword_code_digest"
@@ -1489,6 +1625,15 @@ def _confirm(
     the second item is that user, ``None``, or :data:`_UNREAD` (the caller asks
     the adapter).
     """
+    claimed: _Attempt | None = challenge.__dict__.pop(_CLAIMED, None)
+    if claimed is not None:
+        # _claim_login made the statement: this client's, a code, counted.
+        if not claimed.consumed:
+            _refused(challenge, request, "wrong_code", code)
+            return False, claimed.owner
+        assert claimed.at is not None
+        assert claimed.stored is not None
+        return _confirmed(challenge, request, claimed.at, claimed.stored), claimed.owner
     now = timezone.now()
     same_session = request is None or _same_session(challenge, request)
     cleaned = clean_code(code, challenge.code_length)
@@ -1541,8 +1686,15 @@ def _confirm(
         _refused(challenge, request, "wrong_code", code)
         return False, owner
     assert entered is not None  # a code, entered in its own session
+    return _confirmed(challenge, request, now, entered), owner
+
+
+def _confirmed(
+    challenge: Challenge, request: HttpRequest | None, now: datetime, digest: str
+) -> bool:
+    """What follows the use of a right code: the instance, the counts, a verification's number."""
     challenge.verified_at = now
-    challenge.code_digest = entered
+    challenge.code_digest = digest
     logger.debug("Code for %s confirmed", Masked(challenge.number))
     fraud.count_confirm(challenge)
     if challenge.purpose == Challenge.Purpose.VERIFY and challenge.user is not None:
@@ -1557,7 +1709,7 @@ def _confirm(
                 request=request,
             )
         )
-    return True, owner
+    return True
 
 
 # --- what a page shows ------------------------------------------------------------

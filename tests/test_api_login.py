@@ -18,10 +18,12 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.contrib.sessions.models import Session
 from django.core.cache import caches
 from django.db import connection
-from django.test import Client, override_settings
+from django.test import Client, RequestFactory, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import include, path, reverse
 from django.utils import timezone
 from hypothesis import HealthCheck, given
@@ -558,6 +560,58 @@ def test_a_challenge_started_in_a_session_is_found_beside_a_binding_cookie(user,
     client.cookies[binding.COOKIE] = "B" * 43
     assert client.get(url_of(challenge_id)).status_code == 200
     assert confirm(client, challenge_id, emulated.code_for(KNOWN)).status_code == 200
+
+
+def test_a_challenge_of_another_code_length_is_confirmed_the_long_way(user, emulated):
+    # The one-statement confirm asks for the usual code length; a challenge
+    # made with another one (an older release's) is found the long way.
+    client = Client()
+    data = started(client)
+    Challenge.objects.filter(pk=data["id"]).update(code_length=6)
+    code = emulated.code_for(KNOWN)
+    refused = confirm(client, data["id"], code)  # 4 digits for a 6-digit code
+    assert refused.status_code == 400
+    assert refused.json()["code"] == ["Enter the 6-digit code."]
+    assert Challenge.objects.get(pk=data["id"]).attempts == 0
+
+
+def test_a_closed_challenge_is_answered_the_long_way(user, emulated):
+    client = Client()
+    data = started(client)
+    code = emulated.code_for(KNOWN)
+    Challenge.objects.filter(pk=data["id"]).update(expires_at=timezone.now())
+    expired = confirm(client, data["id"], code)
+    assert expired.status_code == 410
+    assert expired.json()["code"] == "expired"
+    # The statement that counts matched nothing, and the long way counted nothing either.
+    assert Challenge.objects.get(pk=data["id"]).attempts == 0
+
+
+def test_a_confirm_login_of_its_own_is_given_a_challenge_read_first(user, emulated):
+    seen: list[Any] = []
+
+    class Auditing(ChallengeConfirmView):
+        def confirm_login(self, challenge: Challenge, code: str) -> Any:
+            seen.append((challenge.attempts, challenge.verified_at))
+            return super().confirm_login(challenge, code)
+
+    client = Client()
+    data = started(client)
+    request = RequestFactory().post(
+        url_of(data["id"], "confirm"),
+        json.dumps({"code": emulated.code_for(KNOWN)}),
+        content_type="application/json",
+    )
+    request.COOKIES = {binding.COOKIE: client.cookies[binding.COOKIE].value}
+    SessionMiddleware(lambda r: None).process_request(request)
+    with CaptureQueriesContext(connection) as queries:
+        response = Auditing.as_view()(request, challenge_id=data["id"])
+    assert response.status_code == 200, response.content
+    # The hook saw the challenge as stored, read before the attempt.
+    assert seen == [(0, None)]
+    read = [q["sql"] for q in queries if q["sql"].startswith('SELECT "voicepassword_challenge"')]
+    assert len(read) == 1
+    assert Challenge.objects.get(pk=data["id"]).verified_at is not None
 
 
 def test_known_and_unknown_numbers_get_the_same_answers(user, emulated):

@@ -63,6 +63,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from django_voicepassword import binding, workflow
+from django_voicepassword.adapter import PhoneAdapter, get_adapter
 from django_voicepassword.api import schema
 from django_voicepassword.api.login_serializers import (
     ChallengeConfirmSerializer,
@@ -77,6 +78,7 @@ from django_voicepassword.phone import InvalidPhoneNumber, mask
 from django_voicepassword.ratelimit import LimitExceeded
 from django_voicepassword.verification import (
     ChallengeError,
+    _claim_login,
     available_channels,
     challenge_info,
     clean_code,
@@ -446,8 +448,18 @@ class ChallengeConfirmView(ChallengeAPIView):
     @schema.confirm
     def post(self, request: Request, challenge_id: str) -> Response:
         """Check a code."""
-        challenge = self.get_challenge(challenge_id)
         serializer = ChallengeConfirmSerializer(data=request.data)
+        # A subclass's own confirm_login() is given a challenge read the long way.
+        usual = type(self).confirm_login is ChallengeConfirmView.confirm_login
+        if usual and serializer.is_valid():
+            # The usual login: one statement finds the challenge and counts the attempt.
+            answered = self.log_in(challenge_id, serializer.validated_data["code"])
+            if answered is not None:
+                return answered
+        # The long way: the challenge read first, to tell one that is not
+        # there (404) from a body that is no code (400) and from one that is
+        # closed (410), and a verification from a login.
+        challenge = self.get_challenge(challenge_id)
         serializer.is_valid(raise_exception=True)
         entered = serializer.validated_data["code"]
         if clean_code(entered, challenge.code_length) is None:
@@ -461,29 +473,50 @@ class ChallengeConfirmView(ChallengeAPIView):
             ) % {"count": challenge.code_length}
             raise ValidationError({"code": [message]}, code="malformed")
         if challenge.purpose == Challenge.Purpose.LOGIN:
-            refusal: ChallengeAPIException | None = None
-            try:
-                # One unit: a login that cannot be stored leaves the code unused.
-                with atomic_login(self.http_request, challenge):
-                    try:
-                        user = self.confirm_login(challenge, entered)
-                    except ChallengeAPIException as refused:
-                        # Raised once committed: the attempt of a wrong code counts.
-                        refusal = refused
-                    else:
-                        self.perform_login(user, challenge)
-            except OperationalError as error:
-                logger.warning(
-                    "Phone login for %s not completed, database unavailable: %s",
-                    mask(challenge.number),
-                    error,
-                )
-                raise LoginUnavailable(wait=LOGIN_RETRY_AFTER) from None
-            if refusal is not None:
-                raise refusal
-        else:
-            user = self.confirm_verification(challenge, entered)
+            answered = self.log_in(challenge, entered)
+            assert answered is not None  # a challenge, not an id: always answered
+            return answered
+        user = self.confirm_verification(challenge, entered)
         return Response(self.get_response_data(user, challenge))
+
+    def log_in(self, challenge: Challenge | str, code: str) -> Response | None:
+        """Confirm ``code`` for a login challenge and log its user in, as one transaction.
+
+        ``challenge`` is the challenge, or its id: then this client's open
+        login challenge with that id is found by the statement that counts the
+        attempt (:func:`~django_voicepassword.verification._claim_login`), and
+        ``None`` is returned, with nothing counted, when there is none or
+        ``code`` is not a code of its length (:meth:`post` then takes the long way).
+        """
+        request = self.http_request
+        found = challenge if isinstance(challenge, Challenge) else None
+        refusal: ChallengeAPIException | None = None
+        try:
+            # One unit: a login that cannot be stored leaves the code unused.
+            with atomic_login(request, found):
+                if found is None:
+                    adapter = get_adapter()
+                    default_lookup = type(adapter).get_user is PhoneAdapter.get_user
+                    found = _claim_login(request, challenge, code, number_owner=default_lookup)
+                    if found is None:
+                        return None  # nothing was written
+                try:
+                    user = self.confirm_login(found, code)
+                except ChallengeAPIException as refused:
+                    # Raised once committed: the attempt of a wrong code counts.
+                    refusal = refused
+                else:
+                    self.perform_login(user, found)
+        except OperationalError as error:
+            logger.warning(
+                "Phone login for %s not completed, database unavailable: %s",
+                mask(found.number) if found is not None else "a number",
+                error,
+            )
+            raise LoginUnavailable(wait=LOGIN_RETRY_AFTER) from None
+        if refusal is not None:
+            raise refusal
+        return Response(self.get_response_data(user, found))
 
     def confirm_login(self, challenge: Challenge, code: str) -> AbstractBaseUser:
         """The user the code logs in, through the backend; or the error to answer."""
