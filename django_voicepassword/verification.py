@@ -152,6 +152,9 @@ _CODE_SALT: Final = "django_voicepassword.verification.code"
 _DURATIONS_KEY: Final = "voicepassword:send-durations:"
 _DURATIONS_KEPT: Final = 32
 _DURATIONS_TIMEOUT: Final = 7 * 86400
+#: The durations a process measures before it writes them (see _record_send_seconds).
+_DURATIONS_BATCH: Final = 4
+_pending_durations: dict[str, list[float]] = {}
 
 _CALL_CHANNELS: Final = (Call.Channel.FLASH_CALL.value, Call.Channel.VOICE_CALL.value)
 
@@ -288,11 +291,24 @@ def send_seconds(channel: str) -> float | None:
 
 
 def _record_send_seconds(channel: str, seconds: float, read: dict[str, Any] | None = None) -> None:
-    """Keep one real send's duration among the recent ones (``read``: as :func:`_durations`)."""
+    """Keep one real send's duration among the recent ones (``read``: as :func:`_durations`).
+
+    Written to the cache with the process's others, every :data:`_DURATIONS_BATCH`
+    sends once the cache holds a quarter of :data:`_DURATIONS_KEPT` (each
+    send until then, so that a new site pauses from its first sends on): a
+    write per send was a round trip to the cache in every start, for one
+    sample in 32.
+    """
     key = _DURATIONS_KEY + channel
-    kept = [*_durations(channel, read), min(max(seconds, 0.0), MAX_PAUSE)][-_DURATIONS_KEPT:]
-    # Not atomic: two processes may each lose the other's duration, which
-    # shifts the spread by one sample in 32. A lock would cost more than it saves.
+    pending = _pending_durations.setdefault(channel, [])
+    pending.append(min(max(seconds, 0.0), MAX_PAUSE))
+    known = _durations(channel, read)
+    if len(pending) < _DURATIONS_BATCH and len(known) >= _DURATIONS_KEPT // 4:
+        return
+    kept = [*known, *pending][-_DURATIONS_KEPT:]
+    pending.clear()
+    # Not atomic: two processes may each lose the other's durations, which
+    # shifts the spread by a few samples in 32. A lock would cost more than it saves.
     cache.set(key, kept, _DURATIONS_TIMEOUT)
 
 

@@ -31,6 +31,18 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_pending_send_durations() -> None:
+    """Each test's send durations are its own: none left in this process by an earlier test.
+
+    A process keeps the durations of its sends until it writes a batch of
+    them to the cache (``verification._record_send_seconds``).
+    """
+    from django_voicepassword import verification
+
+    verification._pending_durations.clear()
+
+
+@pytest.fixture(autouse=True)
 def _no_cached_figures() -> None:
     """Each test's rows are its own: no finished day's figures cached by an earlier test.
 

@@ -2,8 +2,9 @@
 
 The limits, the budget, the fraud guard and the stand-in's send durations
 run as one script on Django's RedisCache (``ratelimit.check_and_reserve``);
-the second round trip is the one write after the send (the duration of a
-real call kept, or a stand-in's reservation given back). Counted on the real
+the second round trip is the one write after the send (the durations of
+real calls kept, in batches once the cache has enough of them, or a
+stand-in's reservation given back). Counted on the real
 Redis of the service tier, at the connection: every request a connection
 writes to the socket is one round trip, a pipeline or a script included.
 """
@@ -150,6 +151,28 @@ def test_a_login_start_makes_at_most_two_round_trips_to_redis(
     # A real call's duration is kept (the warm-up's call was on a cold gateway).
     durations = cache.get("voicepassword:send-durations:flash_call")
     assert len(durations or []) == int(called)
+
+
+@pytest.mark.parametrize("flow", sorted(FLOWS))
+def test_a_start_on_a_running_site_asks_redis_once(flow, trips, emulated):
+    # A running site has send durations already: the start's own is kept in
+    # the process until a batch is written, so its only round trip is the script.
+    for name, owned in (("alice", KNOWN), ("bob", WARM_UP)):
+        person = get_user_model().objects.create_user(name, password=None)
+        PhoneNumber.objects.create(user=person, number=owned)
+    start = FLOWS[flow]
+    with override_settings(VOICEPASSWORD=SETTINGS):
+        start(Client(), WARM_UP)
+        cache.set("voicepassword:send-durations:flash_call", [0.1] * 8)
+        verification._pending_durations.clear()
+        trips.counting = True
+        challenge = start(Client(), KNOWN)
+        trips.counting = False
+
+    assert Challenge.objects.filter(pk=challenge).exists()
+    assert trips.sent == ["EVALSHA"]
+    assert len(emulated.sends(KNOWN)) == 1
+    assert len(verification._pending_durations["flash_call"]) == 1
 
 
 # --- the script counts as the cache's API does ----------------------------------------
