@@ -54,6 +54,7 @@ from django_voicepassword.models import Call, Challenge, PhoneNumber
 from django_voicepassword.phone import Masked
 from django_voicepassword.signals import login_failed, phone_verified
 from django_voicepassword.verification import (
+    _RENEWED,
     _UNREAD,
     ChallengeError,
     _confirm,
@@ -260,10 +261,13 @@ class PhoneCodeBackend(BaseBackend):
             verified = type(adapter).create_user is PhoneAdapter.create_user
         else:
             verified = False
+        # Renewed by the statement that counted the attempt (the API's usual
+        # confirm, the default adapter): for the user it read, who is this one.
+        renewed = challenge.__dict__.pop(_RENEWED, False) and user is owner
         if not adapter.can_log_in(user):
             logger.debug("Phone login for %s refused: the user may not log in", number)
             return None
-        if not verified:
+        if not (verified or renewed):
             adapter.mark_verified(user, challenge.number)
         _link_user(challenge, user)
         # For login() to put in the session (_remember_login_number).

@@ -1482,6 +1482,9 @@ def _challenge_pk(challenge_id: object) -> uuid.UUID | None:
 _CLAIMED: Final = "_voicepassword_attempt"
 # The prefix of the challenge's columns beside the user's in _claim_login's row.
 _COLUMN_PREFIX: Final = "_voicepassword_c_"
+#: Set on the challenge _claim_login returns when its statement renewed the
+#: number's verification for the user it read (the default mark_verified).
+_RENEWED: Final = "_voicepassword_renewed"
 
 
 _converters: dict[tuple[str, str], list[tuple[Any, list[Any]]]] = {}
@@ -1508,7 +1511,12 @@ def _challenge_converters(connection: BaseDatabaseWrapper) -> list[tuple[Any, li
 
 
 def _claim_login(
-    request: HttpRequest | None, challenge_id: object, code: str, *, number_owner: bool
+    request: HttpRequest | None,
+    challenge_id: object,
+    code: str,
+    *,
+    number_owner: bool,
+    renew: bool = False,
 ) -> Challenge | None:
     """Count an attempt at a login challenge by its id alone, in one statement; ``None``: not here.
 
@@ -1520,6 +1528,12 @@ def _claim_login(
     (as :func:`_count_attempt_finding_owner`): what :func:`get_challenge` and
     then :func:`_confirm` did in two statements. The challenge is returned as
     it was before the attempt, with the attempt on it for :func:`_confirm`.
+
+    With ``renew`` (the adapter's ``can_log_in`` and ``mark_verified`` are
+    the default ones) the same statement renews the number's verification
+    when the code was right and its user may log in, as ``mark_verified``
+    would for the user it read: :data:`_RENEWED` is then set on the challenge
+    for ``PhoneCodeBackend.authenticate``, which writes nothing more.
 
     ``None`` when the statement matched no row or was not made (the id is no
     id, the code is malformed, the database cannot return rows from an
@@ -1558,6 +1572,7 @@ def _claim_login(
     )
     model = get_user_model()
     owner: _Owner = _UNREAD
+    was_renewed = False
     with transaction.mark_for_rollback_on_error(using=alias):
         if (
             number_owner
@@ -1566,13 +1581,29 @@ def _claim_login(
         ):
             numbers, users = PhoneNumber._meta, model._meta
             number = quote(numbers.get_field("number").column)
+            user_id = quote(numbers.get_field("user").column)
+            returned_number = f"counted.{quote(_COLUMN_PREFIX + 'number')}"
+            renewal, renewed = "", "0"
+            if renew:
+                # PhoneAdapter.mark_verified(owner, number) for a right code
+                # whose user may log in (PhoneAdapter.can_log_in: is_active).
+                confirmed_at = f"counted.{quote(_COLUMN_PREFIX + 'verified_at')}"
+                active = ""
+                if any(field.name == "is_active" for field in users.concrete_fields):
+                    active = f" AND v.{quote(users.get_field('is_active').column)}"
+                renewal = (
+                    f", renewed AS (UPDATE {quote(numbers.db_table)} n"  # noqa: S608
+                    f" SET {quote(numbers.get_field('verified_at').column)} = {confirmed_at}"
+                    f" FROM counted, {quote(users.db_table)} v"
+                    f" WHERE n.{number} = {returned_number} AND {confirmed_at} IS NOT NULL"
+                    f" AND v.{quote(users.pk.column)} = n.{user_id}{active} RETURNING 1)"
+                )
+                renewed = "(SELECT count(*) FROM renewed)"
             sql = (
-                f"WITH counted AS ({update} RETURNING {columns})"  # noqa: S608
-                f" SELECT u.*, counted.* FROM counted"
-                f" LEFT JOIN {quote(numbers.db_table)} p"
-                f" ON p.{number} = counted.{quote(_COLUMN_PREFIX + 'number')}"
-                f" LEFT JOIN {quote(users.db_table)} u"
-                f" ON u.{quote(users.pk.column)} = p.{quote(numbers.get_field('user').column)}"
+                f"WITH counted AS ({update} RETURNING {columns}){renewal}"  # noqa: S608
+                f" SELECT u.*, counted.*, {renewed} AS {quote(_RENEWED)} FROM counted"
+                f" LEFT JOIN {quote(numbers.db_table)} p ON p.{number} = {returned_number}"
+                f" LEFT JOIN {quote(users.db_table)} u ON u.{quote(users.pk.column)} = p.{user_id}"
             )
             rows = list(model._default_manager.raw(sql, params).using(alias))
             if not rows:
@@ -1580,6 +1611,7 @@ def _claim_login(
             [row] = rows  # a number has one row at most (unique)
             values = [getattr(row, _COLUMN_PREFIX + field.attname) for field in fields]
             owner = row if row.pk is not None else None
+            was_renewed = bool(getattr(row, _RENEWED))
         else:
             with connection.cursor() as cursor:
                 cursor.execute(f"{update} RETURNING {columns}", params)
@@ -1597,6 +1629,8 @@ def _claim_login(
     challenge.verified_at = None
     attempt = _Attempt(True, challenge.code_digest, consumed, owner, now)
     setattr(challenge, _CLAIMED, attempt)
+    if was_renewed:
+        setattr(challenge, _RENEWED, True)
     return challenge
 
 

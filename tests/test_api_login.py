@@ -614,6 +614,28 @@ def test_a_confirm_login_of_its_own_is_given_a_challenge_read_first(user, emulat
     assert Challenge.objects.get(pk=data["id"]).verified_at is not None
 
 
+@pytest.mark.parametrize("active", [True, False])
+def test_a_login_renews_the_numbers_verification_only_for_a_user_who_may_log_in(
+    user, emulated, active
+):
+    earlier = timezone.now() - timedelta(days=30)
+    PhoneNumber.objects.filter(number=KNOWN).update(verified_at=earlier)
+    client = Client()
+    data = started(client)
+    # Deactivated after the call went out: the right code logs nobody in.
+    type(user).objects.filter(pk=user.pk).update(is_active=active)
+    done = confirm(client, data["id"], emulated.code_for(KNOWN))
+    renewed = PhoneNumber.objects.get(number=KNOWN).verified_at
+    if active:
+        assert done.status_code == 200, done.content
+        assert renewed > earlier
+    else:
+        assert done.status_code == 410
+        assert done.json()["code"] == "used"
+        assert renewed == earlier
+        assert "_auth_user_id" not in client.session
+
+
 def test_known_and_unknown_numbers_get_the_same_answers(user, emulated):
     def visit(number: str) -> list[tuple[int, str, str | None]]:
         client = Client()

@@ -495,9 +495,15 @@ class ChallengeConfirmView(ChallengeAPIView):
             # One unit: a login that cannot be stored leaves the code unused.
             with atomic_login(request, found):
                 if found is None:
-                    adapter = get_adapter()
-                    default_lookup = type(adapter).get_user is PhoneAdapter.get_user
-                    found = _claim_login(request, challenge, code, number_owner=default_lookup)
+                    kind = type(get_adapter())
+                    found = _claim_login(
+                        request,
+                        challenge,
+                        code,
+                        number_owner=kind.get_user is PhoneAdapter.get_user,
+                        renew=kind.can_log_in is PhoneAdapter.can_log_in
+                        and kind.mark_verified is PhoneAdapter.mark_verified,
+                    )
                     if found is None:
                         return None  # nothing was written
                 try:
