@@ -24,7 +24,8 @@ from typing import Any
 
 from django.db import IntegrityError, connections, router, transaction
 from django.db.models import Model, Q
-from django.db.models.sql import UpdateQuery
+from django.db.models.signals import post_save, pre_save
+from django.db.models.sql import InsertQuery, UpdateQuery
 from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
@@ -121,6 +122,59 @@ def _update_sql(
     query.add_q(Q(pk=pk))
     sql, params = query.get_compiler(using).as_sql()
     return sql, tuple(params)
+
+
+def _insert_sql(obj: Model, using: str) -> tuple[str, tuple[Any, ...]]:
+    """The ``INSERT`` of ``obj`` as ``save()`` sends it, returning its primary key."""
+    meta = obj._meta
+    fields = [
+        field
+        for field in meta.local_concrete_fields
+        if not field.generated and not (field is meta.auto_field and obj.pk is None)
+    ]
+    query = InsertQuery(type(obj))
+    query.insert_values(fields, [obj])
+    compiler = query.get_compiler(using=using)
+    compiler.returning_fields = [meta.pk]
+    [(sql, params)] = compiler.as_sql()
+    return sql, tuple(params)
+
+
+def _insert_call(call: Call, challenge: Any) -> None:
+    """Store ``call``, and its ``challenge`` first when that is not stored yet.
+
+    A new challenge and its first call are one statement on PostgreSQL (the
+    challenge's ``INSERT`` in a ``WITH``; its primary key is made in Python,
+    and the foreign key is checked at the statement's end), two elsewhere.
+    ``pre_save`` and ``post_save`` are sent for both, as ``save()`` does.
+    """
+    using = router.db_for_write(Call)
+    connection = connections[using]
+    if challenge is None or not challenge._state.adding:
+        call.save(force_insert=True, using=using)
+        return
+    if connection.vendor != "postgresql" or router.db_for_write(Challenge) != using:
+        challenge.save(force_insert=True, using=using)
+        call.save(force_insert=True, using=using)
+        return
+    for obj in (challenge, call):
+        pre_save.send(sender=type(obj), instance=obj, raw=False, using=using, update_fields=None)
+    challenge_sql, challenge_params = _insert_sql(challenge, using)
+    call_sql, call_params = _insert_sql(call, using)
+    with transaction.mark_for_rollback_on_error(using), connection.cursor() as cursor:
+        cursor.execute(f"WITH new AS ({challenge_sql}) {call_sql}", challenge_params + call_params)
+        [call.pk] = cursor.fetchone()
+    for obj in (challenge, call):
+        obj._state.adding = False
+        obj._state.db = using
+        post_save.send(
+            sender=type(obj),
+            instance=obj,
+            created=True,
+            update_fields=None,
+            raw=False,
+            using=using,
+        )
 
 
 def _save_placed(call: Call, challenge: Any, fields: dict[str, Any] | None) -> None:
@@ -245,6 +299,9 @@ def place(
     stored or signalled. Any other ``channel`` is a ``ValueError``, before
     anything is written.
 
+    ``challenge`` may be a challenge not stored yet: it is stored with the
+    call's row (one statement on PostgreSQL), before the provider is asked.
+
     ``challenge_fields`` (with ``challenge``) is given the provider's answer
     of a call placed and returns fields of ``challenge`` to store with it (the
     code's digest): written with the call's answer, in the same statement on
@@ -255,7 +312,9 @@ def place(
     normalized = normalize(number)
     # Before the row: a broken configuration must not leave a pending call behind.
     gateway = get_gateway()
-    call = Call.objects.create(channel=channel, number=normalized, user=user, challenge=challenge)
+    call = Call(channel=channel, number=normalized, user=user, challenge=challenge)
+    # A new challenge is stored with its call (see start_challenge).
+    _insert_call(call, challenge)
     if channel == Call.Channel.FLASH_CALL:
         result = _place(
             call,

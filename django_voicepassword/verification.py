@@ -496,9 +496,12 @@ def _send_reserved(
         # Nothing is placed, so nothing is spent; the reservation was still
         # made, so that a spent budget refuses every number alike.
         ratelimit.release(reservation)
+        _stored(challenge)
         _stand_in(channel, read)
         return _unmatchable(channel)
 
+    if fraud.review_code(challenge.number) is not None:
+        _stored(challenge)  # its call row is the review's
     review = fraud.record_review(challenge, channel, recipient.user)
     if review is not None:
         # A review number: recorded, never placed, so nothing is spent.
@@ -684,12 +687,15 @@ def _new_challenge(
     *,
     step: int = 0,
     wait: int | None = None,
+    save: bool = True,
 ) -> Challenge:
     """The row of a new challenge, at its first send and without a code yet.
 
     ``step`` is its place in the workflow's plan, ``wait`` the seconds to its next step.
+    Not ``save``: the row is not stored yet (:func:`_stored`, or ``calls.place``
+    with its call).
     """
-    return Challenge.objects.create(
+    challenge = Challenge(
         step=step,
         next_step_at=None if wait is None else now + timedelta(seconds=wait),
         number=number,
@@ -703,6 +709,15 @@ def _new_challenge(
         session_digest=session_digest,
         user_id=user.pk if user is not None else None,
     )
+    if save:
+        _stored(challenge)
+    return challenge
+
+
+def _stored(challenge: Challenge) -> None:
+    """Store ``challenge`` if it is not stored yet (:func:`_new_challenge` without ``save``)."""
+    if challenge._state.adding:
+        challenge.save(force_insert=True)
 
 
 def _reusable(
@@ -811,25 +826,26 @@ def start_challenge(
     # The user the code goes to, kept on the challenge from the start (a
     # login's too, so that its confirm has no user to link: see _link_user).
     owner = recipient.user if recipient.call else None
-    try:
-        challenge = _new_challenge(
-            normalized, purpose, channel, owner, session_digest, now, step=step, wait=wait
-        )
-    except BaseException:
-        ratelimit.release(reservation)
-        raise
+    # Stored with its call's row when a call is placed (one statement on
+    # PostgreSQL: calls.place), else before anything else is done with it.
+    challenge = _new_challenge(
+        normalized, purpose, channel, owner, session_digest, now, step=step, wait=wait, save=False
+    )
     sent = recipient.call
     try:
         try:
             code = _send_reserved(challenge, channel, recipient, reservation, read, store=True)
         except _NotSent as not_sent:
+            _stored(challenge)
             code, sent = _masked(challenge, channel, not_sent, first=True), False
     except _NotSent as not_sent:
         Challenge.objects.filter(pk=challenge.pk).update(expires_at=timezone.now())
         raise not_sent.error from not_sent.__cause__
     except BaseException:
-        Challenge.objects.filter(pk=challenge.pk).update(expires_at=timezone.now())
+        if not challenge._state.adding:  # else not stored: nothing to expire
+            Challenge.objects.filter(pk=challenge.pk).update(expires_at=timezone.now())
         raise
+    _stored(challenge)
     if not challenge.code_digest:
         # Not stored with the call's answer: no call was placed (a number
         # without an account, a review number, a send that failed).

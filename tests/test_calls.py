@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 import requests
 from django.test import override_settings
+from django.utils import timezone
 
 from django_voicepassword import calls
 from django_voicepassword.exceptions import (
@@ -16,7 +19,7 @@ from django_voicepassword.exceptions import (
 )
 from django_voicepassword.gateways import HttpGateway
 from django_voicepassword.gateways.base import get_gateway, reset_gateway
-from django_voicepassword.models import Call, CallbackEvent
+from django_voicepassword.models import Call, CallbackEvent, Challenge
 from django_voicepassword.phone import InvalidPhoneNumber
 from django_voicepassword.signals import call_placed, call_status_changed
 
@@ -254,3 +257,43 @@ def test_a_call_without_a_request_id_is_not_asked_about(emulated):
     call.refresh_from_db()
     assert call.status == Call.Status.UNKNOWN
     assert len(emulated.emulator.log) == asked  # no get/ without an id
+
+
+def test_a_new_challenge_is_stored_with_its_call_and_its_save_signals_are_sent(emulated):
+    # calls.place() stores a challenge not stored yet with the call's row (one
+    # statement on PostgreSQL), and sends pre_save and post_save as save() does.
+    from django.db.models.signals import post_save, pre_save
+
+    seen: list[tuple[str, str, bool | None]] = []
+
+    def receiver(sender: Any, instance: Any, **kwargs: Any) -> None:
+        seen.append((kwargs["signal_name"], sender.__name__, kwargs.get("created")))
+
+    def named(name: str) -> Any:
+        return lambda **kwargs: receiver(**kwargs, signal_name=name)
+
+    on_pre, on_post = named("pre"), named("post")
+    pre_save.connect(on_pre)
+    post_save.connect(on_post)
+    try:
+        challenge = Challenge(
+            number="79990000001",
+            channel="flash_call",
+            code_length=4,
+            expires_at=timezone.now() + timedelta(minutes=5),
+            resend_at=timezone.now(),
+        )
+        call, _result = calls.place("flash_call", "79990000001", challenge=challenge)
+    finally:
+        pre_save.disconnect(on_pre)
+        post_save.disconnect(on_post)
+
+    assert Challenge.objects.filter(pk=challenge.pk).exists()
+    assert Call.objects.get(pk=call.pk).challenge_id == challenge.pk
+    assert not challenge._state.adding
+    assert call.created_at is not None
+    assert challenge.created_at is not None
+    pres = [entry for entry in seen if entry[0] == "pre"]
+    posts = [entry for entry in seen if entry[0] == "post" and entry[2]]
+    assert [name for _, name, _ in pres[:2]] == ["Challenge", "Call"]
+    assert [name for _, name, _ in posts[:2]] == ["Challenge", "Call"]
