@@ -22,6 +22,7 @@ from django.contrib.sessions.middleware import SessionMiddleware
 from django.contrib.sessions.models import Session
 from django.core.cache import caches
 from django.db import connection
+from django.http import HttpResponse
 from django.test import Client, RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path, reverse
@@ -603,7 +604,7 @@ def test_a_confirm_login_of_its_own_is_given_a_challenge_read_first(user, emulat
         content_type="application/json",
     )
     request.COOKIES = {binding.COOKIE: client.cookies[binding.COOKIE].value}
-    SessionMiddleware(lambda r: None).process_request(request)
+    SessionMiddleware(lambda r: HttpResponse()).process_request(request)
     with CaptureQueriesContext(connection) as queries:
         response = Auditing.as_view()(request, challenge_id=data["id"])
     assert response.status_code == 200, response.content
