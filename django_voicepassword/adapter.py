@@ -13,7 +13,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
 from django.utils import timezone
 
 from django_voicepassword.conf import ConfigurationError, settings
@@ -26,13 +26,37 @@ if TYPE_CHECKING:
 __all__ = ["PhoneAdapter", "UserFieldAdapter", "get_adapter"]
 
 
+def _user_by_number_sql(alias: str) -> str:
+    """``SELECT`` the user model's row of the user whose verified number is ``%s``."""
+    quote = connections[alias].ops.quote_name
+    users, numbers = get_user_model()._meta, PhoneNumber._meta
+    user_id, number = numbers.get_field("user").column, numbers.get_field("number").column
+    user_pk = users.pk.column if users.pk is not None else None
+    assert user_id is not None
+    assert number is not None
+    assert user_pk is not None
+    return (
+        f"SELECT u.* FROM {quote(numbers.db_table)} p"  # noqa: S608 (names from the models)
+        f" JOIN {quote(users.db_table)} u ON u.{quote(user_pk)} = p.{quote(user_id)}"
+        f" WHERE p.{quote(number)} = %s"
+    )
+
+
 class PhoneAdapter:
     """Finds users by verified :class:`PhoneNumber`, and records new ones there."""
 
     def get_user(self, number: str) -> AbstractBaseUser | None:
         """The user who verified ``number``, or ``None``."""
-        found = PhoneNumber.objects.select_related("user").filter(number=number).first()
-        return found.user if found is not None else None
+        model = get_user_model()
+        alias = router.db_for_read(PhoneNumber)
+        if router.db_for_read(model) != alias:
+            found = PhoneNumber.objects.select_related("user").filter(number=number).first()
+            return found.user if found is not None else None
+        # One row at most (the number is unique), read straight into the user
+        # model: every login start asks, and the ORM's query took four times
+        # as long to build as the database took to answer.
+        users = model._default_manager.raw(_user_by_number_sql(alias), [number]).using(alias)
+        return next(iter(users), None)
 
     def can_log_in(self, user: AbstractBaseUser) -> bool:
         """Whether ``user`` may log in (Django's rule: active users only)."""

@@ -31,6 +31,40 @@ def test_the_default_adapter_finds_users_by_verified_number():
     assert adapter.get_user("79990000001") == user
 
 
+def test_the_default_adapter_reads_the_whole_user_in_one_query(settings):
+    user = get_user_model().objects.create_user("someone", email="someone@example.com")
+    PhoneNumber.objects.create(user=user, number="79990000001")
+    adapter = get_adapter()
+    with CaptureQueriesContext(connection) as queries:
+        found = adapter.get_user("79990000001")
+    assert len(queries) == 1
+    assert found == user
+    assert isinstance(found, get_user_model())
+    assert (found.username, found.email, found.is_active) == (
+        "someone",
+        "someone@example.com",
+        True,
+    )
+    assert adapter.get_user("79990000002") is None
+    assert adapter.get_user("79990000003") is None
+
+
+def test_the_default_adapter_asks_the_orm_when_users_live_on_another_database(settings):
+    class UsersElsewhere:
+        def db_for_read(self, model, **hints):
+            return "users" if model is get_user_model() else None
+
+    user = get_user_model().objects.create_user("someone")
+    PhoneNumber.objects.create(user=user, number="79990000001")
+    settings.DATABASE_ROUTERS = [UsersElsewhere()]
+    with CaptureQueriesContext(connection) as queries:
+        found = get_adapter().get_user("79990000001")
+    # select_related through PhoneNumber's database, not a raw query on the users'.
+    assert found == user
+    assert 'FROM "voicepassword_phonenumber"' in queries[0]["sql"]
+    assert "INNER JOIN" in queries[0]["sql"]
+
+
 def test_verifying_a_number_moves_it_from_its_previous_user():
     old, new = (get_user_model().objects.create_user(name) for name in ("old", "new"))
     adapter = PhoneAdapter()
