@@ -741,6 +741,43 @@ def test_the_statement_is_prepared_only_with_the_setting(client, call, other, pr
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("prepared", [False, True])
+def test_the_arguments_are_bound_on_the_server_either_way(prepared):
+    """Not quoted into the statement's text (Django's ClientCursor): sent apart, as typed."""
+    psycopg = pytest.importorskip("psycopg")
+    with override_settings(VOICEPASSWORD={"CALLBACK_PREPARED_STATEMENTS": prepared}):
+        wrapper = callbacks_module._cursor(connection)
+    with wrapper as cursor:
+        assert isinstance(cursor.cursor, psycopg.Cursor)
+        assert not isinstance(cursor.cursor, psycopg.ClientCursor)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_without_the_setting_nothing_is_prepared_whatever_the_connection_says(client, call):
+    """A site whose OPTIONS let psycopg prepare (prepare_threshold) still gets no prepared call."""
+    pytest.importorskip("psycopg")
+    connection.ensure_connection()
+    raw = connection.connection
+    before = raw.prepare_threshold
+    raw.prepare_threshold = 0  # psycopg would prepare every statement on its first run
+    try:
+        with override_settings(VOICEPASSWORD={"CALLBACK_PREPARED_STATEMENTS": False}):
+            for state in ("ANSWERED", "ANSWERED", "BUSY"):
+                deliver(client, call, callback(state))
+            found = prepared_statements()
+    finally:
+        raw.prepare_threshold = before
+    assert found == []
+    assert [event.outcome for event in CallbackEvent.objects.order_by("pk")] == [
+        "applied",
+        "duplicate",
+        "stale",
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_a_new_connection_prepares_the_statement_again(client, call):
     """Prepared statements live per connection: a new one prepares on its first callback."""
     pytest.importorskip("psycopg")
