@@ -242,7 +242,8 @@ def _apply_in_one(
 
     The statement calls :data:`FUNCTION`, which migration 0007 installs (and
     0008 replaces with one that applies the usual callback, when no one
-    listens, with one UPDATE that finds and locks the row): the same work as
+    listens, with one UPDATE that finds and locks the row; 0009 checks the
+    cap with one index probe instead of a count): the same work as
     :func:`_statement`'s, whose plans PL/pgSQL keeps per connection, so
     that PostgreSQL does not plan it on every callback (behind any pooler:
     it prepares nothing on the session). The rule is
@@ -334,7 +335,7 @@ def _run(connection: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> A
         return _fetch_one(connection, sql, params)
 
 
-#: The PL/pgSQL function that applies a callback (migrations 0007 and 0008, PostgreSQL).
+#: The PL/pgSQL function that applies a callback (migrations 0007 to 0009, PostgreSQL).
 FUNCTION = "voicepassword_apply_callback"
 
 #: SQLSTATE undefined_function: no function of that name and those arguments.
@@ -462,27 +463,32 @@ def _fetch_one(connection: BaseDatabaseWrapper, sql: str, params: dict[str, Any]
 
 
 def _cursor(connection: BaseDatabaseWrapper) -> Any:
-    """A cursor for the callback statement: prepared with ``CALLBACK_PREPARED_STATEMENTS``.
+    """A cursor for the callback statement, binding on the server; prepared with the setting.
 
     PostgreSQL spent longer planning the generated statement than running it
     (562 us planned per call, 362 us prepared); the function's call, the
     usual statement since, costs little to plan. Django's psycopg 3 cursors
-    bind on the client and so never prepare; with the setting on, the
-    statement goes through a server-binding cursor that prepares it on its
-    first call, once per connection and shape (at most 162). It is still
-    Django's cursor wrapper around it: the same error translation (a lost
-    connection is an ``OperationalError``, a 503) and the same query log. Off
-    by default: PgBouncer in transaction mode routes prepared statements only
-    from 1.21 on, with ``max_prepared_statements`` set (docs/decisions.md).
+    bind on the client: they quote each of the call's fourteen arguments into
+    the statement's text, about 30 us of the worker's CPU per callback more
+    than sending them apart (docs/decisions.md). So the statement goes
+    through a server-binding cursor either way. Without
+    ``CALLBACK_PREPARED_STATEMENTS`` it is the unnamed statement of the
+    extended protocol, parsed and planned with its call as before and never
+    kept: PgBouncer in transaction mode, of any version, routes it. With the
+    setting, the cursor prepares it on its first call, once per connection
+    and shape (at most 162); off by default, as PgBouncer in transaction mode
+    routes prepared statements only from 1.21 on, with
+    ``max_prepared_statements`` set. It is still Django's cursor wrapper
+    around it: the same error translation (a lost connection is an
+    ``OperationalError``, a 503) and the same query log.
     """
-    if not settings.CALLBACK_PREPARED_STATEMENTS:
-        return connection.cursor()
-    cursor_class = _prepared_cursor_class()
+    prepared = settings.CALLBACK_PREPARED_STATEMENTS
+    cursor_class = _server_cursor_class(prepared=prepared)
     connection.ensure_connection()
     if cursor_class is None or not isinstance(connection.connection, cursor_class.connection_type):
         return connection.cursor()
     raw = connection.connection
-    if raw.prepare_threshold is None:
+    if prepared and raw.prepare_threshold is None:
         # Django turns psycopg's preparing off (None) unless OPTIONS says
         # otherwise, and None also ignores prepare=True. A threshold no count
         # reaches turns it on for the statements that ask and no others.
@@ -497,25 +503,30 @@ _NEVER = 2**31 - 1
 
 
 @functools.cache
-def _prepared_cursor_class() -> type[Any] | None:
-    """psycopg 3's server-binding cursor, made to prepare every statement; ``None`` without it."""
+def _server_cursor_class(*, prepared: bool) -> type[Any] | None:
+    """psycopg 3's server-binding cursor, preparing all it runs or nothing; else ``None``.
+
+    Unprepared, ``prepare=False`` holds even on a connection whose
+    ``OPTIONS`` set a ``prepare_threshold``: the setting off promises a
+    pooler that this statement is never prepared.
+    """
     try:
         import psycopg
-    except ImportError:  # psycopg2: no per-statement preparing; the setting does nothing
+    except ImportError:  # psycopg2: binds on the client, never prepares; the setting does nothing
         return None
 
-    class PreparedCursor(psycopg.Cursor[Any]):
-        """Prepares what it executes (psycopg otherwise waits for ``prepare_threshold`` runs)."""
+    class ServerCursor(psycopg.Cursor[Any]):
+        """Prepares all it executes, or nothing (psycopg would count to ``prepare_threshold``)."""
 
         connection_type = psycopg.Connection
 
         def execute(
             self, query: Any, params: Any = None, *, prepare: bool | None = None, **kwargs: Any
-        ) -> PreparedCursor:
-            super().execute(query, params, prepare=True, **kwargs)
+        ) -> ServerCursor:
+            super().execute(query, params, prepare=prepared, **kwargs)
             return self
 
-    return PreparedCursor
+    return ServerCursor
 
 
 @functools.cache

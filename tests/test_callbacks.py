@@ -22,6 +22,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.core import signing
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from django.test import TestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -740,6 +741,43 @@ def test_the_statement_is_prepared_only_with_the_setting(client, call, other, pr
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("prepared", [False, True])
+def test_the_arguments_are_bound_on_the_server_either_way(prepared):
+    """Not quoted into the statement's text (Django's ClientCursor): sent apart, as typed."""
+    psycopg = pytest.importorskip("psycopg")
+    with override_settings(VOICEPASSWORD={"CALLBACK_PREPARED_STATEMENTS": prepared}):
+        wrapper = callbacks_module._cursor(connection)
+    with wrapper as cursor:
+        assert isinstance(cursor.cursor, psycopg.Cursor)
+        assert not isinstance(cursor.cursor, psycopg.ClientCursor)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_without_the_setting_nothing_is_prepared_whatever_the_connection_says(client, call):
+    """A site whose OPTIONS let psycopg prepare (prepare_threshold) still gets no prepared call."""
+    pytest.importorskip("psycopg")
+    connection.ensure_connection()
+    raw = connection.connection
+    before = raw.prepare_threshold
+    raw.prepare_threshold = 0  # psycopg would prepare every statement on its first run
+    try:
+        with override_settings(VOICEPASSWORD={"CALLBACK_PREPARED_STATEMENTS": False}):
+            for state in ("ANSWERED", "ANSWERED", "BUSY"):
+                deliver(client, call, callback(state))
+            found = prepared_statements()
+    finally:
+        raw.prepare_threshold = before
+    assert found == []
+    assert [event.outcome for event in CallbackEvent.objects.order_by("pk")] == [
+        "applied",
+        "duplicate",
+        "stale",
+    ]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_a_new_connection_prepares_the_statement_again(client, call):
     """Prepared statements live per connection: a new one prepares on its first callback."""
     pytest.importorskip("psycopg")
@@ -756,8 +794,12 @@ def migration_0007() -> Any:
 
 
 def migration_0008() -> Any:
-    """The function's current form (0007's name and arguments)."""
     return importlib.import_module("django_voicepassword.migrations.0008_callback_writes")
+
+
+def migration_0009() -> Any:
+    """The function's current form (0007's name and arguments)."""
+    return importlib.import_module("django_voicepassword.migrations.0009_callback_cap_check")
 
 
 @pytest.mark.postgres
@@ -781,7 +823,7 @@ def test_without_the_function_the_generated_statement_applies_callbacks(
             again = deliver(client, call, callback("BUSY"))
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(migration_0008().CREATE)
+            cursor.execute(migration_0009().CREATE)
         # The caught error's traceback is a cycle (Django's error wrapping)
         # that holds the frames, and the call's turn, until collected.
         gc.collect()
@@ -808,6 +850,73 @@ def test_the_function_takes_the_rule_from_python(client, call, monkeypatch):
     answer = deliver(client, call, callback("BUSY"))
     assert answer.json()["outcome"] == "stale"
     assert row(call)["status"] == Status.PLACED
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+@pytest.mark.parametrize("form", ["0008", "0009"])
+@pytest.mark.parametrize(
+    ("cap", "expected"),
+    [
+        (1, ["applied", "dropped", "dropped"]),
+        (3, ["applied", "duplicate", "stale", "dropped", "dropped"]),
+    ],
+)
+def test_the_cap_check_drops_where_the_count_did(client, call, form, cap, expected):
+    """0009 asks whether a cap-th event exists where 0008 counted: the same answers."""
+    migration = migration_0008() if form == "0008" else migration_0009()
+    with connection.cursor() as cursor:
+        cursor.execute(migration.CREATE)  # rolled back with the test's transaction
+    states = ["BUSY", "BUSY", "ANSWERED", "BUSY", "NO ANSWER"][: len(expected)]
+    with override_settings(VOICEPASSWORD={"CALLBACK_MAX_EVENTS": cap}):
+        outcomes = [deliver(client, call, callback(state)).json()["outcome"] for state in states]
+    assert outcomes == expected
+    assert CallbackEvent.objects.filter(url_call=call).count() == cap
+    assert row(call)["callbacks_dropped"] == expected.count("dropped")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_cap_check_is_one_probe_of_the_url_call_index():
+    """The function's cap check, as PostgreSQL plans it: an index scan that stops early."""
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(
+            "EXPLAIN SELECT EXISTS (SELECT FROM voicepassword_callbackevent"
+            " WHERE url_call_id = %s ORDER BY url_call_id OFFSET %s - 1)",
+            [1, 20],
+        )
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "Index Only Scan using voicepassword_callbackevent_url_call_id" in plan, plan
+    assert "Aggregate" not in plan, plan
+    assert "Bitmap" not in plan, plan
+
+
+def function_source() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_get_functiondef(p.oid) FROM pg_proc AS p WHERE p.proname = %s",
+            [callbacks_module.FUNCTION],
+        )
+        (source,) = cursor.fetchone()
+    return str(source)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_migration_0009_reverses_to_0008s_count():
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("voicepassword")
+    try:
+        executor.migrate([("voicepassword", "0008_callback_writes")])
+        assert "count(*)" in function_source()
+        assert "OFFSET p_cap - 1" not in function_source()
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(latest)
+    assert "OFFSET p_cap - 1" in function_source()
+    assert "count(*)" not in function_source()
 
 
 def test_a_label_no_one_knows_takes_at_most_four_queries(client, call):
