@@ -297,3 +297,30 @@ def test_a_new_challenge_is_stored_with_its_call_and_its_save_signals_are_sent(e
     posts = [entry for entry in seen if entry[0] == "post" and entry[2]]
     assert [name for _, name, _ in pres[:2]] == ["Challenge", "Call"]
     assert [name for _, name, _ in posts[:2]] == ["Challenge", "Call"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"provider_id": "1796171034969", "price": Decimal("0.35"), "status": "placed"},
+        {"provider_id": None, "price": Decimal("1.5"), "status": "unknown"},
+        {"status": "placed", "updated_at": "now"},
+    ],
+)
+def test_an_update_built_once_is_what_django_sends(values):
+    # calls._update_sql keeps the compiler's text per set of fields and only
+    # prepares the values: the text and the parameters are Django's own.
+    from django.db import connection
+    from django.db.models import Q
+    from django.db.models.sql import UpdateQuery
+
+    values = {k: (timezone.now() if v == "now" else v) for k, v in values.items()}
+    for _ in range(2):  # built, then taken from what was kept
+        text, params = calls._update_sql(Call, 42, values, "default")
+        query = UpdateQuery(Call)
+        query.add_update_values(values)
+        query.add_q(Q(pk=42))
+        expected_text, expected_params = query.get_compiler("default").as_sql()
+        assert text == expected_text
+        assert params == tuple(expected_params)
+    assert connection.vendor in ("sqlite", "postgresql")
