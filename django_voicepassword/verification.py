@@ -1433,6 +1433,37 @@ def _count_attempt(pk: uuid.UUID, now: datetime, digest: str | None = None) -> _
     return _Attempt(True, row[0] or "", consumed)
 
 
+def _reads_owner(connection: BaseDatabaseWrapper, model: type[Any]) -> bool:
+    """Whether the attempt's statement can read the number's user (``model``) too.
+
+    On PostgreSQL (an ``UPDATE`` in a ``WITH``), with the user model on the
+    challenges' database.
+    """
+    from django.db import router
+
+    return connection.vendor == "postgresql" and router.db_for_read(model) == connection.alias
+
+
+def _owner_joins(connection: BaseDatabaseWrapper, model: type[Any], number: str) -> str:
+    """The joins from the number ``number`` (SQL) to its user's row, aliased ``u``.
+
+    As ``PhoneAdapter.get_user`` finds the user: through the number's
+    :class:`~django_voicepassword.models.PhoneNumber` (``p``). ``LEFT``: a
+    number without a user still gives its row, with the user's columns null.
+    """
+    quote = connection.ops.quote_name
+    numbers, users = PhoneNumber._meta, model._meta
+
+    def column(meta: Any, name: str) -> str:
+        return str(quote(meta.get_field(name).column))
+
+    return (
+        f" LEFT JOIN {quote(numbers.db_table)} p ON p.{column(numbers, 'number')} = {number}"
+        f" LEFT JOIN {quote(users.db_table)} u"
+        f" ON u.{quote(users.pk.column)} = p.{column(numbers, 'user')}"
+    )
+
+
 def _count_attempt_finding_owner(
     pk: uuid.UUID, now: datetime, number_owner: bool, digest: str | None = None
 ) -> _Attempt:
@@ -1452,24 +1483,16 @@ def _count_attempt_finding_owner(
     alias = router.db_for_write(Challenge)
     connection = transaction.get_connection(alias)
     model = get_user_model()
-    if connection.vendor != "postgresql" or router.db_for_read(model) != alias:
+    if not _reads_owner(connection, model):
         return _count_attempt(pk, now, digest)
     quote = connection.ops.quote_name
-
-    def column(meta: Any, name: str) -> str:
-        found = meta.get_field(name)
-        return str(quote(found.column))
-
-    numbers, users = PhoneNumber._meta, model._meta
     update, returning, params = _attempt_sql(connection, pk, digest, now)
     # Names and quoting from the models and the backend, values as parameters.
     sql = (
         f"WITH counted AS ({update} RETURNING {returning})"  # noqa: S608
         f" SELECT u.*, counted.digest AS {quote(_DIGEST_ALIAS)},"
         f" counted.consumed AS {quote(_CONSUMED_ALIAS)} FROM counted"
-        f" LEFT JOIN {quote(numbers.db_table)} p ON p.{column(numbers, 'number')} = counted.number"
-        f" LEFT JOIN {quote(users.db_table)} u"
-        f" ON u.{quote(users.pk.column)} = p.{column(numbers, 'user')}"
+        f"{_owner_joins(connection, model, 'counted.number')}"
     )
     with transaction.mark_for_rollback_on_error(using=alias):
         rows = list(model._default_manager.raw(sql, params).using(alias))
@@ -1590,11 +1613,7 @@ def _claim_login(
     owner: _Owner = _UNREAD
     was_renewed = False
     with transaction.mark_for_rollback_on_error(using=alias):
-        if (
-            number_owner
-            and connection.vendor == "postgresql"
-            and router.db_for_read(model) == alias
-        ):
+        if number_owner and _reads_owner(connection, model):
             numbers, users = PhoneNumber._meta, model._meta
             number = quote(numbers.get_field("number").column)
             user_id = quote(numbers.get_field("user").column)
@@ -1618,8 +1637,7 @@ def _claim_login(
             sql = (
                 f"WITH counted AS ({update} RETURNING {columns}){renewal}"  # noqa: S608
                 f" SELECT u.*, counted.*, {renewed} AS {quote(_RENEWED)} FROM counted"
-                f" LEFT JOIN {quote(numbers.db_table)} p ON p.{number} = {returned_number}"
-                f" LEFT JOIN {quote(users.db_table)} u ON u.{quote(users.pk.column)} = p.{user_id}"
+                f"{_owner_joins(connection, model, returned_number)}"
             )
             rows = list(model._default_manager.raw(sql, params).using(alias))
             if not rows:
