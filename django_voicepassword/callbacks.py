@@ -457,13 +457,21 @@ def _dropped(
 
 
 def _fetch_one(connection: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> Any:
-    with _cursor(connection) as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
+    cursor = _cursor(connection)
+    if cursor is None:  # psycopg2: Django's own cursor, closed after the statement
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()
+    # The kept cursor is not closed: the next callback on this connection reuses it.
+    cursor.execute(sql, params)
+    return cursor.fetchone()
 
 
 def _cursor(connection: BaseDatabaseWrapper) -> Any:
-    """A cursor for the callback statement, binding on the server; prepared with the setting.
+    """The kept cursor for the callback statement, binding on the server; prepared per setting.
+
+    ``None`` where the driver is not psycopg 3: the caller then uses Django's
+    own cursor. The caller must not close the one returned.
 
     PostgreSQL spent longer planning the generated statement than running it
     (562 us planned per call, 362 us prepared); the function's call, the
@@ -481,21 +489,38 @@ def _cursor(connection: BaseDatabaseWrapper) -> Any:
     ``max_prepared_statements`` set. It is still Django's cursor wrapper
     around it: the same error translation (a lost connection is an
     ``OperationalError``, a 503) and the same query log.
+
+    The driver's cursor is made once per connection and kept
+    (:data:`_KEPT`): a new psycopg cursor per callback built its adapters'
+    cache anew each time, about 15 us of the worker's CPU per callback
+    (docs/decisions.md). A new connection (Django reconnects after
+    ``CONN_MAX_AGE`` or an error) gets a new cursor; the old one goes with
+    its connection. Django's wrapper is still made per callback, so a
+    query log that starts later sees the statement.
     """
     prepared = settings.CALLBACK_PREPARED_STATEMENTS
     cursor_class = _server_cursor_class(prepared=prepared)
     connection.ensure_connection()
-    if cursor_class is None or not isinstance(connection.connection, cursor_class.connection_type):
-        return connection.cursor()
     raw = connection.connection
+    if cursor_class is None or not isinstance(raw, cursor_class.connection_type):
+        return None
     if prepared and raw.prepare_threshold is None:
         # Django turns psycopg's preparing off (None) unless OPTIONS says
         # otherwise, and None also ignores prepare=True. A threshold no count
         # reaches turns it on for the statements that ask and no others.
         raw.prepare_threshold = _NEVER
+    cursor: Any = _KEPT.get(raw)
+    if type(cursor) is not cursor_class or cursor.closed:
+        cursor = _KEPT[raw] = cursor_class(raw)
     # _prepare_cursor is what connection.cursor() wraps its own cursor with
     # (thread check, debug wrapper); only the driver's cursor differs.
-    return connection._prepare_cursor(cursor_class(raw))  # type: ignore[attr-defined]
+    return connection._prepare_cursor(cursor)  # type: ignore[attr-defined]
+
+
+#: The callback statement's cursor of each psycopg connection, kept while the
+#: connection lives. A connection belongs to one thread (Django's rule), and
+#: so does its cursor.
+_KEPT: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 #: A ``prepare_threshold`` no statement's count of runs reaches.

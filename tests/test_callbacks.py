@@ -747,9 +747,41 @@ def test_the_arguments_are_bound_on_the_server_either_way(prepared):
     psycopg = pytest.importorskip("psycopg")
     with override_settings(VOICEPASSWORD={"CALLBACK_PREPARED_STATEMENTS": prepared}):
         wrapper = callbacks_module._cursor(connection)
-    with wrapper as cursor:
-        assert isinstance(cursor.cursor, psycopg.Cursor)
-        assert not isinstance(cursor.cursor, psycopg.ClientCursor)
+    assert isinstance(wrapper.cursor, psycopg.Cursor)
+    assert not isinstance(wrapper.cursor, psycopg.ClientCursor)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_driver_cursor_per_connection_and_setting(client, call):
+    """Kept and reused while the connection lives; a new connection or setting, a new one."""
+    pytest.importorskip("psycopg")
+    path = path_of(call)
+
+    def driver_cursor() -> Any:
+        return callbacks_module._cursor(connection).cursor
+
+    first = driver_cursor()
+    assert deliver(client, path, callback("Дозвон")).json()["outcome"] == "applied"
+    assert driver_cursor() is first
+    # Not closed by the statement: still usable, and the query log, started
+    # after the cursor was made, still sees the statement.
+    assert not first.closed
+    with CaptureQueriesContext(connection) as captured:
+        assert deliver(client, path, callback("ANSWERED")).json()["outcome"] == "applied"
+    assert len(captured.captured_queries) == 1
+    assert callbacks_module.FUNCTION in captured.captured_queries[0]["sql"]
+    assert driver_cursor() is first
+    with override_settings(VOICEPASSWORD={"CALLBACK_PREPARED_STATEMENTS": True}):
+        prepared = driver_cursor()
+        assert prepared is not first
+        assert deliver(client, path, callback("ANSWERED")).json()["outcome"] == "duplicate"
+        assert driver_cursor() is prepared
+    connection.close()
+    assert deliver(client, path, callback("BUSY")).json()["outcome"] == "stale"
+    renewed = driver_cursor()
+    assert renewed is not first
+    assert renewed.connection is connection.connection
 
 
 @pytest.mark.postgres
