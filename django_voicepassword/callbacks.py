@@ -243,7 +243,8 @@ def _apply_in_one(
     The statement calls :data:`FUNCTION`, which migration 0007 installs (and
     0008 replaces with one that applies the usual callback, when no one
     listens, with one UPDATE that finds and locks the row; 0009 checks the
-    cap with one index probe instead of a count): the same work as
+    cap with one index probe instead of a count; 0010 updates a locked call
+    only when the callback moves it): the same work as
     :func:`_statement`'s, whose plans PL/pgSQL keeps per connection, so
     that PostgreSQL does not plan it on every callback (behind any pooler:
     it prepares nothing on the session). The rule is
@@ -335,7 +336,7 @@ def _run(connection: BaseDatabaseWrapper, sql: str, params: dict[str, Any]) -> A
         return _fetch_one(connection, sql, params)
 
 
-#: The PL/pgSQL function that applies a callback (migrations 0007 to 0009, PostgreSQL).
+#: The PL/pgSQL function that applies a callback (migrations 0007 to 0010, PostgreSQL).
 FUNCTION = "voicepassword_apply_callback"
 
 #: SQLSTATE undefined_function: no function of that name and those arguments.

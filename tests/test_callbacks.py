@@ -830,8 +830,12 @@ def migration_0008() -> Any:
 
 
 def migration_0009() -> Any:
-    """The function's current form (0007's name and arguments)."""
     return importlib.import_module("django_voicepassword.migrations.0009_callback_cap_check")
+
+
+def migration_0010() -> Any:
+    """The function's current form (0007's name and arguments)."""
+    return importlib.import_module("django_voicepassword.migrations.0010_callback_no_idle_update")
 
 
 @pytest.mark.postgres
@@ -855,7 +859,7 @@ def test_without_the_function_the_generated_statement_applies_callbacks(
             again = deliver(client, call, callback("BUSY"))
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(migration_0009().CREATE)
+            cursor.execute(migration_0010().CREATE)
         # The caught error's traceback is a cycle (Django's error wrapping)
         # that holds the frames, and the call's turn, until collected.
         gc.collect()
@@ -949,6 +953,80 @@ def test_migration_0009_reverses_to_0008s_count():
         executor.migrate(latest)
     assert "OFFSET p_cap - 1" in function_source()
     assert "count(*)" not in function_source()
+
+
+def scans_of_calls() -> int:
+    """The scans of the call table this transaction made so far (PostgreSQL's own count)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(seq_scan, 0) + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables"
+            " WHERE relid = %s::regclass",
+            [Call._meta.db_table],
+        )
+        (scans,) = cursor.fetchone()
+    return int(scans)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+@pytest.mark.parametrize("listened", [False, True])
+@pytest.mark.parametrize(
+    ("status", "state", "outcome", "fewer"),
+    [
+        (Status.PLACED, "BUSY", Outcome.APPLIED, 0),
+        (Status.BUSY, "BUSY", Outcome.DUPLICATE, 1),
+        (Status.BUSY, "Дозвон", Outcome.STALE, 1),
+    ],
+)
+def test_a_callback_that_moves_nothing_updates_nothing(
+    client, call, listened, status, state, outcome, fewer
+):
+    """0010: the locked call is updated only when its status is behind, not tried regardless.
+
+    A repeat or a stale state read the call three times under 0009 (the
+    request id's UPDATE, the locking SELECT, the UPDATE by key that changed
+    nothing), twice now; a callback that moves the call reads it as often as before.
+    """
+    Call.objects.filter(pk=call.pk).update(status=status)
+    scans = {}
+    for form, migration in (("0009", migration_0009()), ("0010", migration_0010())):
+        with connection.cursor() as cursor:
+            cursor.execute(migration.CREATE)  # rolled back with the test's transaction
+        Call.objects.filter(pk=call.pk).update(status=status)
+        before = scans_of_calls()
+        if listened:
+            call_status_changed.connect(ignore_change)
+        try:
+            answer = deliver(client, call, callback(state))
+        finally:
+            call_status_changed.disconnect(ignore_change)
+        assert answer.json()["outcome"] == outcome, form
+        scans[form] = scans_of_calls() - before
+        CallbackEvent.objects.all().delete()
+    assert scans["0010"] == scans["0009"] - fewer, scans
+    assert row(call)["status"] == (Status.BUSY if outcome != Outcome.STALE else status)
+
+
+def ignore_change(sender: Any, **kwargs: Any) -> None:
+    """A receiver of call_status_changed: the function's listened path, which locks first."""
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_migration_0010_reverses_to_0009s_update():
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes("voicepassword")
+    try:
+        executor.migrate([("voicepassword", "0009_callback_cap_check")])
+        assert "IF FOUND THEN\n                outcome := 'applied'" in function_source()
+        assert "ELSIF old_status = ANY (p_behind) THEN" not in function_source()
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(latest)
+    assert "ELSIF old_status = ANY (p_behind) THEN" in function_source()
+    # The cap check of 0009 stays.
+    assert "OFFSET p_cap - 1" in function_source()
 
 
 def test_a_label_no_one_knows_takes_at_most_four_queries(client, call):
