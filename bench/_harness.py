@@ -566,16 +566,39 @@ def child_pids(pid: int) -> list[int]:
 
 
 def cpu_seconds(pids: Sequence[int]) -> float:
-    """User and system CPU time of the processes ``pids`` so far (0 for one that is gone)."""
-    ticks = 0
+    """CPU time of the processes ``pids`` so far, every thread's (0 for one that is gone).
+
+    Read from the scheduler's own count (``/proc/<pid>/task/<tid>/schedstat``,
+    nanoseconds on a CPU), so that a second's round of load is measured to
+    the microsecond; where the kernel keeps no such count, from the user and
+    system times of ``/proc/<pid>/stat``, in clock ticks (10 ms).
+    """
+    total = 0.0
     for pid in pids:
         try:
-            with open(f"/proc/{pid}/stat", "rb") as stat:
-                fields = stat.read().rsplit(b")", 1)[1].split()
+            total += _scheduled_seconds(pid)
         except OSError:
             continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+#: Whether this kernel keeps the scheduler's per-task count of time on a CPU.
+_SCHEDSTAT = os.path.exists("/proc/self/schedstat")
+
+
+def _scheduled_seconds(pid: int) -> float:
+    if _SCHEDSTAT:
+        nanoseconds = 0
+        for task in os.listdir(f"/proc/{pid}/task"):  # OSError: the process is gone
+            try:
+                with open(f"/proc/{pid}/task/{task}/schedstat", "rb") as schedstat:
+                    nanoseconds += int(schedstat.read().split()[0])
+            except OSError:  # a thread that ended in between
+                continue
+        return nanoseconds / 1e9
+    with open(f"/proc/{pid}/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def database_backends(database: str) -> list[int]:
