@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -300,3 +301,49 @@ def test_a_request_id_given_twice_stores_neither_the_answer_nor_the_code(
         None,
     )
     assert Call.objects.get(challenge=first).provider_id == request_id
+
+
+#: The deployment how-to's table of statements per request, by session engine.
+DEPLOY = Path(__file__).resolve().parents[1] / "docs" / "howto" / "deploy.md"
+#: Its columns after the engine's: each flow's start, then its confirm for a
+#: known number and for a first login.
+DEPLOY_COLUMNS = [
+    ("html", "start", KNOWN),
+    ("html", "confirm", KNOWN),
+    ("html", "confirm", UNKNOWN),
+    ("api", "start", KNOWN),
+    ("api", "confirm", KNOWN),
+    ("api", "confirm", UNKNOWN),
+]
+
+
+def deploy_table() -> dict[str, list[int]]:
+    """``{engine: [counts in DEPLOY_COLUMNS' order]}`` as the how-to prints them."""
+    table = {}
+    for line in DEPLOY.read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `...backends."):
+            engine, *counts = (cell.strip() for cell in line.strip().strip("|").split("|"))
+            table[engine.strip("`").removeprefix("...backends.")] = [int(n) for n in counts]
+    return table
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("engine", ["cache", "cached_db", "db"])
+@pytest.mark.parametrize("flow", ["html", "api"])
+@pytest.mark.parametrize("number", [KNOWN, UNKNOWN])
+def test_the_deployment_how_to_gives_the_counts_as_they_are(
+    client: Client, user, emulated, settings, engine, flow, number
+):
+    """The table of statements per session engine in docs/howto/deploy.md, measured."""
+    table = deploy_table()
+    assert sorted(table) == ["cache", "cached_db", "db"]
+    settings.SESSION_ENGINE = f"django.contrib.sessions.backends.{engine}"
+    with CaptureQueriesContext(connection) as started:
+        url = start(client, flow, number)
+    with CaptureQueriesContext(connection) as confirmed:
+        confirm(client, flow, url, emulated.code_for(number))
+    measured = {"start": len(started.captured_queries), "confirm": len(confirmed.captured_queries)}
+    printed = dict(zip(DEPLOY_COLUMNS, table[engine], strict=True))
+    # A start's count is one column for both numbers.
+    assert measured["start"] == printed[(flow, "start", KNOWN)]
+    assert measured["confirm"] == printed[(flow, "confirm", number)]
