@@ -495,9 +495,9 @@ def _cursor(connection: BaseDatabaseWrapper) -> Any:
     (:data:`_KEPT`): a new psycopg cursor per callback built its adapters'
     cache anew each time, about 15 us of the worker's CPU per callback
     (docs/decisions.md). A new connection (Django reconnects after
-    ``CONN_MAX_AGE`` or an error) gets a new cursor; the old one goes with
-    its connection. Django's wrapper is still made per callback, so a
-    query log that starts later sees the statement.
+    ``CONN_MAX_AGE`` or an error) gets a new cursor, and the old cursor and
+    connection are let go. Django's wrapper is still made per callback, so
+    a query log that starts later sees the statement.
     """
     prepared = settings.CALLBACK_PREPARED_STATEMENTS
     cursor_class = _server_cursor_class(prepared=prepared)
@@ -510,18 +510,22 @@ def _cursor(connection: BaseDatabaseWrapper) -> Any:
         # otherwise, and None also ignores prepare=True. A threshold no count
         # reaches turns it on for the statements that ask and no others.
         raw.prepare_threshold = _NEVER
-    cursor: Any = _KEPT.get(raw)
-    if type(cursor) is not cursor_class or cursor.closed:
-        cursor = _KEPT[raw] = cursor_class(raw)
+    # The thread's own connection object: django.db.connection, a proxy of
+    # it, cannot be a key.
+    owner = connections[connection.alias]
+    cursor: Any = _KEPT.get(owner)
+    if type(cursor) is not cursor_class or cursor.connection is not raw or cursor.closed:
+        cursor = _KEPT[owner] = cursor_class(raw)
     # _prepare_cursor is what connection.cursor() wraps its own cursor with
     # (thread check, debug wrapper); only the driver's cursor differs.
     return connection._prepare_cursor(cursor)  # type: ignore[attr-defined]
 
 
-#: The callback statement's cursor of each psycopg connection, kept while the
-#: connection lives. A connection belongs to one thread (Django's rule), and
-#: so does its cursor.
-_KEPT: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+#: The callback statement's driver cursor of each Django connection (one per
+#: thread and alias, Django's rule), replaced when the connection reconnects.
+#: Keyed by Django's connection, not the driver's: the cursor holds the
+#: driver's connection, which as a weak key would then never be let go.
+_KEPT: weakref.WeakKeyDictionary[BaseDatabaseWrapper, Any] = weakref.WeakKeyDictionary()
 
 
 #: A ``prepare_threshold`` no statement's count of runs reaches.

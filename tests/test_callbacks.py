@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import importlib
 import json
+import weakref
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -777,11 +778,17 @@ def test_one_driver_cursor_per_connection_and_setting(client, call):
         assert prepared is not first
         assert deliver(client, path, callback("ANSWERED")).json()["outcome"] == "duplicate"
         assert driver_cursor() is prepared
+    old = weakref.ref(connection.connection)
     connection.close()
     assert deliver(client, path, callback("BUSY")).json()["outcome"] == "stale"
     renewed = driver_cursor()
     assert renewed is not first
     assert renewed.connection is connection.connection
+    # The closed connection is let go with its cursors: nothing kept grows
+    # with each reconnection.
+    del first, prepared
+    gc.collect()
+    assert old() is None
 
 
 @pytest.mark.postgres
