@@ -947,19 +947,32 @@ def function_source() -> str:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_migration_0009_reverses_to_0008s_count():
+@pytest.mark.parametrize(
+    ("previous", "before", "after"),
+    [
+        # 0009: the cap's count became a probe for the cap-th event.
+        ("0008_callback_writes", "count(*)", "OFFSET p_cap - 1"),
+        # 0010: the locked call's update is decided, not tried.
+        (
+            "0009_callback_cap_check",
+            "IF FOUND THEN\n                outcome := 'applied'",
+            "ELSIF old_status = ANY (p_behind) THEN",
+        ),
+    ],
+)
+def test_a_function_migration_reverses_to_the_function_before(previous, before, after):
     executor = MigrationExecutor(connection)
     latest = executor.loader.graph.leaf_nodes("voicepassword")
     try:
-        executor.migrate([("voicepassword", "0008_callback_writes")])
-        assert "count(*)" in function_source()
-        assert "OFFSET p_cap - 1" not in function_source()
+        executor.migrate([("voicepassword", previous)])
+        assert before in function_source()
+        assert after not in function_source()
     finally:
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(latest)
-    assert "OFFSET p_cap - 1" in function_source()
-    assert "count(*)" not in function_source()
+    assert after in function_source()
+    assert before not in function_source()
 
 
 def scans_of_calls() -> int:
@@ -1016,24 +1029,6 @@ def test_a_callback_that_moves_nothing_updates_nothing(
 
 def ignore_change(sender: Any, **kwargs: Any) -> None:
     """A receiver of call_status_changed: the function's listened path, which locks first."""
-
-
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_migration_0010_reverses_to_0009s_update():
-    executor = MigrationExecutor(connection)
-    latest = executor.loader.graph.leaf_nodes("voicepassword")
-    try:
-        executor.migrate([("voicepassword", "0009_callback_cap_check")])
-        assert "IF FOUND THEN\n                outcome := 'applied'" in function_source()
-        assert "ELSIF old_status = ANY (p_behind) THEN" not in function_source()
-    finally:
-        executor = MigrationExecutor(connection)
-        executor.loader.build_graph()
-        executor.migrate(latest)
-    assert "ELSIF old_status = ANY (p_behind) THEN" in function_source()
-    # The cap check of 0009 stays.
-    assert "OFFSET p_cap - 1" in function_source()
 
 
 def test_a_label_no_one_knows_takes_at_most_four_queries(client, call):
