@@ -24,21 +24,22 @@ from django.db import migrations
 
 _0009 = importlib.import_module("django_voicepassword.migrations.0009_callback_cap_check")
 
-_SET = """UPDATE voicepassword_call AS c SET
-                status = p_status,
-                error_code = CASE WHEN c.status = ANY (p_error_code_statuses)
-                    THEN '' ELSE c.error_code END,
-                state_label = p_label,
-                price = coalesce(p_price, c.price),
-                duration = coalesce(p_duration, c.duration),
-                provider_date = coalesce(p_date, c.provider_date),
-                updated_at = p_now"""
-
-#: 0009's update of the locked call, tried whatever the status read.
-TRIED = f"""        ELSE
+#: What 0010 changes in 0009's function, before and after: the head and the
+#: tail of the locked call's update (the SET between them stays as it is).
+#: Before, tried whatever the status read; after, only when that status is
+#: behind, and then it always applies.
+CHANGES = [
+    (
+        """        ELSE
             -- The whole row is read back by the caller only when a receiver listens.
-            {_SET}
-            WHERE c.id = call_id AND c.status = ANY (p_behind)
+""",
+        """        ELSIF old_status = ANY (p_behind) THEN
+            -- Locked by the SELECT above: the status read is the status updated.
+            -- The whole row is read back by the caller only when a receiver listens.
+""",
+    ),
+    (
+        """            WHERE c.id = call_id AND c.status = ANY (p_behind)
             RETURNING c.* INTO moved;
             IF FOUND THEN
                 outcome := 'applied';
@@ -47,26 +48,28 @@ TRIED = f"""        ELSE
             ELSE
                 outcome := 'stale';
             END IF;
-        END IF;"""
-
-#: Only when the status read under the lock is behind: then it always applies.
-DECIDED = f"""        ELSIF old_status = ANY (p_behind) THEN
-            -- Locked by the SELECT above: the status read is the status updated.
-            -- The whole row is read back by the caller only when a receiver listens.
-            {_SET}
-            WHERE c.id = call_id
+        END IF;""",
+        """            WHERE c.id = call_id
             RETURNING c.* INTO moved;
             outcome := 'applied';
         ELSIF old_status = p_status THEN
             outcome := 'duplicate';
         ELSE
             outcome := 'stale';
-        END IF;"""
+        END IF;""",
+    ),
+]
 
-if TRIED not in _0009.CREATE:  # pragma: no cover - a guard on a frozen file
-    raise RuntimeError("0009's function no longer has the update 0010 replaces")
 
-CREATE = _0009.CREATE.replace(TRIED, DECIDED)
+def _changed(source: str) -> str:
+    for before, after in CHANGES:
+        if source.count(before) != 1:  # pragma: no cover - a guard on a frozen file
+            raise RuntimeError("0009's function no longer has the update 0010 replaces")
+        source = source.replace(before, after)
+    return source
+
+
+CREATE = _changed(_0009.CREATE)
 
 
 def create_function(apps: Any, schema_editor: Any) -> None:
